@@ -1,0 +1,38 @@
+# The same commands locally and in CI. Each target installs what it needs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install format lint typecheck test bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[embedded,dev]'
+	touch $(STAMP)
+
+format: install
+	$(BIN)/ruff format flowbus worker tests bench
+	$(BIN)/ruff check --fix flowbus worker tests bench
+
+lint: install
+	$(BIN)/ruff check flowbus worker tests bench
+	$(BIN)/ruff format --check flowbus worker tests bench
+
+typecheck: install
+	$(BIN)/mypy flowbus worker
+
+test: lint typecheck
+	$(BIN)/pytest -n auto
+
+bench: install
+	$(BIN)/python bench/flow_overhead.py
+
+demo: install
+	$(BIN)/flowbus demo
+
+clean:
+	rm -rf $(VENV)
