@@ -1,0 +1,90 @@
+"""msgpack encoding of parameters, results and inputs; the one place raw bytes become values.
+
+Values are JSON-like after :func:`pydantic_core.to_jsonable_python` (so pydantic models,
+datetimes and UUIDs work); readers re-validate with the annotated type. Pickle is never read
+unless the caller opts in, because unpickling data from Redis runs code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Literal
+
+import msgpack
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from flowbus.exceptions import PayloadTooLarge, SerializationError
+
+#: msgpack extension code of a pickled value.
+_PICKLE_EXT = 42
+
+Serializer = Literal["msgpack", "pickle"]
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise SerializationError(
+            f"Cannot encode {type(value).__name__!r} with msgpack: {exc}. "
+            "Return JSON-like values or pydantic models, or opt into serializer='pickle'."
+        ) from exc
+
+
+def _pickle_default(value: Any) -> Any:
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        return msgpack.ExtType(_PICKLE_EXT, pickle.dumps(value))
+
+
+def encode(
+    value: Any,
+    *,
+    serializer: Serializer = "msgpack",
+    limit: int | None = None,
+    what: str = "value",
+) -> bytes:
+    """Encode ``value``; raise :class:`SerializationError` or :class:`PayloadTooLarge`."""
+    default = _pickle_default if serializer == "pickle" else _jsonable
+    try:
+        data: bytes = msgpack.packb(value, default=default, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"Cannot encode {what}: {exc}") from exc
+    if limit is not None and len(data) > limit:
+        raise PayloadTooLarge(what, len(data), limit)
+    return data
+
+
+def decode(data: bytes, *, allow_pickle: bool = False) -> Any:
+    """Decode what :func:`encode` wrote; pickled parts only with ``allow_pickle``."""
+
+    def ext_hook(code: int, payload: bytes) -> Any:
+        if code != _PICKLE_EXT:
+            raise SerializationError(f"Unknown msgpack extension {code}")
+        if not allow_pickle:
+            raise SerializationError("Refusing to unpickle a value read from Redis (opt in)")
+        return pickle.loads(payload)
+
+    try:
+        return msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
+    except SerializationError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise SerializationError(f"Cannot decode msgpack payload: {exc}") from exc
+
+
+def blob(value: object) -> bytes:
+    """A Redis reply known to be binary (clients here never decode replies)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise SerializationError(f"Expected bytes from Redis, got {type(value).__name__}")
+
+
+def text(value: object) -> str:
+    """A Redis reply field as text ("" for a missing field)."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,120 @@
+"""Run contexts: how code inside a flow or task finds its run (``FlowRunContext.get()``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections import Counter
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowbus.exceptions import MissingContext
+from flowbus.models import FlowRun
+
+if TYPE_CHECKING:
+    from flowbus.flows import Flow
+    from flowbus.runtime import Runtime
+    from flowbus.tasks import Task
+
+_flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
+_task_ctx: ContextVar[TaskRunContext | None] = ContextVar("flowbus_task_run", default=None)
+
+
+@dataclass(eq=False)
+class FlowRunContext:
+    """The flow run being executed, with what its tasks and pauses need."""
+
+    flow: Flow[..., Any]
+    flow_run: FlowRun
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+    #: Encoded results of tasks completed by earlier executions of this run, by task-run key.
+    results: dict[str, bytes] = field(default_factory=dict)
+    task_counts: Counter[str] = field(default_factory=Counter)
+    pause_count: int = 0
+    _saves: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    var: ClassVar[ContextVar[FlowRunContext | None]] = _flow_ctx
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        return _flow_ctx.get()
+
+    @classmethod
+    def require(cls, what: str) -> FlowRunContext:
+        ctx = _flow_ctx.get()
+        if ctx is None:
+            raise MissingContext(f"{what} must be called inside a flow run")
+        return ctx
+
+    def next_task_key(self, task_name: str) -> str:
+        """Deterministic key of the next call of ``task_name``: name + call order."""
+        with self._lock:
+            self.task_counts[task_name] += 1
+            return f"{task_name}-{self.task_counts[task_name]}"
+
+    def next_pause_key(self) -> str:
+        """Positional key of the next pause ("1", "2", …), as in Prefect."""
+        with self._lock:
+            self.pause_count += 1
+            return str(self.pause_count)
+
+    def persist(self, task_key: str, data: bytes) -> None:
+        """Save a task result in the background; :meth:`flush` waits for every save."""
+        from flowbus.bridge import submit
+
+        self.results[task_key] = data
+        coro = self.runtime.store.save_task_result(self.flow_run.id, task_key, data)
+        with self._lock:
+            self._saves.append(submit(self.loop, coro))
+
+    async def flush(self) -> None:
+        """Wait until every task result persisted so far is in Redis."""
+        with self._lock:
+            saves, self._saves = self._saves, []
+        if saves:
+            await asyncio.gather(*(asyncio.wrap_future(s) for s in saves))
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(
+            logging.getLogger("flowbus.flow_runs"),
+            {"flow_run_id": str(self.flow_run.id), "flow_name": self.flow_run.flow_name},
+        )
+
+
+@dataclass(eq=False)
+class TaskRunContext:
+    """The task run being executed."""
+
+    task: Task[..., Any]
+    task_run_key: str
+    flow_run_context: FlowRunContext
+    parameters: dict[str, Any]
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        return _task_ctx.get()
+
+    var: ClassVar[ContextVar[TaskRunContext | None]] = _task_ctx
+
+
+def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
+    """A logger that tags each record with the current flow run (and task run)."""
+    task_ctx = TaskRunContext.get()
+    flow_ctx = task_ctx.flow_run_context if task_ctx else FlowRunContext.get()
+    if flow_ctx is None:
+        raise MissingContext("get_run_logger() must be called inside a flow or task run")
+    extra: dict[str, str] = {
+        "flow_run_id": str(flow_ctx.flow_run.id),
+        "flow_name": flow_ctx.flow_run.flow_name,
+    }
+    name = "flowbus.flow_runs"
+    if task_ctx:
+        extra["task_run_key"] = task_ctx.task_run_key
+        name = "flowbus.task_runs"
+    return logging.LoggerAdapter(logging.getLogger(name), extra)

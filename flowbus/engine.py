@@ -1,0 +1,152 @@
+"""The flow engine: takes one flow run through its states, in-process or on a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from flowbus.bridge import run_loop
+from flowbus.codec import encode
+from flowbus.context import FlowRunContext
+from flowbus.exceptions import FlowRunCancelled, InvalidStateTransition, Pause
+from flowbus.models import FlowRun
+from flowbus.runtime import Runtime, get_runtime
+from flowbus.states import (
+    Completed,
+    Failed,
+    Pending,
+    Running,
+    Scheduled,
+    State,
+    StateType,
+)
+from flowbus.store import state_from_fields
+
+if TYPE_CHECKING:
+    from flowbus.flows import Flow
+
+logger = logging.getLogger("flowbus.engine")
+
+
+def failure_message(exc: BaseException) -> str:
+    return f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
+
+
+class FlowEngine:
+    """Runs one flow run: RUNNING, the body (with retries and timeout), then a final state."""
+
+    def __init__(self, flow: Flow[..., Any], flow_run: FlowRun, runtime: Runtime) -> None:
+        self.flow = flow
+        self.flow_run = flow_run
+        self.runtime = runtime
+        self.store = runtime.store
+
+    async def propose(self, state: State, **options: Any) -> State:
+        """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
+        reply = await self.store.set_state(self.flow_run.id, state, **options)
+        if not reply.accepted:
+            current = state_from_fields(
+                {"state_type": reply.state_type, "state_name": reply.state_name}
+            )
+            raise InvalidStateTransition(self.flow_run.id, reply.detail, current)
+        self.flow_run.run_count = reply.run_count
+        self.flow_run.state = state
+        return state
+
+    async def run(self, parameters: Mapping[str, Any]) -> State:
+        """Execute until a final state (or a suspension) and return it, result attached."""
+        attempt = 0
+        await self.propose(Running())
+        while True:
+            ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, asyncio.get_running_loop())
+            if self.flow_run.run_count > 1:
+                ctx.results = await self.store.load_task_results(self.flow_run.id)
+            started = time.monotonic()
+            try:
+                value = await self._call(ctx, parameters)
+            except Pause as pause:
+                await ctx.flush()
+                return pause.state
+            except FlowRunCancelled:
+                return (await self.store.read_run(self.flow_run.id)).state
+            except Exception as exc:
+                await ctx.flush()
+                if attempt < self.flow.retries:
+                    attempt += 1
+                    logger.info("Flow run %s failed (%s); retry %d", self.flow_run.id, exc, attempt)
+                    await self.propose(Scheduled(name="AwaitingRetry", message=str(exc)))
+                    await anyio.sleep(self.flow.retry_delay_seconds)
+                    await self.propose(Running(name="Retrying"))
+                    continue
+                return await self._fail(exc)
+            await ctx.flush()
+            return await self._complete(value, time.monotonic() - started)
+
+    async def _call(self, ctx: FlowRunContext, parameters: Mapping[str, Any]) -> Any:
+        token = FlowRunContext.var.set(ctx)
+        loop_token = run_loop.set(ctx.loop)
+        try:
+            with anyio.fail_after(self.flow.timeout_seconds):
+                if self.flow.is_async:
+                    return await self.flow.call_body(parameters)
+                context = copy_context()
+                return await anyio.to_thread.run_sync(
+                    context.run, self.flow.call_body, parameters, abandon_on_cancel=True
+                )
+        finally:
+            run_loop.reset(loop_token)
+            FlowRunContext.var.reset(token)
+
+    async def _fail(self, exc: BaseException) -> State:
+        if isinstance(exc, TimeoutError):
+            message = f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
+        else:
+            message = failure_message(exc)
+        state = Failed(name="TimedOut" if isinstance(exc, TimeoutError) else None, message=message)
+        await self._finalize(state)
+        return state.with_data(exc)
+
+    async def _complete(self, value: Any, seconds: float) -> State:
+        try:
+            data = encode(
+                value,
+                serializer=self.flow.serializer,
+                limit=self.runtime.settings.max_payload_bytes,
+                what=f"result of flow {self.flow.name!r}",
+            )
+        except Exception as exc:
+            return await self._fail(exc)
+        state = Completed(message=f"Finished in {seconds:.3f}s")
+        await self._finalize(state, result=data)
+        return state.with_data(value)
+
+    async def _finalize(self, state: State, result: bytes | None = None) -> None:
+        """Write a final state, unless the run was cancelled meanwhile (that state stands)."""
+        try:
+            await self.propose(state, result=result, expect=StateType.RUNNING)
+        except InvalidStateTransition as refused:
+            if refused.state is None or not refused.state.is_final():
+                raise
+
+
+async def run_new_flow(
+    flow: Flow[..., Any], parameters: Mapping[str, Any], *, queue: str = "default"
+) -> State:
+    """Create a run of ``flow`` and execute it in this process (a plain flow call)."""
+    runtime = await get_runtime()
+    parent = FlowRunContext.get()
+    flow_run = await runtime.store.create_run(
+        flow.name,
+        flow.encodable_parameters(parameters),
+        queue=queue,
+        parent_id=parent.flow_run.id if parent else None,
+    )
+    engine = FlowEngine(flow, flow_run, runtime)
+    await engine.propose(Pending())
+    return await engine.run(parameters)

@@ -1,0 +1,136 @@
+"""Every error flowbus raises.
+
+Tree::
+
+    FlowbusError
+    ├── ConfigurationError          bad settings, unreachable Redis
+    ├── ObjectNotFound              unknown run or deployment
+    │   ├── FlowRunNotFound
+    │   └── DeploymentNotFound
+    ├── InvalidStateTransition      the run store refused a state change
+    │   └── NotPausedError          resume of a run that is not paused
+    ├── FlowPauseTimeout            the pause expired before a resume
+    ├── FlowRunWaitTimeout          wait_for_flow_run gave up
+    ├── InvalidRunInput             run input failed validation
+    ├── PayloadTooLarge             an encoded payload is over the limit
+    ├── SerializationError          a value cannot be encoded or decoded
+    ├── MalformedEntry              a stream entry flowbus cannot read
+    ├── FlowRunCancelled            the run was cancelled while it waited
+    └── MissingContext              a run-only call made outside a run
+    Pause (BaseException)           control flow: the run leaves its process
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from flowbus.states import State
+
+
+class FlowbusError(Exception):
+    """Raised for any flowbus failure; the root of the tree above."""
+
+
+class ConfigurationError(FlowbusError):
+    """Raised when settings are invalid or the configured Redis cannot be reached."""
+
+
+class ObjectNotFound(FlowbusError):
+    """Raised when a run or deployment id names nothing in Redis."""
+
+
+class FlowRunNotFound(ObjectNotFound):
+    """Raised when no flow run has the given id."""
+
+    def __init__(self, run_id: UUID | str) -> None:
+        self.run_id = str(run_id)
+        super().__init__(f"Flow run {self.run_id} not found")
+
+
+class DeploymentNotFound(ObjectNotFound):
+    """Raised when no deployment has the given id or ``flow/name``."""
+
+    def __init__(self, ref: UUID | str) -> None:
+        self.ref = str(ref)
+        super().__init__(f"Deployment {self.ref!r} not found")
+
+
+class InvalidStateTransition(FlowbusError):
+    """Raised when the run store refuses a state change; nothing was written.
+
+    ``state`` is the run's current state, ``reason`` the rule that refused it.
+    """
+
+    def __init__(self, run_id: UUID | str, reason: str, state: State | None = None) -> None:
+        self.run_id = str(run_id)
+        self.reason = reason
+        self.state = state
+        current = f" (current state: {state.type.value} {state.name!r})" if state else ""
+        super().__init__(f"Flow run {self.run_id}: {reason}{current}")
+
+
+class NotPausedError(InvalidStateTransition):
+    """Raised when resuming a run that is not paused (or that another resumer won)."""
+
+
+class FlowPauseTimeout(FlowbusError):
+    """Raised when a pause expired: in the paused flow, or to a resumer that came too late."""
+
+
+class FlowRunWaitTimeout(FlowbusError):
+    """Raised when ``wait_for_flow_run`` did not see a final state within its timeout."""
+
+
+class InvalidRunInput(FlowbusError):
+    """Raised when run input fails validation; ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], run_id: UUID | str | None = None) -> None:
+        self.errors = errors
+        self.run_id = None if run_id is None else str(run_id)
+        lines = "; ".join(f"{field or '<input>'}: {msg}" for field, msg in errors)
+        super().__init__(f"Invalid run input: {lines}")
+
+
+class PayloadTooLarge(FlowbusError):
+    """Raised when an encoded payload exceeds ``max_payload_bytes``."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size} bytes encoded; the limit is {limit} bytes")
+
+
+class SerializationError(FlowbusError):
+    """Raised when a value cannot be encoded (e.g. an arbitrary object without pickle opt-in)."""
+
+
+class MalformedEntry(FlowbusError):
+    """Raised when a stream entry or hash read from Redis is not in flowbus's format."""
+
+    def __init__(self, what: str, detail: str, fields: dict[str, Any] | None = None) -> None:
+        self.what = what
+        self.detail = detail
+        self.fields = fields or {}
+        super().__init__(f"Malformed {what}: {detail}")
+
+
+class FlowRunCancelled(FlowbusError):
+    """Raised inside a flow whose run was cancelled while it waited (e.g. paused)."""
+
+
+class MissingContext(FlowbusError):
+    """Raised when a call that needs a running flow or task is made outside one."""
+
+
+class Pause(BaseException):
+    """Raised inside a flow to leave its process while the run stays suspended.
+
+    A ``BaseException`` so that a user's ``except Exception`` cannot swallow it; only the
+    flow engine catches it.
+    """
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        super().__init__(f"Flow run suspended ({state.name})")

@@ -1,0 +1,137 @@
+"""``@flow``: functions whose calls become flow runs recorded and orchestrated in Redis."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from functools import update_wrapper
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+from uuid import UUID
+
+from pydantic import ConfigDict, validate_call
+
+from flowbus.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
+from flowbus.codec import Serializer, encode
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Flows defined in this process by name; a worker runs only these.
+registry: dict[str, Flow[..., Any]] = {}
+
+
+class Flow(Generic[P, R]):
+    """A flow; calling it creates a flow run and executes it in this process."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float = 0,
+        timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
+        serializer: Serializer = "msgpack",
+        description: str | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__.replace("_", "-")
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = timeout_seconds
+        self.validate_parameters = validate_parameters
+        self.serializer: Serializer = serializer
+        self.description = description or inspect.getdoc(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
+        self._body: Callable[..., Any] = (
+            validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn)
+            if validate_parameters
+            else fn
+        )
+        update_wrapper(self, fn)
+        registry[self.name] = self
+
+    def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The call's arguments by parameter name (defaults left out, as Prefect stores them)."""
+        return dict(self._signature.bind(*args, **kwargs).arguments)
+
+    def encodable_parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters as stored in Redis; refuses what cannot be encoded."""
+        encode(dict(parameters), serializer=self.serializer, what="flow parameters")
+        return dict(parameters)
+
+    def call_body(self, parameters: Mapping[str, Any]) -> Any:
+        """Call the function with stored parameters (validated into the annotated types)."""
+        return self._body(**parameters)
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the flow: its value (or final ``State``); awaitable for an async flow."""
+        parameters = self.bind(*args, **kwargs)
+        if self.is_async:
+            return self._run(parameters, return_state)
+        loop = run_loop.get()
+        if loop is not None and in_async_context():
+            # a sync subflow called on its parent's loop: run it on another loop and block
+            return submit(background_loop(), self._run(parameters, return_state)).result()
+        return run_blocking(self._run, parameters, return_state)
+
+    async def _run(self, parameters: Mapping[str, Any], return_state: bool) -> Any:
+        from flowbus.engine import run_new_flow
+
+        state = await run_new_flow(self, parameters)
+        return state if return_state else state.result()
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy with some options changed."""
+        current = {
+            "name": self.name,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "validate_parameters": self.validate_parameters,
+            "serializer": self.serializer,
+            "description": self.description,
+        }
+        return Flow(self.fn, **{**current, **options})
+
+    def deploy(
+        self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Register a deployment of this flow; returns its id (awaitable from async code)."""
+        if in_async_context():
+            return self.adeploy(name, queue, parameters)
+        return run_blocking(self.adeploy, name, queue, parameters)
+
+    async def adeploy(
+        self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None
+    ) -> UUID:
+        """Register a deployment of this flow and return its id."""
+        from flowbus.runtime import get_runtime
+
+        runtime = await get_runtime()
+        deployment = await runtime.store.create_deployment(
+            self.name, name, queue=queue, parameters=parameters
+        )
+        return deployment.id
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+@overload
+def flow(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float = 0,
+    timeout_seconds: float | None = None,
+    validate_parameters: bool = True,
+    serializer: Serializer = "msgpack",
+    description: str | None = None,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Make a function a flow; usable bare (``@flow``) or with options (``@flow(retries=1)``)."""
+    if fn is not None:
+        return Flow(fn, **options)
+    return lambda f: Flow(f, **options)

@@ -1,0 +1,132 @@
+"""Every Redis key flowbus uses, from one place.
+
+All keys of a queue carry the queue's hash tag (``fb:{queue}:…``), so each transition script
+touches a single hash slot and a Redis Cluster can spread queues over shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+#: Characters a queue name may not hold: braces would break the hash tag, spaces the CLI.
+_FORBIDDEN = frozenset("{}: \t\r\n")
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it can be a queue name, else raise ``ValueError``."""
+    if not name or len(name) > 100 or _FORBIDDEN.intersection(name):
+        raise ValueError(f"Invalid queue name {name!r}: 1-100 chars, no braces, colons or spaces")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class RunKeys:
+    """The keys of one run, in the order every run script receives them as ``KEYS``."""
+
+    run: str
+    events: str
+    queue_events: str
+    fired: str
+    input: str
+    results: str
+    deadlines: str
+    queue_stream: str
+    runs: str
+
+    def as_list(self) -> list[str]:
+        return [
+            self.run,
+            self.events,
+            self.queue_events,
+            self.fired,
+            self.input,
+            self.results,
+            self.deadlines,
+            self.queue_stream,
+            self.runs,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Keys of one queue; every one shares the queue's hash slot."""
+
+    prefix: str
+    name: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.prefix}:{{{self.name}}}"
+
+    def run(self, run_id: UUID | str) -> RunKeys:
+        base = f"{self.tag}:run:{run_id}"
+        return RunKeys(
+            run=base,
+            events=f"{base}:events",
+            queue_events=self.events(),
+            fired=f"{base}:fired",
+            input=f"{base}:input",
+            results=f"{base}:results",
+            deadlines=self.deadlines(),
+            queue_stream=self.stream(),
+            runs=self.runs(),
+        )
+
+    def stream(self) -> str:
+        """Runs ready to execute; consumed by workers through a consumer group."""
+        return f"{self.tag}:queue"
+
+    def runs(self) -> str:
+        """Sorted set of the queue's run ids by creation time (ms), for listing."""
+        return f"{self.tag}:runs"
+
+    def events(self) -> str:
+        """Every transition of every run of the queue (capped)."""
+        return f"{self.tag}:events"
+
+    def deadlines(self) -> str:
+        """Sorted set of pause/suspend deadlines and scheduled starts, scored in ms."""
+        return f"{self.tag}:deadlines"
+
+    def dead_letter(self) -> str:
+        return f"{self.tag}:dead-letter"
+
+    def resume_requests(self) -> str:
+        return f"{self.tag}:resume-requests"
+
+    def resume_outcomes(self) -> str:
+        return f"{self.tag}:resume-outcomes"
+
+    def inbox(self, process_id: str) -> str:
+        """Wake-up stream of one waiting process."""
+        return f"{self.tag}:inbox:{process_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key factory for one key prefix."""
+
+    prefix: str = "fb"
+
+    def queue(self, name: str) -> QueueKeys:
+        return QueueKeys(self.prefix, validate_queue_name(name))
+
+    def run_index(self, run_id: UUID | str) -> str:
+        """String holding the queue of a run (written once, read by resume/wait)."""
+        return f"{self.prefix}:runs:{run_id}"
+
+    def queues(self) -> str:
+        """Set of every queue that ever held a run (swept by workers)."""
+        return f"{self.prefix}:queues"
+
+    def deployment(self, deployment_id: UUID | str) -> str:
+        return f"{self.prefix}:deployment:{deployment_id}"
+
+    def deployment_names(self) -> str:
+        """Hash ``flow-name/deployment-name`` → deployment id."""
+        return f"{self.prefix}:deployments"
+
+    def workers(self) -> str:
+        """Hash worker name → last heartbeat (ms)."""
+        return f"{self.prefix}:workers"

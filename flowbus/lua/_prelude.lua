@@ -1,0 +1,120 @@
+-- Shared head of every run script, prepended at load time: the transition rules live here once.
+--
+-- Every run script receives the same KEYS (all under the queue's hash tag, one slot):
+--   KEYS[1] run hash           KEYS[2] run events stream    KEYS[3] queue events stream
+--   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
+--   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
+-- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
+-- A script's own arguments start at ARGV[4].
+--
+-- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
+--   status 1 accepted (detail = event id), 0 refused (detail = reason), -1 no such run,
+--   2 pause key already fired, 3 pause expired, 4 run is suspending.
+
+local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
+
+-- Which kinds each kind may move to (final kinds: only an explicit retry, see check()).
+local ALLOWED = {
+  NONE = {SCHEDULED = true, PENDING = true},  -- a run being created
+  SCHEDULED = {SCHEDULED = true, PENDING = true, RUNNING = true, CANCELLING = true,
+               CANCELLED = true, FAILED = true, CRASHED = true},
+  PENDING = {SCHEDULED = true, RUNNING = true, CANCELLING = true, CANCELLED = true,
+             FAILED = true, CRASHED = true},
+  RUNNING = {SCHEDULED = true, PAUSED = true, COMPLETED = true, FAILED = true, CRASHED = true,
+             CANCELLING = true, CANCELLED = true},
+  PAUSED = {SCHEDULED = true, RUNNING = true, PAUSED = true, CANCELLED = true, FAILED = true,
+            CRASHED = true},
+  CANCELLING = {CANCELLED = true, COMPLETED = true, FAILED = true, CRASHED = true},
+}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The run's current state, or nil when the run does not exist.
+local function current()
+  local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
+    'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id')
+  if not f[1] then return nil end
+  return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
+          pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
+          reschedule = f[8] == '1', deployment = f[9] or ''}
+end
+
+local function reply(status, detail, cur, ...)
+  if not cur then return {status, detail, '', '', 0, ...} end
+  return {status, detail, cur.type, cur.name, cur.run_count, ...}
+end
+
+-- nil when cur → to is allowed, else the reason it is refused.
+local function check(cur, to_type, to_name, retry)
+  if FINAL[cur.type] then
+    if retry and (to_type == 'SCHEDULED' or to_type == 'PENDING' or to_type == 'RUNNING') then
+      return nil
+    end
+    return 'the run is ' .. cur.type .. '; only an explicit retry may leave a final state'
+  end
+  if to_type == 'PAUSED' and cur.type ~= 'RUNNING' then
+    -- the one PAUSED → PAUSED move: a run asked to suspend has checkpointed
+    if not (cur.type == 'PAUSED' and cur.name == 'Suspending' and to_name == 'Suspended') then
+      return 'only a RUNNING run can be paused'
+    end
+  end
+  if not ALLOWED[cur.type][to_type] then
+    return 'cannot move from ' .. cur.type .. ' to ' .. to_type
+  end
+  return nil
+end
+
+local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS}
+
+-- Move the run to a new state: apply the rules, write the state, publish one event to the
+-- run's and the queue's streams. opts: message, retry, pause_key, pause_timeout_ms,
+-- reschedule, input_prefix, deadline_ms. Returns event id, or nil and the reason.
+local function transition(cur, to_type, to_name, opts)
+  local reason = check(cur, to_type, to_name, opts.retry)
+  if reason then return nil, reason end
+  local ts = now_ms()
+  local run_count = cur.run_count
+  if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then run_count = run_count + 1 end
+  local message = opts.message or ''
+  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
+    'state_message', message, 'state_ts', ts, 'run_count', run_count)
+  local pause_key = ''
+  if to_type == 'PAUSED' then
+    pause_key = opts.pause_key
+    redis.call('HSET', RUN, 'pause_key', pause_key,
+      'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
+      opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
+  else
+    redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix')
+  end
+  if opts.deadline_ms then
+    redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)
+  else
+    redis.call('ZREM', DEADLINES, cur.id)
+  end
+  if FINAL[to_type] then
+    for _, key in ipairs(RUN_KEYS) do redis.call('EXPIRE', key, RETENTION) end
+  elseif FINAL[cur.type] then
+    for _, key in ipairs(RUN_KEYS) do redis.call('PERSIST', key) end
+    redis.call('DEL', FIRED)  -- a retried run asks for its input again
+  end
+  local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
+    'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
+    'run_count', run_count, 'pause_key', pause_key}
+  local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
+  redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  cur.type, cur.name, cur.run_count = to_type, to_name, run_count
+  return id
+end
+
+-- Hand a run to the workers of its queue.
+local function enqueue(cur)
+  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count)
+end

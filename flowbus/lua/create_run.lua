@@ -1,0 +1,21 @@
+-- Create a run in SCHEDULED (or PENDING) and publish its first event; optionally enqueue it.
+-- ARGV[4] run id  [5] flow name  [6] run name  [7] queue  [8] deployment id ("" none)
+-- ARGV[9] parameters (msgpack)  [10] initial kind  [11] enqueue "1"/"0"  [12] parent run id
+-- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
+-- Reply: {1, event id, ...} or {0, "exists", ...}.
+if redis.call('EXISTS', RUN) == 1 then return reply(0, 'a run with this id exists', current()) end
+local ts = now_ms()
+redis.call('HSET', RUN, 'id', ARGV[4], 'flow_name', ARGV[5], 'name', ARGV[6], 'queue', ARGV[7],
+  'deployment_id', ARGV[8], 'parameters', ARGV[9], 'parent_id', ARGV[12], 'created_ms', ts,
+  'state_type', 'NONE', 'state_name', '', 'run_count', 0)
+redis.call('ZADD', RUNS, ts, ARGV[4])
+local cur = current()
+local initial = ARGV[10]
+local scheduled = tonumber(ARGV[13])
+local opts = {}
+if scheduled and scheduled > ts then opts.deadline_ms = scheduled end
+local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
+if not id then return reply(0, reason, cur) end
+if scheduled then redis.call('HSET', RUN, 'scheduled_ms', scheduled) end
+if ARGV[11] == '1' and not opts.deadline_ms then enqueue(cur) end
+return reply(1, id, cur)

@@ -1,0 +1,16 @@
+-- Propose a state (not PAUSED: pause.lua owns that) under the shared rules.
+-- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack, "" none)
+-- ARGV[9] expected current kind ("" any): a compare-and-set guard
+-- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
+-- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}.
+local cur = current()
+if not cur then return reply(-1, 'no such run') end
+if ARGV[4] == 'PAUSED' then return reply(0, 'pause a run through pause_flow_run', cur) end
+if ARGV[9] ~= '' and cur.type ~= ARGV[9] then
+  return reply(0, 'expected ' .. ARGV[9] .. ', found ' .. cur.type, cur)
+end
+local id, reason = transition(cur, ARGV[4], ARGV[5], {message = ARGV[6], retry = ARGV[7] == '1'})
+if not id then return reply(0, reason, cur) end
+if ARGV[8] ~= '' then redis.call('HSET', RUN, 'result', ARGV[8]) end
+if ARGV[10] == '1' then enqueue(cur) end
+return reply(1, id, cur)

@@ -1,0 +1,50 @@
+"""Flow runs and deployments as read from Redis."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from flowbus.states import State, now
+
+
+class FlowRun(BaseModel):
+    """One execution of a flow: identity, parameters and current state."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    queue: str
+    deployment_id: UUID | None = None
+    parent_flow_run_id: UUID | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    state: State
+    run_count: int = 0
+    created: datetime = Field(default_factory=now)
+
+    @property
+    def state_type(self) -> str:
+        return self.state.type.value
+
+    @property
+    def state_name(self) -> str:
+        return self.state.name
+
+
+class Deployment(BaseModel):
+    """A named registration of a flow to a queue, so workers can (re)start its runs."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    queue: str = "default"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=now)
+
+    @property
+    def full_name(self) -> str:
+        """``flow-name/deployment-name``, accepted wherever a deployment id is."""
+        return f"{self.flow_name}/{self.name}"

@@ -1,0 +1,93 @@
+"""The per-event-loop runtime: one Redis connection pool, the run store and the waiters.
+
+redis-py's asyncio connections belong to the loop that opened them, so each loop that uses
+flowbus gets its own :class:`Runtime`; sync callers share one background loop (:mod:`bridge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flowbus.exceptions import ConfigurationError
+from flowbus.settings import Settings, get_settings
+from flowbus.store import RunStore
+
+_runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def resolve_url(settings: Settings) -> str:
+    """The configured Redis URL, or the embedded default server's (started if needed)."""
+    if settings.redis_url:
+        return settings.redis_url
+    from flowbus.embedded import default_server_url
+
+    return default_server_url(settings)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def open_redis(url: str, settings: Settings, *, max_connections: int | None = None) -> Redis:
+    """A client for ``url``; no socket timeout, since blocking reads outlive any fixed one."""
+    return Redis.from_url(
+        url,
+        max_connections=max_connections or settings.max_connections,
+        socket_connect_timeout=settings.connect_timeout,
+        socket_timeout=None,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+class Runtime:
+    """Everything flowbus holds open on one event loop."""
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.settings = settings
+        self.url = url
+        self.redis = open_redis(url, settings)
+        self.store = RunStore(self.redis, settings)
+
+    async def check(self) -> None:
+        """Fail fast with :class:`ConfigurationError` if Redis cannot be reached."""
+        try:
+            await self.redis.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise ConfigurationError(f"Cannot reach Redis at {redact(self.url)}: {exc}") from exc
+        except RedisError as exc:
+            raise ConfigurationError(f"Redis at {redact(self.url)} refused us: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+async def get_runtime() -> Runtime:
+    """The runtime of the running loop, created (and checked) on first use."""
+    loop = asyncio.get_running_loop()
+    runtime = _runtimes.get(loop)
+    if runtime is None:
+        settings = get_settings()
+        runtime = Runtime(settings, resolve_url(settings))
+        await runtime.check()
+        _runtimes[loop] = runtime
+    return runtime
+
+
+async def close_runtime() -> None:
+    """Close the running loop's runtime (a new one is made on next use)."""
+    runtime = _runtimes.pop(asyncio.get_running_loop(), None)
+    if runtime is not None:
+        await runtime.aclose()

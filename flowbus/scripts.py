@@ -1,0 +1,97 @@
+"""Typed facade over the Lua transition scripts: one method per script, replies parsed here.
+
+Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.lua``; redis-py's
+``Script`` runs it with EVALSHA and reloads it on NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from flowbus.codec import text
+from flowbus.exceptions import MalformedEntry
+from flowbus.keys import RunKeys
+from flowbus.settings import Settings
+
+
+class Status(IntEnum):
+    """First element of every script reply (see ``_prelude.lua``)."""
+
+    ACCEPTED = 1
+    REFUSED = 0
+    NOT_FOUND = -1
+    ALREADY_FIRED = 2
+    EXPIRED = 3
+    SUSPENDING = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A parsed script reply: outcome, event id or reason, and the run's state after it."""
+
+    status: Status
+    detail: str
+    state_type: str
+    state_name: str
+    run_count: int
+    extra: tuple[bytes | int | None, ...]
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is Status.ACCEPTED
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of script ``name``: the shared prelude and the script's own body."""
+    lua = files("flowbus") / "lua"
+    return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+@cache
+def script_names() -> tuple[str, ...]:
+    """Every script shipped in ``lua/`` (the prelude is not a script of its own)."""
+    lua = files("flowbus") / "lua"
+    names = (entry.name.removesuffix(".lua") for entry in lua.iterdir())
+    return tuple(sorted(name for name in names if not name.startswith("_")))
+
+
+def _parse(raw: Any) -> Reply:
+    if not isinstance(raw, list) or len(raw) < 5:
+        raise MalformedEntry("script reply", repr(raw))
+    status, detail, state_type, state_name, run_count, *extra = raw
+    return Reply(
+        Status(int(status)),
+        text(detail),
+        text(state_type),
+        text(state_name),
+        int(run_count),
+        tuple(extra),
+    )
+
+
+class Scripts:
+    """The transition scripts, registered once per Redis client."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._head = [
+            settings.run_events_maxlen,
+            settings.queue_events_maxlen,
+            settings.retention_seconds,
+        ]
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(source(name)) for name in script_names()
+        }
+
+    async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
+        """Run script ``name`` on one run's keys with the script's own arguments."""
+        raw = await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args])
+        return _parse(raw)

@@ -1,0 +1,48 @@
+"""Configuration from the environment (``FLOWBUS_*``), read once per process."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "flowbus"
+
+
+class Settings(BaseSettings):
+    """Every knob flowbus reads; each maps to ``FLOWBUS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWBUS_", frozen=True)
+
+    #: ``redis://``, ``rediss://`` or ``unix://`` URL; unset → the embedded server.
+    redis_url: str | None = None
+    #: Folder of the embedded server's data, log and URL file.
+    home: Path = Field(default_factory=_default_home)
+    #: Prefix of every key flowbus writes.
+    key_prefix: str = "fb"
+    #: Seconds a finished run (hash, events, inputs, results) is kept.
+    retention_seconds: int = 7 * 24 * 3600
+    #: Approximate cap of each run's event stream (entries).
+    run_events_maxlen: int = 1000
+    #: Approximate cap of each queue's event stream (entries).
+    queue_events_maxlen: int = 10_000
+    #: Largest encoded run input, parameters or task result accepted (bytes).
+    max_payload_bytes: int = 1024 * 1024
+    #: Connections in the pool of one process (blocking readers use their own).
+    max_connections: int = 64
+    #: Seconds a blocking stream read waits before it re-checks the state hash.
+    recheck_interval: float = 60.0
+    #: Seconds to connect to Redis before giving up.
+    connect_timeout: float = 5.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,193 @@
+"""States of flow and task runs, mirroring Prefect's names and helpers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+class StateType(StrEnum):
+    """The kind of a state; the name is free text within a kind."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+
+
+#: Kinds a run never leaves except by an explicit retry.
+FINAL_TYPES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (every timestamp flowbus keeps is UTC)."""
+    return datetime.now(UTC)
+
+
+class StateDetails(BaseModel):
+    """Facts a state carries beyond its kind and name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pause_key: str | None = None
+    #: Absolute time after which the pause can no longer be resumed.
+    pause_timeout: datetime | None = None
+    #: True for a suspension: the run leaves its process and is re-enqueued on resume.
+    pause_reschedule: bool = False
+    #: Names of the schema, response and description entries of a pause waiting for input.
+    run_input_keyset: dict[str, str] | None = None
+    scheduled_time: datetime | None = None
+    retry: bool = False
+
+
+class State(BaseModel):
+    """A state of a run: kind, name, message, time and details.
+
+    Task states also hold the task's return value (or exception), read with :meth:`result`.
+    """
+
+    type: StateType
+    name: str
+    message: str | None = None
+    timestamp: datetime = Field(default_factory=now)
+    state_details: StateDetails = Field(default_factory=StateDetails)
+    _data: Any = PrivateAttr(default=None)
+
+    def with_data(self, data: Any) -> State:
+        """Attach a result (or exception) to this state and return it."""
+        self._data = data
+        return self
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The value the run returned; re-raises its exception if it failed."""
+        if isinstance(self._data, BaseException) and raise_on_failure:
+            raise self._data
+        return self._data
+
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_suspended(self) -> bool:
+        return self.is_paused() and self.state_details.pause_reschedule
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_final(self) -> bool:
+        return self.type in FINAL_TYPES
+
+    def __str__(self) -> str:
+        suffix = f" ({self.message})" if self.message else ""
+        return f"{self.name}{suffix}"
+
+
+def _state(type_: StateType, default_name: str, name: str | None, message: str | None) -> State:
+    return State(type=type_, name=name or default_name, message=message)
+
+
+# Constructors keep Prefect's capitalised names so imports port unchanged.
+def Scheduled(
+    scheduled_time: datetime | None = None, name: str | None = None, message: str | None = None
+) -> State:
+    details = StateDetails(scheduled_time=scheduled_time or now())
+    return State(
+        type=StateType.SCHEDULED, name=name or "Scheduled", message=message, state_details=details
+    )
+
+
+def Pending(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.PENDING, "Pending", name, message)
+
+
+def Running(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.RUNNING, "Running", name, message)
+
+
+def Completed(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.COMPLETED, "Completed", name, message)
+
+
+def Failed(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.FAILED, "Failed", name, message)
+
+
+def Crashed(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.CRASHED, "Crashed", name, message)
+
+
+def Cancelling(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.CANCELLING, "Cancelling", name, message)
+
+
+def Cancelled(name: str | None = None, message: str | None = None) -> State:
+    return _state(StateType.CANCELLED, "Cancelled", name, message)
+
+
+def Paused(
+    timeout_seconds: float | None = None,
+    pause_expiration_time: datetime | None = None,
+    reschedule: bool = False,
+    pause_key: str | None = None,
+    name: str | None = None,
+    message: str | None = None,
+) -> State:
+    """A PAUSED state; ``timeout_seconds`` or ``pause_expiration_time`` set its deadline."""
+    if timeout_seconds is not None and pause_expiration_time is not None:
+        raise ValueError("Give timeout_seconds or pause_expiration_time, not both")
+    if timeout_seconds is not None:
+        pause_expiration_time = now() + timedelta(seconds=timeout_seconds)
+    details = StateDetails(
+        pause_key=pause_key, pause_timeout=pause_expiration_time, pause_reschedule=reschedule
+    )
+    return State(
+        type=StateType.PAUSED, name=name or "Paused", message=message, state_details=details
+    )
+
+
+def Suspended(
+    timeout_seconds: float | None = None,
+    pause_expiration_time: datetime | None = None,
+    pause_key: str | None = None,
+    name: str = "Suspended",
+    message: str | None = None,
+) -> State:
+    """A PAUSED state named "Suspended" with ``pause_reschedule=True``, as in Prefect."""
+    return Paused(
+        timeout_seconds=timeout_seconds,
+        pause_expiration_time=pause_expiration_time,
+        reschedule=True,
+        pause_key=pause_key,
+        name=name,
+        message=message,
+    )

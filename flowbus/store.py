@@ -1,0 +1,291 @@
+"""The run store: flow runs, their states, task results and deployments in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from redis.asyncio import Redis
+
+from flowbus.codec import blob, decode, encode, text
+from flowbus.exceptions import (
+    DeploymentNotFound,
+    FlowRunNotFound,
+    InvalidStateTransition,
+    MalformedEntry,
+)
+from flowbus.keys import Keys, RunKeys, validate_queue_name
+from flowbus.models import Deployment, FlowRun
+from flowbus.scripts import Reply, Scripts, Status
+from flowbus.settings import Settings
+from flowbus.states import State, StateDetails, StateType
+
+#: Run ids whose queue this process knows; a run never changes queue.
+_QUEUE_CACHE_SIZE = 100_000
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def state_from_fields(fields: Mapping[str, str]) -> State:
+    """Build a :class:`State` from the run hash's (or an event's) flat fields."""
+    pause_key = fields.get("pause_key") or None
+    timeout_ms = fields.get("pause_timeout_ms")
+    prefix = fields.get("input_prefix")
+    keyset = (
+        {
+            "schema": f"{prefix}-schema",
+            "response": f"{prefix}-response",
+            "description": f"{prefix}-description",
+        }
+        if prefix
+        else None
+    )
+    scheduled_ms = fields.get("scheduled_ms")
+    details = StateDetails(
+        pause_key=pause_key,
+        pause_timeout=ms_to_datetime(int(timeout_ms)) if timeout_ms else None,
+        pause_reschedule=fields.get("pause_reschedule") == "1",
+        run_input_keyset=keyset,
+        scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
+    )
+    return State(
+        type=StateType(fields["state_type"]),
+        name=fields.get("state_name", ""),
+        message=fields.get("state_message") or None,
+        timestamp=ms_to_datetime(int(fields.get("state_ts") or 0)),
+        state_details=details,
+    )
+
+
+def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
+    """Parse a run hash; raise :class:`MalformedEntry` if it is not one of ours."""
+    fields = {text(k): text(v) for k, v in raw.items() if k != b"parameters" and k != b"result"}
+    try:
+        params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
+        return FlowRun(
+            id=UUID(fields["id"]),
+            name=fields.get("name", ""),
+            flow_name=fields["flow_name"],
+            queue=fields["queue"],
+            deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
+            parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
+            parameters=params,
+            state=state_from_fields(fields),
+            run_count=int(fields.get("run_count") or 0),
+            created=ms_to_datetime(int(fields.get("created_ms") or 0)),
+        )
+    except (KeyError, ValueError) as exc:
+        raise MalformedEntry("run hash", str(exc), fields) from exc
+
+
+class RunStore:
+    """Reads and atomic writes of runs; every state change goes through a Lua script."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(redis, settings)
+        self._queues: dict[str, str] = {}
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def queue_of(self, run_id: UUID | str) -> str:
+        """The queue a run lives in; :class:`FlowRunNotFound` if there is no such run."""
+        rid = str(run_id)
+        queue = self._queues.get(rid)
+        if queue is None:
+            raw = await self.redis.get(self.keys.run_index(rid))
+            if raw is None:
+                raise FlowRunNotFound(rid)
+            queue = text(raw)
+            if len(self._queues) >= _QUEUE_CACHE_SIZE:
+                self._queues.clear()
+            self._queues[rid] = queue
+        return queue
+
+    async def run_keys(self, run_id: UUID | str) -> RunKeys:
+        return self.keys.queue(await self.queue_of(run_id)).run(run_id)
+
+    async def create_run(
+        self,
+        flow_name: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        name: str | None = None,
+        deployment_id: UUID | None = None,
+        parent_id: UUID | None = None,
+        initial: StateType = StateType.SCHEDULED,
+        enqueue: bool = False,
+        scheduled_time: datetime | None = None,
+        run_id: UUID | None = None,
+    ) -> FlowRun:
+        """Create a run (and its first event); ``enqueue`` hands it to the queue's workers."""
+        validate_queue_name(queue)
+        rid = run_id or uuid4()
+        params = encode(
+            dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
+        )
+        qkeys = self.keys.queue(queue)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.run_index(rid), queue, nx=True)
+        pipe.sadd(self.keys.queues(), queue)
+        await pipe.execute()
+        reply = await self.scripts.call(
+            "create_run",
+            qkeys.run(rid),
+            str(rid),
+            flow_name,
+            name or f"{flow_name}-{str(rid)[:8]}",
+            queue,
+            str(deployment_id or ""),
+            params,
+            initial.value,
+            "1" if enqueue else "0",
+            str(parent_id or ""),
+            "" if scheduled_time is None else datetime_to_ms(scheduled_time),
+        )
+        if not reply.accepted:
+            raise InvalidStateTransition(rid, reply.detail)
+        self._queues[str(rid)] = queue
+        return await self.read_run(rid)
+
+    async def read_run(self, run_id: UUID | str) -> FlowRun:
+        """The run as stored now; :class:`FlowRunNotFound` if unknown or expired."""
+        keys = await self.run_keys(run_id)
+        raw = await self.redis.hgetall(keys.run)
+        if not raw:
+            raise FlowRunNotFound(run_id)
+        return run_from_hash(raw)
+
+    async def read_result(self, run_id: UUID | str) -> Any:
+        """The decoded return value of a completed run (``None`` if it returned nothing)."""
+        keys = await self.run_keys(run_id)
+        raw = await self.redis.hget(keys.run, "result")
+        return None if raw is None else decode(blob(raw))
+
+    async def read_runs(
+        self,
+        *,
+        queue: str | None = None,
+        flow_name: str | None = None,
+        state_types: Iterable[StateType] | None = None,
+        limit: int = 100,
+    ) -> list[FlowRun]:
+        """Runs newest first, filtered by queue, flow and state kind."""
+        queues = (
+            [queue]
+            if queue
+            else sorted(text(q) for q in await self.redis.smembers(self.keys.queues()))
+        )
+        wanted = set(state_types) if state_types is not None else None
+        runs: list[FlowRun] = []
+        for q in queues:
+            qkeys = self.keys.queue(q)
+            ids = [text(i) for i in await self.redis.zrevrange(qkeys.runs(), 0, -1)]
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hgetall(qkeys.run(rid).run)
+            gone: list[str] = []
+            for rid, raw in zip(ids, await pipe.execute(), strict=True):
+                if not raw:
+                    gone.append(rid)
+                    continue
+                run = run_from_hash(raw)
+                if flow_name and run.flow_name != flow_name:
+                    continue
+                if wanted is not None and run.state.type not in wanted:
+                    continue
+                runs.append(run)
+            if gone:
+                await self.redis.zrem(qkeys.runs(), *gone)
+        runs.sort(key=lambda r: r.created, reverse=True)
+        return runs[:limit]
+
+    async def set_state(
+        self,
+        run_id: UUID | str,
+        state: State,
+        *,
+        retry: bool = False,
+        result: bytes | None = None,
+        expect: StateType | None = None,
+        enqueue: bool = False,
+    ) -> Reply:
+        """Propose ``state``; the reply says whether the rules accepted it (nothing raised)."""
+        keys = await self.run_keys(run_id)
+        reply = await self.scripts.call(
+            "set_state",
+            keys,
+            state.type.value,
+            state.name,
+            state.message or "",
+            "1" if retry else "0",
+            result if result is not None else "",
+            expect.value if expect else "",
+            "1" if enqueue else "0",
+        )
+        if reply.status is Status.NOT_FOUND:
+            raise FlowRunNotFound(run_id)
+        return reply
+
+    # -- task results --------------------------------------------------------------------
+
+    async def save_task_result(self, run_id: UUID | str, task_key: str, data: bytes) -> None:
+        keys = await self.run_keys(run_id)
+        await self.redis.hset(keys.results, task_key, data)
+
+    async def load_task_results(self, run_id: UUID | str) -> dict[str, bytes]:
+        keys = await self.run_keys(run_id)
+        raw = await self.redis.hgetall(keys.results)
+        return {text(k): blob(v) for k, v in raw.items()}
+
+    # -- deployments ---------------------------------------------------------------------
+
+    async def create_deployment(
+        self,
+        flow_name: str,
+        name: str,
+        *,
+        queue: str = "default",
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Register (or update) ``flow_name/name``; the id stays the same on update."""
+        validate_queue_name(queue)
+        full = f"{flow_name}/{name}"
+        existing = await self.redis.hget(self.keys.deployment_names(), full)
+        dep = Deployment(
+            id=UUID(text(existing)) if existing else uuid4(),
+            name=name,
+            flow_name=flow_name,
+            queue=queue,
+            parameters=dict(parameters or {}),
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.deployment(dep.id), encode(dep.model_dump(mode="json")))
+        pipe.hset(self.keys.deployment_names(), full, str(dep.id))
+        await pipe.execute()
+        return dep
+
+    async def read_deployment(self, ref: UUID | str) -> Deployment:
+        """A deployment by id or by ``flow-name/deployment-name``."""
+        dep_id: str | None = str(ref)
+        if not isinstance(ref, UUID):
+            try:
+                dep_id = str(UUID(ref))
+            except ValueError:
+                raw_id = await self.redis.hget(self.keys.deployment_names(), ref)
+                dep_id = text(raw_id) if raw_id else None
+        raw = await self.redis.get(self.keys.deployment(dep_id)) if dep_id else None
+        if raw is None:
+            raise DeploymentNotFound(ref)
+        return Deployment.model_validate(decode(blob(raw)))

@@ -1,0 +1,219 @@
+"""``@task``: functions whose results are persisted per flow run and reused on re-runs."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import time
+from collections.abc import Callable
+from functools import cached_property, update_wrapper
+from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
+
+from pydantic import TypeAdapter
+
+from flowbus.codec import Serializer, decode, encode
+from flowbus.context import FlowRunContext, TaskRunContext
+from flowbus.futures import TaskRunFuture
+from flowbus.states import Completed, Failed, State
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Threads that run submitted tasks, shared by every flow run of the process.
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="flowbus-task")
+
+
+class Task(Generic[P, R]):
+    """A unit of work inside a flow; see :func:`task`."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float = 0,
+        cache_key: str | None = None,
+        cache_key_fn: Callable[[dict[str, Any]], str] | None = None,
+        persist_result: bool = True,
+        serializer: Serializer = "msgpack",
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.cache_key = cache_key
+        self.cache_key_fn = cache_key_fn
+        self.persist_result = persist_result
+        self.serializer: Serializer = serializer
+        self.is_async = inspect.iscoroutinefunction(fn)
+        update_wrapper(self, fn)
+
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy with some options changed (e.g. ``cache_key=``)."""
+        current = {
+            "name": self.name,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "cache_key": self.cache_key,
+            "cache_key_fn": self.cache_key_fn,
+            "persist_result": self.persist_result,
+            "serializer": self.serializer,
+        }
+        return Task(self.fn, **{**current, **options})
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the task inline: its value, or its final ``State`` with ``return_state``.
+
+        An async task returns an awaitable, as an async function does.
+        """
+        call = _TaskCall(self, args, kwargs)
+        if self.is_async:
+            return call.run_async(return_state)
+        return call.run_sync(return_state)
+
+    def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the task in a worker thread: a future, or the final ``State`` (``return_state``)."""
+        call = _TaskCall(self, args, kwargs)
+        ctx = contextvars.copy_context()
+        if self.is_async:
+            future = _executor.submit(ctx.run, lambda: asyncio.run(call.run_async(True)))
+        else:
+            future = _executor.submit(ctx.run, call.run_sync, True)
+        task_future: TaskRunFuture[R] = TaskRunFuture(future, call.key or self.name)
+        if return_state:
+            task_future.wait()
+            return task_future.state
+        return task_future
+
+    @cached_property
+    def _return_adapter(self) -> TypeAdapter[Any] | None:
+        hint = get_type_hints(self.fn).get("return")
+        return TypeAdapter(hint) if hint is not None else None
+
+    def restore(self, data: bytes) -> Any:
+        """Decode a persisted result back into the annotated return type."""
+        value = decode(data, allow_pickle=self.serializer == "pickle")
+        adapter = self._return_adapter
+        return adapter.validate_python(value) if adapter is not None else value
+
+
+class _TaskCall:
+    """One call of a task: key assignment, result reuse, retries and persistence."""
+
+    def __init__(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.flow_ctx = FlowRunContext.get()
+        self.parameters = inspect.signature(task.fn).bind_partial(*args, **kwargs).arguments
+        self.key: str | None = None
+        if self.flow_ctx is not None:
+            if task.cache_key is not None:
+                self.key = task.cache_key
+            elif task.cache_key_fn is not None:
+                self.key = task.cache_key_fn(self.parameters)
+            else:
+                self.key = self.flow_ctx.next_task_key(task.name)
+
+    def cached(self) -> State | None:
+        """The state of an earlier execution of this call, if its result was persisted."""
+        if self.flow_ctx is None or self.key is None:
+            return None
+        data = self.flow_ctx.results.get(self.key)
+        if data is None:
+            return None
+        return Completed(name="Cached").with_data(self.task.restore(data))
+
+    def succeeded(self, value: Any) -> State:
+        if self.flow_ctx is not None and self.key is not None and self.task.persist_result:
+            try:
+                data = encode(
+                    value,
+                    serializer=self.task.serializer,
+                    limit=self.flow_ctx.runtime.settings.max_payload_bytes,
+                    what=f"result of task {self.key!r}",
+                )
+            except Exception as exc:  # becomes the task's failure
+                return self.failed(exc)
+            self.flow_ctx.persist(self.key, data)
+        return Completed().with_data(value)
+
+    def failed(self, exc: BaseException) -> State:
+        message = f"Task run encountered an exception {type(exc).__name__}: {exc}"
+        return Failed(message=message).with_data(exc)
+
+    def enter(self) -> contextvars.Token[TaskRunContext | None] | None:
+        if self.flow_ctx is None or self.key is None:
+            return None
+        return TaskRunContext.var.set(
+            TaskRunContext(self.task, self.key, self.flow_ctx, self.parameters)
+        )
+
+    def leave(self, token: contextvars.Token[TaskRunContext | None] | None) -> None:
+        if token is not None:
+            TaskRunContext.var.reset(token)
+
+    def finish(self, state: State, return_state: bool) -> Any:
+        return state if return_state else state.result()
+
+    def run_sync(self, return_state: bool) -> Any:
+        state = self.cached()
+        attempt = 0
+        while state is None:
+            token = self.enter()
+            try:
+                state = self.succeeded(self.task.fn(*self.args, **self.kwargs))
+            except Exception as exc:  # a task failure is a state
+                if attempt < self.task.retries:
+                    attempt += 1
+                    time.sleep(self.task.retry_delay_seconds)
+                    continue
+                state = self.failed(exc)
+            finally:
+                self.leave(token)
+        return self.finish(state, return_state)
+
+    async def run_async(self, return_state: bool) -> Any:
+        state = self.cached()
+        attempt = 0
+        while state is None:
+            token = self.enter()
+            try:
+                state = self.succeeded(await self.task.fn(*self.args, **self.kwargs))
+            except Exception as exc:  # a task failure is a state
+                if attempt < self.task.retries:
+                    attempt += 1
+                    await asyncio.sleep(self.task.retry_delay_seconds)
+                    continue
+                state = self.failed(exc)
+            finally:
+                self.leave(token)
+        return self.finish(state, return_state)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float = 0,
+    cache_key: str | None = None,
+    cache_key_fn: Callable[[dict[str, Any]], str] | None = None,
+    persist_result: bool = True,
+    serializer: Serializer = "msgpack",
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Make a function a task; usable bare (``@task``) or with options (``@task(retries=2)``).
+
+    A task's result is persisted under its task-run key (task name + call order in the flow
+    run, or ``cache_key`` / ``cache_key_fn``); a re-run of the same flow run returns it
+    without running the task again.
+    """
+    if fn is not None:
+        return Task(fn, **options)
+    return lambda f: Task(f, **options)

@@ -1,0 +1,57 @@
+"""A private redis-server per test session (per xdist worker), and a fresh key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowbus.embedded import EmbeddedServer
+from flowbus.runtime import close_runtime
+from flowbus.settings import get_settings
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    # redis-py's asyncio client runs on asyncio only
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A private server for this test session, on a free port, AOF on."""
+    server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def flowbus_env(
+    redis_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    """Point flowbus at the session's server under a key prefix no other test uses."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("FLOWBUS_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("FLOWBUS_KEY_PREFIX", prefix)
+    monkeypatch.setenv("FLOWBUS_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield prefix
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def runtime_closed() -> AsyncIterator[None]:
+    """Close the test loop's runtime at the end of an async test."""
+    yield
+    await close_runtime()
+
+
+def env_for_subprocess(redis_url: str, prefix: str) -> dict[str, str]:
+    """Environment for a child process that must use the same server and prefix."""
+    return {**os.environ, "FLOWBUS_REDIS_URL": redis_url, "FLOWBUS_KEY_PREFIX": prefix}

@@ -1,0 +1,1 @@
+"""The flowbus worker service."""
