@@ -2,8 +2,19 @@
 
 from flowbus.client import FlowbusClient, get_client
 from flowbus.context import FlowRunContext, TaskRunContext, get_run_logger
+from flowbus.flow_runs import (
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    await_for_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+    wait_for_flow_run,
+)
 from flowbus.flows import Flow, flow
 from flowbus.futures import TaskRunFuture
+from flowbus.inputs import RunInput, RunInputMetadata
 from flowbus.models import Deployment, FlowRun
 from flowbus.states import (
     Cancelled,
@@ -34,6 +45,8 @@ __all__ = [
     "FlowRunContext",
     "FlowbusClient",
     "Paused",
+    "RunInput",
+    "RunInputMetadata",
     "Pending",
     "Running",
     "Scheduled",
@@ -44,8 +57,16 @@ __all__ = [
     "Task",
     "TaskRunContext",
     "TaskRunFuture",
+    "apause_flow_run",
+    "aresume_flow_run",
+    "asuspend_flow_run",
+    "await_for_flow_run",
     "flow",
     "get_client",
     "get_run_logger",
+    "pause_flow_run",
+    "resume_flow_run",
+    "suspend_flow_run",
     "task",
+    "wait_for_flow_run",
 ]

@@ -95,3 +95,21 @@ def _is_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def sync_or_async(afn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Any]:
+    """The plain-named twin of ``afn``: awaitable in async code, blocking in sync code.
+
+    One implementation behind both, so the two can never drift apart.
+    """
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> Any:
+        if in_async_context():
+            return afn(*args, **kwargs)
+        return run_blocking(afn, *args, **kwargs)
+
+    call.__name__ = afn.__name__.removeprefix("a")
+    call.__qualname__ = call.__name__
+    call.__doc__ = afn.__doc__
+    call.__wrapped__ = afn  # type: ignore[attr-defined]
+    return call

@@ -35,6 +35,8 @@ class FlowRunContext:
     results: dict[str, bytes] = field(default_factory=dict)
     task_counts: Counter[str] = field(default_factory=Counter)
     pause_count: int = 0
+    #: Set from the run's event stream: "suspend" or "cancel", acted on at a task boundary.
+    interrupt: str | None = None
     _saves: list[concurrent.futures.Future[None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,6 +58,16 @@ class FlowRunContext:
         with self._lock:
             self.task_counts[task_name] += 1
             return f"{task_name}-{self.task_counts[task_name]}"
+
+    def checkpoint(self) -> None:
+        """A task boundary: leave the run here if a suspension or cancellation was asked."""
+        from flowbus.exceptions import FlowRunCancelled, Pause
+        from flowbus.states import Suspended
+
+        if self.interrupt == "suspend":
+            raise Pause(Suspended(message="Suspended at a task boundary"))
+        if self.interrupt == "cancel":
+            raise FlowRunCancelled(f"Flow run {self.flow_run.id} was cancelled")
 
     def next_pause_key(self) -> str:
         """Positional key of the next pause ("1", "2", …), as in Prefect."""

@@ -14,10 +14,16 @@ import anyio
 from flowbus.bridge import run_loop
 from flowbus.codec import encode
 from flowbus.context import FlowRunContext
-from flowbus.exceptions import FlowRunCancelled, InvalidStateTransition, Pause
+from flowbus.exceptions import (
+    FlowPauseTimeout,
+    FlowRunCancelled,
+    InvalidStateTransition,
+    Pause,
+)
 from flowbus.models import FlowRun
 from flowbus.runtime import Runtime, get_runtime
 from flowbus.states import (
+    Cancelled,
     Completed,
     Failed,
     Pending,
@@ -27,6 +33,8 @@ from flowbus.states import (
     StateType,
 )
 from flowbus.store import state_from_fields
+from flowbus.suspension import complete_suspension
+from flowbus.waiters import Subscription
 
 if TYPE_CHECKING:
     from flowbus.flows import Flow
@@ -46,6 +54,7 @@ class FlowEngine:
         self.flow_run = flow_run
         self.runtime = runtime
         self.store = runtime.store
+        self.ctx: FlowRunContext | None = None
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
@@ -60,11 +69,37 @@ class FlowEngine:
         return state
 
     async def run(self, parameters: Mapping[str, Any]) -> State:
-        """Execute until a final state (or a suspension) and return it, result attached."""
+        """Execute until a final state (or a suspension) and return it, result attached.
+
+        A deployed run listens to its own events meanwhile, so a suspension or cancellation
+        asked from outside reaches it at its next task boundary.
+        """
+        if self.flow_run.deployment_id is None:
+            return await self._attempts(parameters)
+        queue, run_id = self.flow_run.queue, str(self.flow_run.id)
+        async with self.runtime.waiters.subscribe(queue, run_id) as sub:
+            listener = asyncio.get_running_loop().create_task(self._listen(sub))
+            try:
+                return await self._attempts(parameters)
+            finally:
+                listener.cancel()
+
+    async def _listen(self, sub: Subscription) -> None:
+        while True:
+            event = await sub.next()
+            if event is None or self.ctx is None:
+                continue
+            if event.get("name") == "Suspending":
+                self.ctx.interrupt = "suspend"
+            elif event.get("type") in (StateType.CANCELLING, StateType.CANCELLED):
+                self.ctx.interrupt = "cancel"
+
+    async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0
         await self.propose(Running())
         while True:
             ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, asyncio.get_running_loop())
+            self.ctx = ctx
             if self.flow_run.run_count > 1:
                 ctx.results = await self.store.load_task_results(self.flow_run.id)
             started = time.monotonic()
@@ -72,9 +107,12 @@ class FlowEngine:
                 value = await self._call(ctx, parameters)
             except Pause as pause:
                 await ctx.flush()
+                if ctx.interrupt == "suspend":
+                    await complete_suspension(self.runtime, self.flow_run.id)
                 return pause.state
-            except FlowRunCancelled:
-                return (await self.store.read_run(self.flow_run.id)).state
+            except (FlowRunCancelled, FlowPauseTimeout) as exc:
+                await ctx.flush()
+                return (await self._settle_interrupted()).with_data(exc)
             except Exception as exc:
                 await ctx.flush()
                 if attempt < self.flow.retries:
@@ -103,6 +141,13 @@ class FlowEngine:
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
 
+    async def _settle_interrupted(self) -> State:
+        """The final state of a run cancelled or timed out from outside its process."""
+        state = (await self.store.read_run(self.flow_run.id)).state
+        if state.is_cancelling():
+            return await self.propose(Cancelled(message=state.message))
+        return state
+
     async def _fail(self, exc: BaseException) -> State:
         if isinstance(exc, TimeoutError):
             message = f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
@@ -127,9 +172,15 @@ class FlowEngine:
         return state.with_data(value)
 
     async def _finalize(self, state: State, result: bytes | None = None) -> None:
-        """Write a final state, unless the run was cancelled meanwhile (that state stands)."""
+        """Write a final state, unless the run was cancelled meanwhile (that state stands).
+
+        A run asked to suspend that finishes before its next task boundary just finishes.
+        """
+        suspending = self.ctx is not None and self.ctx.interrupt == "suspend"
         try:
-            await self.propose(state, result=result, expect=StateType.RUNNING)
+            await self.propose(
+                state, result=result, expect=None if suspending else StateType.RUNNING
+            )
         except InvalidStateTransition as refused:
             if refused.state is None or not refused.state.is_final():
                 raise

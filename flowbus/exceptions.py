@@ -9,6 +9,7 @@ Tree::
     │   └── DeploymentNotFound
     ├── InvalidStateTransition      the run store refused a state change
     │   └── NotPausedError          resume of a run that is not paused
+    │       └── StillSuspending     resume of a run still on its way to Suspended
     ├── FlowPauseTimeout            the pause expired before a resume
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
@@ -73,6 +74,10 @@ class InvalidStateTransition(FlowbusError):
 
 class NotPausedError(InvalidStateTransition):
     """Raised when resuming a run that is not paused (or that another resumer won)."""
+
+
+class StillSuspending(NotPausedError):
+    """Raised when resuming a run that was asked to suspend but has not checkpointed yet."""
 
 
 class FlowPauseTimeout(FlowbusError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from flowbus.exceptions import ConfigurationError
 from flowbus.settings import Settings, get_settings
 from flowbus.store import RunStore
+from flowbus.waiters import Waiters
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
     weakref.WeakKeyDictionary()
@@ -42,14 +43,16 @@ def redact(url: str) -> str:
 
 def open_redis(url: str, settings: Settings, *, max_connections: int | None = None) -> Redis:
     """A client for ``url``; no socket timeout, since blocking reads outlive any fixed one."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections or settings.max_connections,
+        timeout=None,
         socket_connect_timeout=settings.connect_timeout,
         socket_timeout=None,
         socket_keepalive=True,
         health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
 
 
 class Runtime:
@@ -60,6 +63,7 @@ class Runtime:
         self.url = url
         self.redis = open_redis(url, settings)
         self.store = RunStore(self.redis, settings)
+        self.waiters = Waiters(url, settings)
 
     async def check(self) -> None:
         """Fail fast with :class:`ConfigurationError` if Redis cannot be reached."""
@@ -71,7 +75,9 @@ class Runtime:
             raise ConfigurationError(f"Redis at {redact(self.url)} refused us: {exc}") from exc
 
     async def aclose(self) -> None:
+        await self.waiters.aclose()
         await self.redis.aclose()
+        await self.redis.connection_pool.aclose()
 
 
 async def get_runtime() -> Runtime:

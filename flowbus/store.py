@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -86,6 +87,24 @@ def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
         raise MalformedEntry("run hash", str(exc), fields) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class PauseView:
+    state_type: str
+    state_name: str
+    pause_key: str
+    input_prefix: str
+    schema: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeView:
+    state_type: str
+    state_name: str
+    message: str
+    fired: bool
+    response: Any
+
+
 class RunStore:
     """Reads and atomic writes of runs; every state change goes through a Lua script."""
 
@@ -139,7 +158,7 @@ class RunStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.run_index(rid), queue, nx=True)
         pipe.sadd(self.keys.queues(), queue)
-        await pipe.execute()
+        indexed, _ = await pipe.execute()
         reply = await self.scripts.call(
             "create_run",
             qkeys.run(rid),
@@ -155,6 +174,8 @@ class RunStore:
             "" if scheduled_time is None else datetime_to_ms(scheduled_time),
         )
         if not reply.accepted:
+            if indexed:  # the index was ours: leave no trace of a run that was not created
+                await self.redis.delete(self.keys.run_index(rid))
             raise InvalidStateTransition(rid, reply.detail)
         self._queues[str(rid)] = queue
         return await self.read_run(rid)
@@ -237,6 +258,34 @@ class RunStore:
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
         return reply
+
+    async def pause_view(self, run_id: UUID | str) -> PauseView:
+        """What a resumer must know: state, pause key and the schema stored by the pause."""
+        keys = await self.run_keys(run_id)
+        fields = await self.redis.hmget(
+            keys.run, ["state_type", "state_name", "pause_key", "input_prefix"]
+        )
+        if fields[0] is None:
+            raise FlowRunNotFound(run_id)
+        state_type, state_name, pause_key, prefix = (text(f) for f in fields)
+        schema = await self.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
+        return PauseView(state_type, state_name, pause_key, prefix, text(schema) if schema else "")
+
+    async def resumed_input(self, run_id: UUID | str, pause_key: str, prefix: str) -> ResumeView:
+        """After a wake-up: the run's state, whether ``pause_key`` fired, and its input."""
+        keys = await self.run_keys(run_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keys.run, ["state_type", "state_name", "state_message"])
+        pipe.sismember(keys.fired, pause_key)
+        pipe.hget(keys.input, f"{prefix}-response")
+        (state_type, state_name, message), fired, response = await pipe.execute()
+        return ResumeView(
+            text(state_type),
+            text(state_name),
+            text(message),
+            bool(fired),
+            None if response is None else decode(blob(response)),
+        )
 
     # -- task results --------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class _TaskCall:
         self.parameters = inspect.signature(task.fn).bind_partial(*args, **kwargs).arguments
         self.key: str | None = None
         if self.flow_ctx is not None:
+            self.flow_ctx.checkpoint()
             if task.cache_key is not None:
                 self.key = task.cache_key
             elif task.cache_key_fn is not None:

@@ -26,8 +26,8 @@ local ALLOWED = {
              FAILED = true, CRASHED = true},
   RUNNING = {SCHEDULED = true, PAUSED = true, COMPLETED = true, FAILED = true, CRASHED = true,
              CANCELLING = true, CANCELLED = true},
-  PAUSED = {SCHEDULED = true, RUNNING = true, PAUSED = true, CANCELLED = true, FAILED = true,
-            CRASHED = true},
+  PAUSED = {SCHEDULED = true, RUNNING = true, PAUSED = true, COMPLETED = true, CANCELLED = true,
+            FAILED = true, CRASHED = true},
   CANCELLING = {CANCELLED = true, COMPLETED = true, FAILED = true, CRASHED = true},
 }
 

@@ -4,6 +4,8 @@
 -- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
 -- Reply: {1, event id, ...} or {0, "exists", ...}.
 if redis.call('EXISTS', RUN) == 1 then return reply(0, 'a run with this id exists', current()) end
+-- refuse before writing: a refused creation must leave no half-made run behind
+if not ALLOWED.NONE[ARGV[10]] then return reply(0, 'a run starts SCHEDULED or PENDING') end
 local ts = now_ms()
 redis.call('HSET', RUN, 'id', ARGV[4], 'flow_name', ARGV[5], 'name', ARGV[6], 'queue', ARGV[7],
   'deployment_id', ARGV[8], 'parameters', ARGV[9], 'parent_id', ARGV[12], 'created_ms', ts,

@@ -1,0 +1,249 @@
+"""Pause, resume, suspend and wait for flow runs — event-driven, never polling.
+
+The ``a``-prefixed functions are async; the plain names are awaitable from async code and
+blocking from sync code (one implementation behind both, see :func:`bridge.sync_or_async`).
+``poll_interval`` parameters exist for Prefect compatibility and do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+from uuid import UUID
+
+import anyio
+
+from flowbus.bridge import on_loop, sync_or_async
+from flowbus.codec import blob, decode, encode, text
+from flowbus.context import FlowRunContext, TaskRunContext
+from flowbus.exceptions import (
+    FlowPauseTimeout,
+    FlowRunCancelled,
+    FlowRunWaitTimeout,
+    InvalidRunInput,
+    InvalidStateTransition,
+    NotPausedError,
+    Pause,
+    StillSuspending,
+)
+from flowbus.inputs import check_against_schema, load_input, run_input_type, schema_json
+from flowbus.models import FlowRun
+from flowbus.runtime import get_runtime
+from flowbus.scripts import Status
+from flowbus.states import FINAL_TYPES, Paused, StateType, Suspended
+from flowbus.store import ms_to_datetime
+from flowbus.waiters import Subscription
+
+logger = logging.getLogger("flowbus.flow_runs")
+
+#: Prefect's message for a pause that was never resumed.
+NEVER_RESUMED = "The flow was paused and never resumed."
+
+
+async def apause_flow_run(
+    wait_for_input: Any = None,
+    timeout: int | None = 3600,
+    poll_interval: int = 10,
+    key: str | None = None,
+) -> Any:
+    """Pause the current flow run until it is resumed; return the run input, if any.
+
+    The pause is a one-shot checkpoint under ``key`` (default: the run's pause counter "1",
+    "2", …, so pauses must happen in a deterministic order): a key that already fired returns
+    its input at once. Raises :class:`FlowPauseTimeout` (the run is FAILED) if no resume comes
+    within ``timeout`` seconds, :class:`FlowRunCancelled` if the run is cancelled meanwhile.
+    """
+    ctx = FlowRunContext.require("pause_flow_run")
+    return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=False))
+
+
+async def asuspend_flow_run(
+    wait_for_input: Any = None,
+    flow_run_id: UUID | str | None = None,
+    timeout: int | None = None,
+    key: str | None = None,
+) -> Any:
+    """Suspend a run: it leaves its process and a resume re-enqueues it to a worker.
+
+    In the current run this raises :class:`~flowbus.exceptions.Pause` (the engine catches it);
+    when the run re-executes, the same call (same key) returns the resume input. The run must
+    come from a deployment, and this cannot be called from inside a task.
+    """
+    ctx = FlowRunContext.get()
+    if flow_run_id is not None and (ctx is None or str(ctx.flow_run.id) != str(flow_run_id)):
+        from flowbus.suspension import request_suspension
+
+        await request_suspension(flow_run_id, timeout)
+        return None
+    ctx = FlowRunContext.require("suspend_flow_run")
+    if TaskRunContext.get() is not None:
+        raise InvalidStateTransition(ctx.flow_run.id, "cannot suspend from inside a task")
+    if ctx.flow_run.deployment_id is None:
+        raise InvalidStateTransition(
+            ctx.flow_run.id, "cannot suspend a run without a deployment (no worker could resume it)"
+        )
+    return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=True))
+
+
+async def _pause(
+    ctx: FlowRunContext,
+    wait_for_input: Any,
+    timeout: float | None,
+    key: str | None,
+    *,
+    reschedule: bool,
+) -> Any:
+    store = ctx.runtime.store
+    run_id = ctx.flow_run.id
+    key = key or ctx.next_pause_key()
+    model = run_input_type(wait_for_input) if wait_for_input is not None else None
+    prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if model else ""
+    await ctx.flush()  # a re-execution must find every task result finished so far
+    keys = await store.run_keys(run_id)
+    async with ctx.runtime.waiters.subscribe(ctx.flow_run.queue, str(run_id)) as sub:
+        reply = await store.scripts.call(
+            "pause",
+            keys,
+            key,
+            "" if timeout is None else math.ceil(timeout * 1000),
+            "1" if reschedule else "0",
+            "Suspended" if reschedule else "Paused",
+            prefix,
+            schema_json(model) if model else "",
+            (model.description or "") if model else "",
+        )
+        if reply.status is Status.ALREADY_FIRED:
+            return _loaded(model, reply.extra, key)
+        if not reply.accepted:
+            raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
+        deadline = reply.extra[0]
+        deadline_ms = int(deadline) if deadline not in (None, b"") else None
+        expires = None if deadline_ms is None else ms_to_datetime(deadline_ms)
+        state = (Suspended if reschedule else Paused)(pause_key=key, pause_expiration_time=expires)
+        logger.info("Flow run %s paused (key %s)", run_id, key)
+        if reschedule:
+            raise Pause(state)
+        return await _wait_until_resumed(ctx, sub, key, prefix, model, deadline_ms)
+
+
+def _loaded(model: Any, extra: tuple[Any, ...], key: str) -> Any:
+    if model is None:
+        return None
+    response = decode(blob(extra[0])) if extra and text(extra[1]) == "1" else None
+    return load_input(model, response, key)
+
+
+async def _wait_until_resumed(
+    ctx: FlowRunContext,
+    sub: Subscription,
+    key: str,
+    prefix: str,
+    model: Any,
+    deadline_ms: int | None,
+) -> Any:
+    store = ctx.runtime.store
+    run_id = ctx.flow_run.id
+    keys = await store.run_keys(run_id)
+    while True:
+        left = None if deadline_ms is None else max(0.0, deadline_ms / 1000 - time.time())
+        with anyio.move_on_after(left) as scope:
+            event = await sub.next()
+        if scope.cancelled_caught:
+            reply = await store.scripts.call("expire_pause", keys, key)
+            if reply.accepted:
+                raise FlowPauseTimeout(NEVER_RESUMED)
+            left_ms = text(reply.extra[0]) if reply.extra else ""
+            if left_ms:  # Redis's clock is behind ours: wait out the rest
+                deadline_ms = int(time.time() * 1000) + int(left_ms)
+                continue
+        elif event is not None and event.get("type") == StateType.PAUSED:
+            continue
+        view = await store.resumed_input(run_id, key, prefix)
+        if view.state_type == StateType.RUNNING and view.fired:
+            logger.info("Flow run %s resumed (key %s)", run_id, key)
+            return load_input(model, view.response, key) if model else None
+        if view.state_type == StateType.PAUSED:
+            continue
+        if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
+            raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
+        if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
+            raise FlowPauseTimeout(NEVER_RESUMED)
+        raise FlowRunCancelled(
+            f"Flow run {run_id} left its pause for {view.state_type} {view.state_name!r}"
+        )
+
+
+async def aresume_flow_run(
+    flow_run_id: UUID | str, run_input: dict[str, Any] | None = None
+) -> None:
+    """Resume a paused or suspended run, with input if its pause waits for some.
+
+    The input is validated against the JSON schema the pause stored, before anything is
+    written: :class:`InvalidRunInput` lists every bad field and the run stays paused. Then one
+    compare-and-set resumes it: of concurrent resumers exactly one wins and the others get
+    :class:`NotPausedError`. A resume after the deadline raises :class:`FlowPauseTimeout`
+    (the run is FAILED). A resume that comes before the pause is refused (NotPausedError).
+    """
+    runtime = await get_runtime()
+    store = runtime.store
+    view = await store.pause_view(flow_run_id)
+    if view.state_type != StateType.PAUSED:
+        raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
+    data = b""
+    if view.input_prefix:
+        check_against_schema(view.schema, run_input if run_input is not None else {})
+        if run_input is not None:
+            data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
+    elif run_input:
+        raise InvalidRunInput([("", "this pause does not wait for input")], flow_run_id)
+    keys = await store.run_keys(flow_run_id)
+    reply = await store.scripts.call(
+        "resume",
+        keys,
+        view.pause_key,
+        data,
+        "1" if view.input_prefix and run_input is not None else "0",
+    )
+    if reply.status is Status.EXPIRED:
+        raise FlowPauseTimeout("Flow run can no longer be resumed: the pause expired.")
+    if reply.status is Status.SUSPENDING:
+        raise StillSuspending(flow_run_id, reply.detail)
+    if not reply.accepted:
+        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
+
+
+async def await_for_flow_run(
+    flow_run_id: UUID | str,
+    timeout: float | None = 10800,
+    poll_interval: int = 5,
+    log_states: bool = False,
+) -> FlowRun:
+    """Block until the run reaches a final state and return it.
+
+    Subscribes to the run's events first, then reads the run (so no event can slip between),
+    then waits on the push stream. :class:`FlowRunWaitTimeout` after ``timeout`` seconds.
+    """
+    runtime = await get_runtime()
+    store = runtime.store
+    queue = await store.queue_of(flow_run_id)
+    async with runtime.waiters.subscribe(queue, str(flow_run_id)) as sub:
+        run = await store.read_run(flow_run_id)
+        with anyio.move_on_after(timeout):
+            while not run.state.is_final():
+                event = await sub.next()
+                if event is not None and log_states:
+                    logger.info("Flow run %s is %s", flow_run_id, event.get("name"))
+                if event is None or event.get("type") in _FINAL:
+                    run = await store.read_run(flow_run_id)
+            return run
+    raise FlowRunWaitTimeout(f"Flow run {flow_run_id} did not finish within {timeout} s")
+
+
+_FINAL = {t.value for t in FINAL_TYPES}
+
+pause_flow_run = sync_or_async(apause_flow_run)
+suspend_flow_run = sync_or_async(asuspend_flow_run)
+resume_flow_run = sync_or_async(aresume_flow_run)
+wait_for_flow_run = sync_or_async(await_for_flow_run)

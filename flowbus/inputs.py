@@ -1,0 +1,93 @@
+"""Typed run input: ``RunInput`` models, their JSON schema, validation and loading."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, cast
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, create_model
+
+from flowbus.exceptions import InvalidRunInput
+
+
+class RunInputMetadata(BaseModel):
+    """Where an input came from: its key, sender and receiving run."""
+
+    key: str
+    sender: str | None = None
+    receiver: str | None = None
+
+
+class RunInput(BaseModel):
+    """Base of every input a run waits for; extra keys are invalid."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: ClassVar[str | None] = None
+    _metadata: RunInputMetadata | None = PrivateAttr(default=None)
+
+    @property
+    def metadata(self) -> RunInputMetadata | None:
+        return self._metadata
+
+    @classmethod
+    def with_initial_data(cls, description: str | None = None, **defaults: Any) -> type[RunInput]:
+        """A subclass whose fields default to ``defaults`` (prefilled forms, resumes w/o input)."""
+        fields: dict[str, Any] = {}
+        for name, value in defaults.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                raise ValueError(f"{cls.__name__} has no field {name!r}")
+            fields[name] = (field.annotation, value)
+        model: type[RunInput] = create_model(cls.__name__, __base__=cls, **fields)
+        model.description = description
+        return model
+
+
+class AutomaticRunInput(RunInput):
+    """Marker base of the one-field (``value``) model wrapping a non-model input type."""
+
+
+def run_input_type(wait_for_input: Any) -> type[RunInput]:
+    """The ``RunInput`` model for ``wait_for_input``: itself, upgraded, or wrapped in ``value``."""
+    if isinstance(wait_for_input, type) and issubclass(wait_for_input, RunInput):
+        return wait_for_input
+    if isinstance(wait_for_input, type) and issubclass(wait_for_input, BaseModel):
+        upgraded: type[RunInput] = create_model(
+            f"{wait_for_input.__name__}RunInput",
+            __base__=cast("tuple[type[RunInput], ...]", (wait_for_input, RunInput)),
+        )
+        return upgraded
+    wrapped: type[RunInput] = create_model(
+        "AutomaticRunInput", __base__=AutomaticRunInput, value=(wait_for_input, ...)
+    )
+    return wrapped
+
+
+def schema_json(model: type[RunInput]) -> str:
+    """The JSON schema stored with a pause (what resumers validate against)."""
+    return json.dumps(model.model_json_schema())
+
+
+def _path(parts: Any) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def check_against_schema(schema: str, data: Any) -> None:
+    """Validate resume input with JSON Schema; :class:`InvalidRunInput` lists every field."""
+    validator = jsonschema.Draft202012Validator(json.loads(schema))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise InvalidRunInput([(_path(e.absolute_path), e.message) for e in errors])
+
+
+def load_input(model: type[RunInput], data: Any, key: str) -> Any:
+    """Parse stored input with the real type (custom validators run here, in the flow)."""
+    try:
+        value = model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise InvalidRunInput([(_path(err["loc"]), err["msg"]) for err in exc.errors()]) from exc
+    value._metadata = RunInputMetadata(key=key)
+    if isinstance(value, AutomaticRunInput):
+        return getattr(value, "value")  # noqa: B009 - a field of a model made at run time
+    return value

@@ -1,0 +1,31 @@
+-- Resume a paused run: one compare-and-set, so of many resumers exactly one wins.
+-- Checks: PAUSED, the pause key the caller validated against, not suspending, not expired
+-- (by the server's clock). Then stores the input, marks the key fired and moves the run on:
+-- RUNNING for an in-process pause, SCHEDULED "Resuming" plus enqueue for a suspended run.
+-- ARGV[4] expected pause key  [5] input (msgpack)  [6] "1" if an input is given
+-- Reply: {1, event id, ...} | {0, reason, ...} | {3, "expired", ...} (the run is now FAILED)
+--      | {4, "suspending", ...} | {-1, ...}
+local cur = current()
+if not cur then return reply(-1, 'no such run') end
+if cur.type ~= 'PAUSED' then return reply(0, 'the run is not paused', cur) end
+if cur.pause_key ~= ARGV[4] then return reply(0, 'the run is paused under another key', cur) end
+if cur.name == 'Suspending' then
+  return reply(4, 'the run is still suspending; resume it once it is Suspended', cur)
+end
+if cur.pause_timeout_ms > 0 and now_ms() >= cur.pause_timeout_ms then
+  transition(cur, 'FAILED', 'Failed', {message = 'The flow was paused and never resumed.'})
+  return reply(3, 'the pause expired', cur)
+end
+local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
+if ARGV[6] == '1' and prefix ~= '' then
+  redis.call('HSET', INPUT, prefix .. '-response', ARGV[5])
+end
+redis.call('SADD', FIRED, cur.pause_key)
+local id
+if cur.reschedule then
+  id = transition(cur, 'SCHEDULED', 'Resuming', {})
+  enqueue(cur)
+else
+  id = transition(cur, 'RUNNING', 'Running', {message = 'Resumed'})
+end
+return reply(1, id, cur)

@@ -1,0 +1,149 @@
+"""The per-process wait multiplexer: many waiting runs, one blocking read per queue.
+
+Each queue's events stream already carries every transition of its runs, so a process that
+waits on runs of a queue holds ONE blocking ``XREAD`` on that stream (on its own connection)
+and hands each event to the waiters of that run id. 10,000 paused runs cost one connection
+and, while nothing happens, one command per ``recheck_interval``.
+
+No lost wake-up: a watcher pins its cursor to a concrete stream id before a waiter is
+registered, and a waiter registers before it acts (pauses, reads the state), so every event
+after that point reaches it. After a reconnect every waiter is told to re-read its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flowbus.codec import text
+from flowbus.events import parse_xread
+from flowbus.keys import Keys
+from flowbus.settings import Settings
+
+logger = logging.getLogger("flowbus.waiters")
+
+#: Entries read per wake-up of a watcher.
+_BATCH = 1000
+#: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
+_BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
+
+#: What a waiter receives: an event's fields, or ``None`` for "re-read the run".
+Event = dict[str, str] | None
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One waiter on one run: the events of that run, in order."""
+
+    run_id: str
+    inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+    async def next(self) -> Event:
+        """The next event of the run, or ``None``: re-read the run (after a reconnect)."""
+        return await self.inbox.get()
+
+
+class QueueWatcher:
+    """The one blocking reader of a queue's events stream in this process."""
+
+    def __init__(self, redis: Redis, stream: str, recheck: float) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.recheck_ms = max(1, int(recheck * 1000))
+        self.cursor = "0-0"
+        self.subscribers: dict[str, set[Subscription]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def pin_cursor(self) -> None:
+        """Start from the stream's last id (a concrete id: ``$`` could skip an event)."""
+        last = await self.redis.xrevrange(self.stream, count=1)
+        self.cursor = text(last[0][0]) if last else "0-0"
+
+    def broadcast(self, event: Event) -> None:
+        for subs in self.subscribers.values():
+            for sub in subs:
+                sub.inbox.put_nowait(event)
+
+    async def run(self) -> None:
+        backoff = _BACKOFF_START
+        while True:
+            try:
+                reply = await self.redis.xread(
+                    {self.stream: self.cursor}, count=_BATCH, block=self.recheck_ms
+                )
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                logger.warning("Watcher of %s lost Redis (%s); reconnecting", self.stream, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                self.broadcast(None)
+                continue
+            backoff = _BACKOFF_START
+            for _stream, entries in parse_xread(reply):
+                for entry_id, fields in entries:
+                    self.cursor = entry_id
+                    for sub in self.subscribers.get(fields.get("run_id", ""), ()):
+                        sub.inbox.put_nowait(fields)
+
+
+class Waiters:
+    """Every watcher of one process (one event loop), on a small pool of its own."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.keys = Keys(settings.key_prefix)
+        self.recheck = settings.recheck_interval
+        self.pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.max_watch_connections,
+            socket_connect_timeout=settings.connect_timeout,
+            socket_timeout=None,
+            socket_keepalive=True,
+        )
+        self.redis = Redis(connection_pool=self.pool)
+        self.watchers: dict[str, QueueWatcher] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+
+    async def _watcher(self, queue: str) -> QueueWatcher:
+        watcher = self.watchers.get(queue)
+        if watcher is not None:
+            return watcher
+        lock = self._starting.setdefault(queue, asyncio.Lock())
+        async with lock:
+            watcher = self.watchers.get(queue)
+            if watcher is None:
+                watcher = QueueWatcher(self.redis, self.keys.queue(queue).events(), self.recheck)
+                await watcher.pin_cursor()
+                watcher.task = asyncio.get_running_loop().create_task(watcher.run())
+                self.watchers[queue] = watcher
+        return watcher
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, queue: str, run_id: str) -> AsyncIterator[Subscription]:
+        """Receive the events of ``run_id`` published after this call returns."""
+        watcher = await self._watcher(queue)
+        sub = Subscription(run_id)
+        watcher.subscribers.setdefault(run_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = watcher.subscribers.get(run_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del watcher.subscribers[run_id]
+
+    async def aclose(self) -> None:
+        for watcher in self.watchers.values():
+            if watcher.task is not None:
+                watcher.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher.task
+        self.watchers.clear()
+        await self.redis.aclose()
+        await self.pool.aclose()

@@ -1,0 +1,115 @@
+"""The codec: msgpack of JSON-like values, models and opt-in pickle (pure, no Redis)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgpack
+import pytest
+from pydantic import BaseModel
+
+from flowbus.codec import blob, decode, encode, text
+from flowbus.exceptions import PayloadTooLarge, SerializationError
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+class Opaque:
+    """An object neither msgpack nor pydantic can encode."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**40,
+        1.5,
+        "text ✓",
+        b"\x00bytes",
+        [],
+        [1, "two", None],
+        {"a": {"b": [1, 2, {"c": None}]}},
+        {1: "int keys survive"},
+    ],
+)
+def test_json_like_values_roundtrip(value: Any) -> None:
+    assert decode(encode(value)) == value
+
+
+def test_models_datetimes_and_uuids_become_json_like() -> None:
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    uid = UUID(int=1)
+
+    decoded = decode(encode({"point": Point(x=1, y=2), "when": when, "id": uid}))
+
+    assert decoded == {"point": {"x": 1, "y": 2}, "when": when.isoformat().replace("+00:00", "Z"),
+                       "id": str(uid)}
+    assert Point.model_validate(decoded["point"]) == Point(x=1, y=2)
+
+
+def test_an_arbitrary_object_is_refused_with_a_hint() -> None:
+    with pytest.raises(SerializationError, match="serializer='pickle'"):
+        encode(Opaque(1))
+
+
+def test_pickle_encodes_arbitrary_objects_only_when_chosen() -> None:
+    # Given a value holding an arbitrary object, encoded with the pickle serializer
+    data = encode({"obj": Opaque(3), "n": 1}, serializer="pickle")
+
+    # When it is decoded with pickle allowed, Then the object comes back
+    decoded = decode(data, allow_pickle=True)
+    assert isinstance(decoded["obj"], Opaque) and decoded["obj"].value == 3
+    assert decoded["n"] == 1
+
+
+def test_decode_refuses_pickle_unless_allowed() -> None:
+    data = encode(Opaque(3), serializer="pickle")
+
+    with pytest.raises(SerializationError, match="unpickle"):
+        decode(data)
+
+
+def test_pickle_serializer_keeps_json_like_values_plain() -> None:
+    # JSON-like parts stay msgpack, so a reader without pickle can still read them
+    assert decode(encode({"a": [1, 2]}, serializer="pickle")) == {"a": [1, 2]}
+
+
+def test_an_unknown_extension_is_refused() -> None:
+    data = msgpack.packb(msgpack.ExtType(7, pickle.dumps(1)))
+
+    with pytest.raises(SerializationError, match="Unknown msgpack extension 7"):
+        decode(data, allow_pickle=True)
+
+
+def test_garbage_bytes_raise_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="Cannot decode"):
+        decode(b"\xc1")
+
+
+def test_payload_over_the_limit_is_refused_with_its_size() -> None:
+    value = "x" * 100
+    size = len(encode(value))
+
+    assert decode(encode(value, limit=size)) == value
+    with pytest.raises(PayloadTooLarge, match="parameters is") as refused:
+        encode(value, limit=size - 1, what="parameters")
+    assert (refused.value.size, refused.value.limit) == (size, size - 1)
+
+
+def test_blob_and_text_normalise_redis_replies() -> None:
+    assert blob(b"a") == b"a" and blob("a") == b"a"
+    assert text(None) == "" and text(b"a") == "a" and text(3) == "3"
+    with pytest.raises(SerializationError):
+        blob(3)

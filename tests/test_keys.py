@@ -1,0 +1,84 @@
+"""Key names: one factory, every queue key under the queue's hash tag (pure, no Redis)."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from flowbus.keys import Keys, validate_queue_name
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes: between the first '{' and the next '}'."""
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start)]
+
+
+def test_every_queue_and_run_key_carries_the_queue_hash_tag() -> None:
+    # Given the keys of one queue and of one of its runs
+    queue = Keys("fb").queue("emails")
+    run_keys = queue.run(uuid4())
+    keys = [
+        queue.stream(),
+        queue.runs(),
+        queue.events(),
+        queue.deadlines(),
+        queue.dead_letter(),
+        queue.resume_requests(),
+        queue.resume_outcomes(),
+        queue.inbox("proc-1"),
+        *run_keys.as_list(),
+    ]
+
+    # Then every key hashes on the queue name, under the prefix
+    assert {hash_tag(key) for key in keys} == {"emails"}
+    assert all(key.startswith("fb:{emails}:") for key in keys)
+
+
+def test_run_keys_list_in_the_order_the_scripts_expect() -> None:
+    run_id = uuid4()
+    queue = Keys("p").queue("q")
+    run_keys = queue.run(run_id)
+
+    assert run_keys.as_list() == [
+        f"p:{{q}}:run:{run_id}",
+        f"p:{{q}}:run:{run_id}:events",
+        queue.events(),
+        f"p:{{q}}:run:{run_id}:fired",
+        f"p:{{q}}:run:{run_id}:input",
+        f"p:{{q}}:run:{run_id}:results",
+        queue.deadlines(),
+        queue.stream(),
+        queue.runs(),
+    ]
+
+
+def test_run_keys_of_different_runs_differ_but_share_queue_keys() -> None:
+    queue = Keys().queue("default")
+    first, second = queue.run(uuid4()), queue.run(uuid4())
+
+    assert first.run != second.run and first.events != second.events
+    assert first.queue_events == second.queue_events == queue.events()
+
+
+def test_prefix_separates_namespaces() -> None:
+    assert Keys("a").queue("q").stream() != Keys("b").queue("q").stream()
+    assert Keys("a").run_index("x") == "a:runs:x"
+    assert Keys("a").deployment("d") == "a:deployment:d"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "a{b", "a}b", "a:b", "has space", "tab\there", "new\nline", "x" * 101],
+)
+def test_invalid_queue_names_are_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match="Invalid queue name"):
+        validate_queue_name(name)
+    with pytest.raises(ValueError, match="Invalid queue name"):
+        Keys().queue(name)
+
+
+@pytest.mark.parametrize("name", ["default", "a", "emails-high_prio.v2", "x" * 100])
+def test_valid_queue_names_pass_through(name: str) -> None:
+    assert validate_queue_name(name) == name

@@ -1,0 +1,440 @@
+"""The run store against a real Redis: creation, the transition rules, events, TTLs, caps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from flowbus.codec import encode, text
+from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
+from flowbus.keys import RunKeys
+from flowbus.runtime import get_runtime
+from flowbus.scripts import Reply, Status
+from flowbus.settings import Settings
+from flowbus.states import FINAL_TYPES, State, StateType
+from flowbus.store import RunStore
+
+pytestmark = pytest.mark.anyio
+
+S = StateType
+
+#: The rules of lua/_prelude.lua, restated: kinds each non-final kind may move to.
+ALLOWED: dict[StateType, set[StateType]] = {
+    S.SCHEDULED: {S.SCHEDULED, S.PENDING, S.RUNNING, S.CANCELLING, S.CANCELLED, S.FAILED,
+                  S.CRASHED},
+    S.PENDING: {S.SCHEDULED, S.RUNNING, S.CANCELLING, S.CANCELLED, S.FAILED, S.CRASHED},
+    S.RUNNING: {S.SCHEDULED, S.PAUSED, S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING,
+                S.CANCELLED},
+    S.PAUSED: {S.SCHEDULED, S.RUNNING, S.PAUSED, S.CANCELLED, S.FAILED, S.CRASHED},
+    S.CANCELLING: {S.CANCELLED, S.COMPLETED, S.FAILED, S.CRASHED},
+}
+
+#: A legal path from creation (SCHEDULED) to each kind; PAUSED is reached from RUNNING.
+PATHS: dict[StateType, list[StateType]] = {
+    S.SCHEDULED: [],
+    S.PENDING: [S.PENDING],
+    S.RUNNING: [S.PENDING, S.RUNNING],
+    S.PAUSED: [S.PENDING, S.RUNNING],
+    S.CANCELLING: [S.PENDING, S.RUNNING, S.CANCELLING],
+    S.COMPLETED: [S.PENDING, S.RUNNING, S.COMPLETED],
+    S.FAILED: [S.PENDING, S.RUNNING, S.FAILED],
+    S.CRASHED: [S.PENDING, S.RUNNING, S.CRASHED],
+    S.CANCELLED: [S.PENDING, S.RUNNING, S.CANCELLING, S.CANCELLED],
+}
+
+EVENT_FIELDS = [
+    "run_id",
+    "flow",
+    "type",
+    "name",
+    "message",
+    "from_type",
+    "from_name",
+    "ts",
+    "run_count",
+    "pause_key",
+]
+
+
+def state(kind: StateType, name: str | None = None, message: str | None = None) -> State:
+    return State(type=kind, name=name or kind.value.title(), message=message)
+
+
+@pytest.fixture
+async def store(runtime_closed: None) -> AsyncIterator[RunStore]:
+    """The run store of the test loop's runtime (closed at the end of the test)."""
+    yield (await get_runtime()).store
+
+
+def small_store(store: RunStore, **overrides: Any) -> RunStore:
+    """A store on the same connection with some settings overridden (prefix from the env)."""
+    return RunStore(store.redis, Settings(**overrides))
+
+
+async def entries(store: RunStore, stream: str) -> list[dict[str, str]]:
+    raw = await store.redis.xrange(stream)
+    return [{text(k): text(v) for k, v in fields.items()} for _, fields in raw]
+
+
+async def snapshot(store: RunStore, keys: RunKeys) -> dict[str, Any]:
+    """Everything a transition may write, to compare before and after a refusal."""
+    return {
+        "run": await store.redis.hgetall(keys.run),
+        "events": await store.redis.xrange(keys.events),
+        "queue_events": await store.redis.xrange(keys.queue_events),
+        "queue": await store.redis.xrange(keys.queue_stream),
+        "deadlines": await store.redis.zrange(keys.deadlines, 0, -1, withscores=True),
+        "ttl": [await store.redis.ttl(key) for key in (keys.run, keys.events)],
+    }
+
+
+async def walk(store: RunStore, run_id: UUID, path: list[StateType]) -> None:
+    for kind in path:
+        reply = await store.set_state(run_id, state(kind))
+        assert reply.accepted, reply.detail
+
+
+async def reach(store: RunStore, kind: StateType) -> UUID:
+    """A new run brought to ``kind`` by legal moves."""
+    run = await store.create_run("flow-a")
+    await walk(store, run.id, PATHS[kind])
+    if kind is S.PAUSED:
+        # pause.lua owns RUNNING → PAUSED (set_state refuses it); the rules under test are
+        # those out of PAUSED, so write the state pause.lua would have written.
+        keys = await store.run_keys(run.id)
+        await store.redis.hset(keys.run, mapping={"state_type": "PAUSED", "state_name": "Paused"})
+    return run.id
+
+
+# -- creation ------------------------------------------------------------------------------
+
+
+async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
+    store: RunStore,
+) -> None:
+    # When a run is created
+    run = await store.create_run("flow-a", {"x": 1}, queue="q1", name="first")
+
+    # Then it is SCHEDULED, listed, indexed, not enqueued, with one event in both streams
+    keys = store.keys.queue("q1").run(run.id)
+    assert (run.state.type, run.state.name, run.run_count) == (S.SCHEDULED, "Scheduled", 0)
+    assert (run.flow_name, run.name, run.queue, run.parameters) == ("flow-a", "first", "q1",
+                                                                      {"x": 1})
+    assert await store.queue_of(run.id) == "q1"
+    assert text(await store.redis.get(store.keys.run_index(run.id))) == "q1"
+    assert await store.redis.zscore(keys.runs, str(run.id)) is not None
+    assert await store.redis.sismember(store.keys.queues(), "q1")
+    assert await store.redis.xlen(keys.queue_stream) == 0
+    [event] = await entries(store, keys.events)
+    assert event == {
+        "run_id": str(run.id),
+        "flow": "flow-a",
+        "type": "SCHEDULED",
+        "name": "Scheduled",
+        "message": "",
+        "from_type": "NONE",
+        "from_name": "",
+        "ts": event["ts"],
+        "run_count": "0",
+        "pause_key": "",
+    }
+    assert await entries(store, keys.queue_events) == [event]
+
+
+async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
+    run = await store.create_run("flow-a", initial=S.PENDING, enqueue=True)
+
+    keys = await store.run_keys(run.id)
+    assert run.state.type is S.PENDING and run.state.name == "Pending"
+    [(_, job)] = await store.redis.xrange(keys.queue_stream)
+    assert {text(k): text(v) for k, v in job.items()} == {"run_id": str(run.id), "run_count": "0"}
+
+
+@pytest.mark.parametrize("initial", sorted(set(S) - {S.SCHEDULED, S.PENDING}))
+async def test_create_run_in_another_kind_is_refused_and_writes_nothing(
+    store: RunStore, initial: StateType
+) -> None:
+    run_id = uuid4()
+    keys = store.keys.queue("default").run(run_id)
+
+    with pytest.raises(InvalidStateTransition):
+        await store.create_run("flow-a", initial=initial, run_id=run_id)
+
+    assert await store.redis.exists(keys.run, keys.events, keys.queue_events) == 0
+    assert await store.redis.zcard(keys.runs) == 0
+    assert await store.read_runs() == []
+
+
+async def test_create_run_with_an_existing_id_is_refused_and_changes_nothing(
+    store: RunStore,
+) -> None:
+    run = await store.create_run("flow-a", {"x": 1})
+    keys = await store.run_keys(run.id)
+    before = await snapshot(store, keys)
+
+    with pytest.raises(InvalidStateTransition, match="exists"):
+        await store.create_run("flow-b", {"x": 2}, run_id=run.id)
+
+    assert await snapshot(store, keys) == before
+
+
+# -- the transition rules --------------------------------------------------------------------
+
+
+NON_FINAL_CASES = [(src, dst) for src in ALLOWED for dst in S]
+
+
+@pytest.mark.parametrize(("src", "dst"), NON_FINAL_CASES, ids=[f"{s}->{d}" for s, d in
+                                                                NON_FINAL_CASES])
+async def test_moves_out_of_a_non_final_kind_follow_the_table(
+    store: RunStore, src: StateType, dst: StateType
+) -> None:
+    # Given a run in ``src``
+    run_id = await reach(store, src)
+    keys = await store.run_keys(run_id)
+    before = await snapshot(store, keys)
+
+    # When ``dst`` is proposed
+    reply = await store.set_state(run_id, state(dst, message="proposed"))
+
+    # Then it is accepted iff the table allows it (PAUSED only ever through pause.lua)
+    allowed = dst in ALLOWED[src] and dst is not S.PAUSED
+    if allowed:
+        await assert_accepted(store, keys, reply, src, dst)
+    else:
+        assert reply.status is Status.REFUSED
+        assert (reply.state_type, reply.state_name) == (src.value, before["run"][b"state_name"]
+                                                        .decode())
+        assert await snapshot(store, keys) == before
+
+
+FINAL_CASES = [(src, dst, retry) for src in FINAL_TYPES for dst in S for retry in (False, True)]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "retry"),
+    sorted(FINAL_CASES),
+    ids=[f"{s}->{d}{'-retry' if r else ''}" for s, d, r in sorted(FINAL_CASES)],
+)
+async def test_final_kinds_refuse_everything_but_an_explicit_retry(
+    store: RunStore, src: StateType, dst: StateType, retry: bool
+) -> None:
+    # Given a finished run
+    run_id = await reach(store, src)
+    keys = await store.run_keys(run_id)
+    before = await snapshot(store, keys)
+
+    # When ``dst`` is proposed, with or without retry
+    reply = await store.set_state(run_id, state(dst), retry=retry)
+
+    # Then only a retry to SCHEDULED, PENDING or RUNNING leaves the final state
+    if retry and dst in {S.SCHEDULED, S.PENDING, S.RUNNING}:
+        await assert_accepted(store, keys, reply, src, dst)
+    else:
+        assert reply.status is Status.REFUSED
+        assert reply.state_type == src.value
+        if dst is not S.PAUSED:
+            assert "only an explicit retry" in reply.detail
+        assert await snapshot(store, keys) == before
+
+
+async def assert_accepted(
+    store: RunStore, keys: RunKeys, reply: Reply, src: StateType, dst: StateType
+) -> None:
+    assert reply.status is Status.ACCEPTED, reply.detail
+    assert reply.state_type == dst.value
+    run = await store.read_run(keys.run.rsplit(":", 1)[1])
+    assert run.state.type is dst and run.state.message == "proposed" or not run.state.message
+    last = (await entries(store, keys.events))[-1]
+    assert (last["from_type"], last["type"]) == (src.value, dst.value)
+    assert text((await store.redis.xrevrange(keys.events, count=1))[0][0]) == reply.detail
+
+
+async def test_paused_through_set_state_is_refused_even_from_running(store: RunStore) -> None:
+    run_id = await reach(store, S.RUNNING)
+    keys = await store.run_keys(run_id)
+    before = await snapshot(store, keys)
+
+    reply = await store.set_state(run_id, State(type=S.PAUSED, name="Paused"))
+
+    assert reply.status is Status.REFUSED
+    assert "pause_flow_run" in reply.detail
+    assert (reply.state_type, reply.state_name) == ("RUNNING", "Running")
+    assert await snapshot(store, keys) == before
+
+
+async def test_a_refusal_returns_the_current_state_and_the_reason(store: RunStore) -> None:
+    run_id = await reach(store, S.PENDING)
+
+    reply = await store.set_state(run_id, state(S.COMPLETED))
+
+    assert reply.status is Status.REFUSED
+    assert reply.detail == "cannot move from PENDING to COMPLETED"
+    assert (reply.state_type, reply.state_name, reply.run_count) == ("PENDING", "Pending", 0)
+
+
+async def test_expect_guards_the_move_like_compare_and_set(store: RunStore) -> None:
+    run_id = await reach(store, S.SCHEDULED)
+    keys = await store.run_keys(run_id)
+    before = await snapshot(store, keys)
+
+    refused = await store.set_state(run_id, state(S.CANCELLED), expect=S.RUNNING)
+    assert refused.status is Status.REFUSED
+    assert refused.detail == "expected RUNNING, found SCHEDULED"
+    assert await snapshot(store, keys) == before
+
+    accepted = await store.set_state(run_id, state(S.CANCELLED), expect=S.SCHEDULED)
+    assert accepted.accepted
+
+
+async def test_set_state_can_store_a_result_and_enqueue(store: RunStore) -> None:
+    run_id = await reach(store, S.RUNNING)
+    keys = await store.run_keys(run_id)
+
+    await store.set_state(run_id, state(S.SCHEDULED), enqueue=True)
+    await store.set_state(run_id, state(S.RUNNING))
+    await store.set_state(run_id, state(S.COMPLETED), result=encode({"v": [1, 2]}))
+
+    assert await store.read_result(run_id) == {"v": [1, 2]}
+    [(_, job)] = await store.redis.xrange(keys.queue_stream)
+    assert text(job[b"run_id"]) == str(run_id) and text(job[b"run_count"]) == "1"
+
+
+# -- events, run_count, retention, caps ----------------------------------------------------------
+
+
+async def test_events_are_published_in_order_to_the_run_and_queue_streams(
+    store: RunStore,
+) -> None:
+    # Given two runs of one queue moved through their lifecycle, interleaved
+    first = await store.create_run("flow-a")
+    second = await store.create_run("flow-b")
+    await store.set_state(first.id, state(S.PENDING))
+    await store.set_state(second.id, state(S.PENDING))
+    await store.set_state(first.id, state(S.RUNNING))
+    await store.set_state(first.id, state(S.COMPLETED, "Completed", "done in 1s"))
+
+    # Then the run's stream holds its own events in order, with every field
+    keys = await store.run_keys(first.id)
+    events = await entries(store, keys.events)
+    assert [list(e) for e in events] == [EVENT_FIELDS] * 4
+    assert [(e["from_type"], e["from_name"], e["type"], e["name"]) for e in events] == [
+        ("NONE", "", "SCHEDULED", "Scheduled"),
+        ("SCHEDULED", "Scheduled", "PENDING", "Pending"),
+        ("PENDING", "Pending", "RUNNING", "Running"),
+        ("RUNNING", "Running", "COMPLETED", "Completed"),
+    ]
+    assert [e["run_count"] for e in events] == ["0", "0", "1", "1"]
+    assert events[-1]["message"] == "done in 1s"
+    assert {(e["run_id"], e["flow"], e["pause_key"]) for e in events} == {
+        (str(first.id), "flow-a", "")
+    }
+    stamps = [int(e["ts"]) for e in events]
+    assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000
+
+    # And the queue's stream holds every run's events in the order they happened
+    queue_events = await entries(store, keys.queue_events)
+    assert [(e["run_id"], e["type"]) for e in queue_events] == [
+        (str(first.id), "SCHEDULED"),
+        (str(second.id), "SCHEDULED"),
+        (str(first.id), "PENDING"),
+        (str(second.id), "PENDING"),
+        (str(first.id), "RUNNING"),
+        (str(first.id), "COMPLETED"),
+    ]
+    assert [e for e in queue_events if e["run_id"] == str(first.id)] == events
+
+
+async def test_run_count_increments_on_each_entry_into_running(store: RunStore) -> None:
+    run = await store.create_run("flow-a")
+    counts = []
+    for kind in [S.PENDING, S.RUNNING, S.SCHEDULED, S.RUNNING, S.FAILED]:
+        counts.append((await store.set_state(run.id, state(kind))).run_count)
+    retried = await store.set_state(run.id, state(S.RUNNING), retry=True)
+
+    assert counts == [0, 1, 1, 2, 2]
+    assert retried.run_count == 3
+    assert (await store.read_run(run.id)).run_count == 3
+
+
+async def test_resuming_from_paused_is_not_a_new_run_attempt(store: RunStore) -> None:
+    run_id = await reach(store, S.PAUSED)
+
+    reply = await store.set_state(run_id, state(S.RUNNING))
+
+    assert reply.accepted and reply.run_count == 1
+
+
+async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
+    store: RunStore,
+) -> None:
+    # Given a running run with a task result, in a store keeping finished runs 100 s
+    short = small_store(store, retention_seconds=100)
+    run_id = await reach(short, S.RUNNING)
+    keys = await short.run_keys(run_id)
+    await short.save_task_result(run_id, "task-1", encode(1))
+    run_keys = [keys.run, keys.events, keys.results]
+
+    # When it fails, Then its keys expire within the retention, queue keys do not
+    await short.set_state(run_id, state(S.FAILED))
+    ttls = [await short.redis.ttl(key) for key in run_keys]
+    assert all(0 < ttl <= 100 for ttl in ttls), ttls
+    assert await short.redis.ttl(keys.queue_events) == -1
+
+    # When it is retried, Then they persist again
+    await short.set_state(run_id, state(S.SCHEDULED, "AwaitingRetry"), retry=True)
+    assert [await short.redis.ttl(key) for key in run_keys] == [-1, -1, -1]
+
+
+async def test_event_streams_are_capped(store: RunStore) -> None:
+    # Given a store capping run streams at 10 and queue streams at 20 entries (approximately:
+    # Redis trims whole stream nodes, so a stream may exceed its cap by up to one node)
+    capped = small_store(store, run_events_maxlen=10, queue_events_maxlen=20)
+    run = await capped.create_run("flow-a")
+    keys = await capped.run_keys(run.id)
+
+    # When the run publishes 400 events
+    for i in range(399):
+        await capped.set_state(run.id, state(S.SCHEDULED, message=str(i)))
+
+    # Then both streams were trimmed, keeping the newest
+    run_len = await capped.redis.xlen(keys.events)
+    queue_len = await capped.redis.xlen(keys.queue_events)
+    assert 10 <= run_len <= 10 + 100
+    assert 20 <= queue_len <= 20 + 100
+    assert (await entries(capped, keys.events))[-1]["message"] == "398"
+
+
+# -- unknown runs ------------------------------------------------------------------------------
+
+
+async def test_an_unknown_run_id_is_not_found_and_nothing_is_written(store: RunStore) -> None:
+    run_id = uuid4()
+
+    with pytest.raises(FlowRunNotFound) as not_found:
+        await store.read_run(run_id)
+    assert not_found.value.run_id == str(run_id)
+    with pytest.raises(FlowRunNotFound):
+        await store.set_state(run_id, state(S.RUNNING))
+
+    assert await store.redis.keys(f"{store.keys.prefix}:*") == []
+
+
+async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
+    store: RunStore,
+) -> None:
+    # Given a run whose hash and events are gone (retention expired) but whose index remains
+    run_id = await reach(store, S.COMPLETED)
+    keys = await store.run_keys(run_id)
+    await store.redis.delete(keys.run, keys.events)
+    before = await snapshot(store, keys)
+
+    with pytest.raises(FlowRunNotFound):
+        await store.read_run(run_id)
+    with pytest.raises(FlowRunNotFound):
+        await store.set_state(run_id, state(S.SCHEDULED), retry=True)
+
+    assert await snapshot(store, keys) == before
