@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cached_property, update_wrapper
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
 
 from flowbus.codec import Serializer, decode, encode
 from flowbus.context import FlowRunContext, TaskRunContext
@@ -90,8 +90,16 @@ class Task(Generic[P, R]):
 
     @cached_property
     def _return_adapter(self) -> TypeAdapter[Any] | None:
-        hint = get_type_hints(self.fn).get("return")
-        return TypeAdapter(hint) if hint is not None else None
+        try:
+            hint = get_type_hints(self.fn).get("return")
+        except NameError:  # an annotation naming a local class: restore without validating
+            return None
+        if hint is None:
+            return None
+        try:
+            return TypeAdapter(hint)
+        except PydanticSchemaGenerationError:  # e.g. a plain class returned with pickle
+            return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
 
     def restore(self, data: bytes) -> Any:
         """Decode a persisted result back into the annotated return type."""

@@ -54,8 +54,11 @@ def test_models_datetimes_and_uuids_become_json_like() -> None:
 
     decoded = decode(encode({"point": Point(x=1, y=2), "when": when, "id": uid}))
 
-    assert decoded == {"point": {"x": 1, "y": 2}, "when": when.isoformat().replace("+00:00", "Z"),
-                       "id": str(uid)}
+    assert decoded == {
+        "point": {"x": 1, "y": 2},
+        "when": when.isoformat().replace("+00:00", "Z"),
+        "id": str(uid),
+    }
     assert Point.model_validate(decoded["point"]) == Point(x=1, y=2)
 
 

@@ -1,0 +1,247 @@
+"""The ``flowbus`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flowbus.exceptions import FlowbusError, FlowRunWaitTimeout, InvalidRunInput
+from flowbus.runtime import close_runtime, get_runtime
+from flowbus.states import StateType
+
+app = typer.Typer(help="flowbus: flow runs, event-driven on Redis Streams.", no_args_is_help=True)
+server_app = typer.Typer(help="The embedded Redis-compatible server.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+#: Exit code of ``flowbus wait`` by final state (124 on timeout, like coreutils' timeout).
+WAIT_EXIT_CODES = {
+    StateType.COMPLETED: 0,
+    StateType.FAILED: 1,
+    StateType.CRASHED: 3,
+    StateType.CANCELLED: 4,
+}
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    async def main() -> T:
+        try:
+            return await coro
+        finally:
+            await close_runtime()
+
+    return asyncio.run(main())
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def demo() -> None:
+    """Run a small flow end to end and narrate each state change from its event stream."""
+    from flowbus.demo import run_demo
+
+    raise typer.Exit(_run(run_demo(console.print)))
+
+
+@app.command()
+def resume(
+    run_id: str,
+    input: Annotated[str | None, typer.Option("--input", help="Run input as JSON")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input-file", exists=True)] = None,
+) -> None:
+    """Resume a paused or suspended run (exit 2 on invalid input, printed per field)."""
+    from flowbus.flow_runs import aresume_flow_run
+
+    raw = input_file.read_text() if input_file else input
+    try:
+        run_input = json.loads(raw) if raw is not None else None
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--input is not JSON: {exc}", 2) from exc
+    try:
+        _run(aresume_flow_run(run_id, run_input))
+    except InvalidRunInput as exc:
+        for field, message in exc.errors:
+            errors.print(f"[red]invalid[/red] {field or '<input>'}: {message}")
+        raise typer.Exit(2) from exc
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"resumed {run_id}")
+
+
+@app.command()
+def wait(
+    run_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait")] = None,
+) -> None:
+    """Wait for a run to finish; the exit code tells its final state (0 = COMPLETED)."""
+    from flowbus.flow_runs import await_for_flow_run
+
+    try:
+        run = _run(await_for_flow_run(run_id, timeout=timeout, log_states=False))
+    except FlowRunWaitTimeout as exc:
+        raise _fail(str(exc), 124) from exc
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{run.id} {run.state.type.value} {run.state.name}")
+    raise typer.Exit(WAIT_EXIT_CODES.get(run.state.type, 1))
+
+
+@app.command()
+def inspect(run_id: str) -> None:
+    """Show a run and its state history, read from its event stream."""
+    from flowbus.watch import history
+
+    async def load() -> tuple[Any, Any]:
+        runtime = await get_runtime()
+        return await runtime.store.read_run(run_id), await history(runtime, run_id)
+
+    try:
+        run, events = _run(load())
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"[bold]{run.name}[/bold] {run.id}  flow={run.flow_name} queue={run.queue}")
+    console.print(f"state: {run.state.type.value} {run.state.name!r}  run_count={run.run_count}")
+    table = Table("time", "from", "to", "name", "run", "pause key", "message")
+    for e in events:
+        stamp = e.timestamp.strftime("%H:%M:%S.%f")[:-3]
+        table.add_row(
+            stamp, e.from_type, e.type.value, e.name, str(e.run_count), e.pause_key, e.message
+        )
+    console.print(table)
+
+
+@app.command()
+def cancel(run_id: str) -> None:
+    """Cancel a run (a paused or suspended one at once)."""
+    from flowbus.client import get_client
+    from flowbus.states import Cancelled, Cancelling
+
+    async def go() -> None:
+        async with get_client() as client:
+            run = await client.read_flow_run(run_id)
+            paused_or_waiting = run.state.is_paused() or run.state.is_scheduled()
+            state = Cancelled() if paused_or_waiting else Cancelling()
+            await client.set_flow_run_state(run_id, state)
+
+    try:
+        _run(go())
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"cancelled {run_id}")
+
+
+@app.command()
+def suspend(
+    run_id: str, timeout: Annotated[float | None, typer.Option(help="Seconds")] = None
+) -> None:
+    """Ask a running run to suspend at its next task boundary."""
+    from flowbus.suspension import request_suspension
+
+    try:
+        _run(request_suspension(run_id, timeout))
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"suspending {run_id}")
+
+
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Argument(help="MODULE:FLOW, e.g. myflows:etl")],
+    name: Annotated[str, typer.Option()],
+    queue: Annotated[str, typer.Option()] = "default",
+) -> None:
+    """Register a deployment of a flow so workers can run it."""
+    from flowbus.flows import Flow
+
+    module_name, _, attr = target.partition(":")
+    sys.path.insert(0, os.getcwd())
+    obj = getattr(importlib.import_module(module_name), attr, None)
+    if not isinstance(obj, Flow):
+        raise _fail(f"{target} is not a flow", 2)
+    deployment_id = _run(obj.adeploy(name, queue))
+    console.print(f"deployment {obj.name}/{name} {deployment_id} on queue {queue}")
+
+
+@app.command("run")
+def run_deployment_cmd(
+    deployment: Annotated[str, typer.Argument(help="flow-name/deployment-name or id")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="k=v (v parsed as JSON)")
+    ] = None,
+    wait_: Annotated[bool, typer.Option("--wait")] = False,
+) -> None:
+    """Create a run of a deployment for the workers; --wait follows it to the end."""
+    from flowbus.client import get_client
+    from flowbus.flow_runs import await_for_flow_run
+
+    parameters: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _fail(f"--param {item!r} is not k=v", 2)
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[key] = value
+
+    async def go() -> Any:
+        async with get_client() as client:
+            run = await client.create_flow_run_from_deployment(deployment, parameters)
+        console.print(f"created {run.id}")
+        return await await_for_flow_run(run.id) if wait_ else run
+
+    try:
+        run = _run(go())
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    if wait_:
+        console.print(f"{run.id} {run.state.type.value}")
+        raise typer.Exit(WAIT_EXIT_CODES.get(run.state.type, 1))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def worker(ctx: typer.Context) -> None:
+    """Start a worker: flowbus worker MODULE… --queue Q --concurrency N (see --help)."""
+    # exec, not import: the worker package builds on flowbus, never the other way round
+    os.execv(sys.executable, [sys.executable, "-m", "worker", *ctx.args])
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start (or find) the embedded default server and print its URL."""
+    from flowbus.embedded import default_server_url
+    from flowbus.settings import get_settings
+
+    console.print(default_server_url(get_settings()))
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the embedded default server."""
+    from flowbus.embedded import stop_default_server
+    from flowbus.settings import get_settings
+
+    stopped = stop_default_server(get_settings())
+    console.print("stopped" if stopped else "not running")
+
+
+def main() -> None:
+    app()

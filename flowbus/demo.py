@@ -1,0 +1,84 @@
+"""``flowbus demo``: a small, realistic flow run end to end, narrated from its event stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from flowbus.flow_runs import aresume_flow_run, pause_flow_run
+from flowbus.flows import flow
+from flowbus.inputs import RunInput
+from flowbus.runtime import get_runtime, redact
+from flowbus.states import StateType
+from flowbus.tasks import task
+from flowbus.watch import last_id, tail
+
+
+class Approval(RunInput):
+    """What a reviewer sends to let the report go out."""
+
+    approved: bool
+    reviewer: str = "demo"
+
+
+@task
+async def fetch_orders(day: str) -> list[dict[str, float]]:
+    await asyncio.sleep(0.05)  # stands in for an API call
+    return [{"amount": 12.5}, {"amount": 30.0}, {"amount": 7.25}]
+
+
+@task
+def summarize(orders: list[dict[str, float]]) -> dict[str, float]:
+    total = sum(o["amount"] for o in orders)
+    return {"orders": len(orders), "revenue": total}
+
+
+@task
+async def publish(summary: dict[str, float], reviewer: str) -> str:
+    await asyncio.sleep(0.02)
+    return f"{summary['orders']:.0f} orders, {summary['revenue']:.2f} EUR (approved by {reviewer})"
+
+
+@flow(name="daily-report")
+async def daily_report(day: str = "2026-11-27") -> str:
+    """Fetch a day's orders, summarize them, wait for approval, publish."""
+    orders = await fetch_orders(day)
+    summary = summarize(orders)
+    approval = await pause_flow_run(wait_for_input=Approval, timeout=60)
+    assert isinstance(approval, Approval)
+    if not approval.approved:
+        return "not published"
+    message: str = await publish(summary, approval.reviewer)
+    return message
+
+
+async def run_demo(echo: Callable[[str], None]) -> int:
+    """Run the demo flow, let a reviewer resume it, and narrate every published state."""
+    runtime = await get_runtime()
+    echo(f"flowbus demo on {redact(runtime.url)}")
+    stream = runtime.store.keys.queue("default").events()
+    after = await last_id(runtime, stream)
+    flow_task = asyncio.ensure_future(daily_report(return_state=True))
+    run_id = ""
+    previous = None
+    async for event in tail(runtime, stream, after=after):
+        if run_id and event.run_id != run_id:
+            continue
+        if not run_id:
+            run_id = event.run_id
+            echo(f"flow run {run_id} (daily-report)")
+        took = (
+            ""
+            if previous is None
+            else f"+{(event.timestamp - previous).total_seconds() * 1e3:.1f} ms"
+        )
+        previous = event.timestamp
+        echo(f"  {event.type.value:<10} {event.name:<10} {took:>10}  {event.message}")
+        if event.type is StateType.PAUSED:
+            echo("  … a reviewer approves: resume_flow_run(run_id, {'approved': True})")
+            await aresume_flow_run(run_id, {"approved": True, "reviewer": "ada"})
+        if event.is_final:
+            break
+    state = await flow_task
+    echo(f"result: {state.result(raise_on_failure=False)}")
+    return 0 if state.is_completed() else 1
