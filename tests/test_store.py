@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import re
+from importlib.resources import files
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -21,29 +23,25 @@ pytestmark = pytest.mark.anyio
 
 S = StateType
 
-#: The rules of lua/_prelude.lua, restated: kinds each non-final kind may move to.
-ALLOWED: dict[StateType, set[StateType]] = {
-    S.SCHEDULED: {
-        S.SCHEDULED,
-        S.PENDING,
-        S.RUNNING,
-        S.CANCELLING,
-        S.CANCELLED,
-        S.FAILED,
-        S.CRASHED,
-    },
-    S.PENDING: {S.SCHEDULED, S.RUNNING, S.CANCELLING, S.CANCELLED, S.FAILED, S.CRASHED},
-    S.RUNNING: {S.SCHEDULED, S.PAUSED, S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING, S.CANCELLED},
-    S.PAUSED: {S.SCHEDULED, S.RUNNING, S.PAUSED, S.CANCELLED, S.FAILED, S.CRASHED},
-    S.CANCELLING: {S.CANCELLED, S.COMPLETED, S.FAILED, S.CRASHED},
-}
+
+
+def allowed_table() -> dict[str, set[str]]:
+    """The ``ALLOWED`` table of lua/_prelude.lua: kinds each non-final kind may move to."""
+    prelude = (files("flowbus") / "lua" / "_prelude.lua").read_text()
+    body = re.search(r"^local ALLOWED = \{\n(.*?)^\}", prelude, re.M | re.S)
+    assert body is not None, "ALLOWED table not found in _prelude.lua"
+    rows = re.findall(r"(\w+) = \{([^}]*)\}", re.sub(r"--[^\n]*", "", body.group(1)))
+    return {src: set(re.findall(r"(\w+) = true", targets)) for src, targets in rows}
+
+
+ALLOWED = allowed_table()
 
 #: A legal path from creation (SCHEDULED) to each kind; PAUSED is reached from RUNNING.
 PATHS: dict[StateType, list[StateType]] = {
     S.SCHEDULED: [],
     S.PENDING: [S.PENDING],
     S.RUNNING: [S.PENDING, S.RUNNING],
-    S.PAUSED: [S.PENDING, S.RUNNING],
+    S.PAUSED: [S.PENDING, S.RUNNING],  # then pause.lua, the one script that pauses
     S.CANCELLING: [S.PENDING, S.RUNNING, S.CANCELLING],
     S.COMPLETED: [S.PENDING, S.RUNNING, S.COMPLETED],
     S.FAILED: [S.PENDING, S.RUNNING, S.FAILED],
