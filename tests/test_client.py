@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
+import anyio
 import pytest
 
 from flowbus import (
@@ -71,8 +72,11 @@ async def test_create_and_read_a_flow_run(runtime_closed: None) -> None:
 async def test_read_flow_runs_filters_by_state_flow_and_queue(runtime_closed: None) -> None:
     async with get_client() as client:
         # Given runs of two flows in two queues, one of them running
+        # (created in distinct milliseconds: "newest first" is by creation time in ms)
         a1 = await client.create_flow_run("a", queue="q1")
+        await anyio.sleep(0.003)
         a2 = await client.create_flow_run("a", queue="q2")
+        await anyio.sleep(0.003)
         b1 = await client.create_flow_run("b", queue="q1")
         await client.set_flow_run_state(a2.id, Pending())
         await client.set_flow_run_state(a2.id, Running())

@@ -535,6 +535,31 @@ def test_a_pydantic_result_is_restored_into_its_model(background_runtime_closed:
     assert run_blocking(task_results, "locating") == {"locate-1": {"x": 1, "y": 2}}
 
 
+def test_a_result_typed_with_a_local_class_is_still_reused(
+    background_runtime_closed: None,
+) -> None:
+    class Local(BaseModel):  # not resolvable by get_type_hints under postponed annotations
+        v: int
+
+    calls: list[int] = []
+
+    @task
+    def make_local() -> Local:
+        calls.append(1)
+        return Local(v=1)
+
+    @flow(retries=1)
+    def local_flow() -> Any:
+        value = make_local()
+        if len(calls) == 1 and not isinstance(value, dict):
+            raise RuntimeError("retry to restore from Redis")
+        return value
+
+    # The restored value cannot be validated into Local, so it comes back as its JSON form
+    assert local_flow() == {"v": 1}
+    assert calls == [1]
+
+
 # -- contexts, logging, timeouts -------------------------------------------------------------------
 
 

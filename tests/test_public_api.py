@@ -41,10 +41,6 @@ def test_every_public_name_defined_in_init_is_listed_in_all() -> None:
     assert attributes == set(flowbus.__all__)
 
 
-def test_all_is_sorted() -> None:
-    assert flowbus.__all__ == sorted(flowbus.__all__)
-
-
 def imported_modules(path: Path) -> set[str]:
     """Top-level package names ``path`` imports, at module level or inside functions."""
     names: set[str] = set()

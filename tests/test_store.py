@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import re
+from collections.abc import AsyncIterator
 from importlib.resources import files
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,7 +22,6 @@ from flowbus.store import RunStore
 pytestmark = pytest.mark.anyio
 
 S = StateType
-
 
 
 def allowed_table() -> dict[str, set[str]]:
@@ -106,10 +105,10 @@ async def reach(store: RunStore, kind: StateType) -> UUID:
     run = await store.create_run("flow-a")
     await walk(store, run.id, PATHS[kind])
     if kind is S.PAUSED:
-        # pause.lua owns RUNNING → PAUSED (set_state refuses it); the rules under test are
-        # those out of PAUSED, so write the state pause.lua would have written.
+        # pause.lua owns RUNNING → PAUSED (set_state refuses it): key "1", no timeout or input
         keys = await store.run_keys(run.id)
-        await store.redis.hset(keys.run, mapping={"state_type": "PAUSED", "state_name": "Paused"})
+        reply = await store.scripts.call("pause", keys, "1", "", "0", "Paused", "", "", "")
+        assert reply.accepted, reply.detail
     return run.id
 
 
@@ -160,7 +159,7 @@ async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
     assert await entries(store, keys.queue_stream) == [{"run_id": str(run.id), "run_count": "0"}]
 
 
-@pytest.mark.parametrize("initial", sorted(set(S) - {S.SCHEDULED, S.PENDING}))
+@pytest.mark.parametrize("initial", sorted(set(S) - {S(kind) for kind in ALLOWED["NONE"]}))
 async def test_create_run_in_another_kind_is_refused_and_writes_nothing(
     store: RunStore, initial: StateType
 ) -> None:
@@ -171,6 +170,7 @@ async def test_create_run_in_another_kind_is_refused_and_writes_nothing(
         await store.create_run("flow-a", initial=initial, run_id=run_id)
 
     assert await store.redis.exists(keys.run, keys.events, keys.queue_events) == 0
+    assert await store.redis.exists(store.keys.run_index(run_id)) == 0
     assert await store.redis.zcard(keys.runs) == 0
     assert await store.read_runs() == []
 
@@ -191,7 +191,15 @@ async def test_create_run_with_an_existing_id_is_refused_and_changes_nothing(
 # -- the transition rules --------------------------------------------------------------------
 
 
-NON_FINAL_CASES = [(src, dst) for src in ALLOWED for dst in S]
+def test_the_rules_table_covers_every_non_final_kind() -> None:
+    non_final = {kind.value for kind in S if kind not in FINAL_TYPES}
+
+    assert set(ALLOWED) == non_final | {"NONE"}
+    assert ALLOWED["NONE"] == {"SCHEDULED", "PENDING"}
+    assert all(targets <= {kind.value for kind in S} for targets in ALLOWED.values())
+
+
+NON_FINAL_CASES = [(S(src), dst) for src in ALLOWED if src != "NONE" for dst in S]
 
 
 @pytest.mark.parametrize(
@@ -209,7 +217,7 @@ async def test_moves_out_of_a_non_final_kind_follow_the_table(
     reply = await store.set_state(run_id, state(dst, message="proposed"))
 
     # Then it is accepted iff the table allows it (PAUSED only ever through pause.lua)
-    allowed = dst in ALLOWED[src] and dst is not S.PAUSED
+    allowed = dst.value in ALLOWED[src.value] and dst is not S.PAUSED
     if allowed:
         await assert_accepted(store, run_id, reply, src, dst)
     else:
