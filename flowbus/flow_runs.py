@@ -189,6 +189,8 @@ async def aresume_flow_run(
     runtime = await get_runtime()
     store = runtime.store
     view = await store.pause_view(flow_run_id)
+    if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
+        raise FlowPauseTimeout(f"Flow run {flow_run_id} can no longer be resumed: it expired.")
     if view.state_type != StateType.PAUSED:
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
     data = b""

@@ -98,6 +98,10 @@ class QueueKeys:
     def resume_outcomes(self) -> str:
         return f"{self.tag}:resume-outcomes"
 
+    def resume_request_seen(self, request_id: str) -> str:
+        """Marker of a resume request already taken by a worker (applied once per request id)."""
+        return f"{self.tag}:resume-request:{request_id}"
+
     def inbox(self, process_id: str) -> str:
         """Wake-up stream of one waiting process."""
         return f"{self.tag}:inbox:{process_id}"

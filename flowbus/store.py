@@ -94,6 +94,7 @@ class PauseView:
     pause_key: str
     input_prefix: str
     schema: str
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,22 @@ class RunStore:
                 await self.redis.delete(self.keys.run_index(rid))
             raise InvalidStateTransition(rid, reply.detail)
         self._queues[str(rid)] = queue
-        return await self.read_run(rid)
+        run_name = name or f"{flow_name}-{str(rid)[:8]}"
+        created = ms_to_datetime(int(text(reply.extra[0])))
+        return FlowRun(  # what the script wrote; reading it back would cost a round trip
+            id=rid,
+            name=run_name,
+            flow_name=flow_name,
+            queue=queue,
+            deployment_id=deployment_id,
+            parent_flow_run_id=parent_id,
+            parameters=dict(parameters or {}),
+            state=State(
+                type=StateType(reply.state_type), name=reply.state_name, timestamp=created
+            ),
+            run_count=reply.run_count,
+            created=created,
+        )
 
     async def read_run(self, run_id: UUID | str) -> FlowRun:
         """The run as stored now; :class:`FlowRunNotFound` if unknown or expired."""
@@ -263,13 +279,15 @@ class RunStore:
         """What a resumer must know: state, pause key and the schema stored by the pause."""
         keys = await self.run_keys(run_id)
         fields = await self.redis.hmget(
-            keys.run, ["state_type", "state_name", "pause_key", "input_prefix"]
+            keys.run, ["state_type", "state_name", "pause_key", "input_prefix", "state_message"]
         )
         if fields[0] is None:
             raise FlowRunNotFound(run_id)
-        state_type, state_name, pause_key, prefix = (text(f) for f in fields)
+        state_type, state_name, pause_key, prefix, message = (text(f) for f in fields)
         schema = await self.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
-        return PauseView(state_type, state_name, pause_key, prefix, text(schema) if schema else "")
+        return PauseView(
+            state_type, state_name, pause_key, prefix, text(schema) if schema else "", message
+        )
 
     async def resumed_input(self, run_id: UUID | str, pause_key: str, prefix: str) -> ResumeView:
         """After a wake-up: the run's state, whether ``pause_key`` fired, and its input."""

@@ -49,6 +49,7 @@ class Task(Generic[P, R]):
         self.persist_result = persist_result
         self.serializer: Serializer = serializer
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
         update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Task[P, R]:
@@ -116,7 +117,7 @@ class _TaskCall:
         self.args = args
         self.kwargs = kwargs
         self.flow_ctx = FlowRunContext.get()
-        self.parameters = inspect.signature(task.fn).bind_partial(*args, **kwargs).arguments
+        self.parameters = task.signature.bind_partial(*args, **kwargs).arguments
         self.key: str | None = None
         if self.flow_ctx is not None:
             self.flow_ctx.checkpoint()

@@ -91,13 +91,13 @@ local function transition(cur, to_type, to_name, opts)
     redis.call('HSET', RUN, 'pause_key', pause_key,
       'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
       opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
-  else
+  elseif cur.type == 'PAUSED' then
     redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix')
   end
   if opts.deadline_ms then
     redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)
-  else
-    redis.call('ZREM', DEADLINES, cur.id)
+  elseif cur.type == 'PAUSED' or cur.type == 'SCHEDULED' then
+    redis.call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
   end
   if FINAL[to_type] then
     for _, key in ipairs(RUN_KEYS) do redis.call('EXPIRE', key, RETENTION) end

@@ -3,17 +3,22 @@
 -- (by the server's clock). Then stores the input, marks the key fired and moves the run on:
 -- RUNNING for an in-process pause, SCHEDULED "Resuming" plus enqueue for a suspended run.
 -- ARGV[4] expected pause key  [5] input (msgpack)  [6] "1" if an input is given
--- Reply: {1, event id, ...} | {0, reason, ...} | {3, "expired", ...} (the run is now FAILED)
+-- Reply: {1, event id, ...} | {0, reason, ...} | {3, "expired", ...} (the run is FAILED: now,
+--        or earlier by its timer)
 --      | {4, "suspending", ...} | {-1, ...}
+local NEVER_RESUMED = 'The flow was paused and never resumed.'
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED then
+  return reply(3, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
+end
 if cur.type ~= 'PAUSED' then return reply(0, 'the run is not paused', cur) end
 if cur.pause_key ~= ARGV[4] then return reply(0, 'the run is paused under another key', cur) end
 if cur.name == 'Suspending' then
   return reply(4, 'the run is still suspending; resume it once it is Suspended', cur)
 end
 if cur.pause_timeout_ms > 0 and now_ms() >= cur.pause_timeout_ms then
-  transition(cur, 'FAILED', 'Failed', {message = 'The flow was paused and never resumed.'})
+  transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
   return reply(3, 'the pause expired', cur)
 end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''

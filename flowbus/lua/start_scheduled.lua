@@ -1,0 +1,18 @@
+-- The deadline sweeper's second step, for a run that is not paused: hand a SCHEDULED run whose
+-- start time has come to the queue's workers; drop the deadline entry of a run in any other
+-- state (it is stale). Checked and done in one step, so a run that moves meanwhile keeps its
+-- new deadline.
+-- No arguments of its own.
+-- Reply: {1, "enqueued" | "dropped", ...} | {0, reason, ..., ms left} | {-1, ...}
+local cur = current()
+if not cur then return reply(-1, 'no such run') end
+if cur.type == 'PAUSED' then return reply(0, 'the run is paused', cur, '') end
+if cur.type ~= 'SCHEDULED' then
+  redis.call('ZREM', DEADLINES, cur.id)
+  return reply(1, 'dropped', cur)
+end
+local left = (tonumber(redis.call('HGET', RUN, 'scheduled_ms') or '') or 0) - now_ms()
+if left > 0 then return reply(0, 'the start time has not come', cur, left) end
+redis.call('ZREM', DEADLINES, cur.id)
+enqueue(cur)
+return reply(1, 'enqueued', cur)
