@@ -15,6 +15,7 @@ from flowbus.flow_runs import (
 from flowbus.flows import Flow, flow
 from flowbus.futures import TaskRunFuture
 from flowbus.inputs import RunInput, RunInputMetadata
+from flowbus.messages import asend_input, receive_input, send_input
 from flowbus.models import Deployment, FlowRun
 from flowbus.states import (
     Cancelled,
@@ -58,6 +59,7 @@ __all__ = [
     "TaskRunContext",
     "TaskRunFuture",
     "apause_flow_run",
+    "asend_input",
     "aresume_flow_run",
     "asuspend_flow_run",
     "await_for_flow_run",
@@ -65,7 +67,9 @@ __all__ = [
     "get_client",
     "get_run_logger",
     "pause_flow_run",
+    "receive_input",
     "resume_flow_run",
+    "send_input",
     "suspend_flow_run",
     "task",
     "wait_for_flow_run",

@@ -37,6 +37,11 @@ def background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def has_background_loop() -> bool:
+    """True once a sync caller has started the background loop."""
+    return _loop is not None
+
+
 def in_async_context() -> bool:
     """True when this thread runs an event loop (the caller can and must ``await``)."""
     try:

@@ -33,6 +33,7 @@ class RunKeys:
     deadlines: str
     queue_stream: str
     runs: str
+    messages: str
 
     def as_list(self) -> list[str]:
         return [
@@ -45,6 +46,7 @@ class RunKeys:
             self.deadlines,
             self.queue_stream,
             self.runs,
+            self.messages,
         ]
 
 
@@ -71,6 +73,7 @@ class QueueKeys:
             deadlines=self.deadlines(),
             queue_stream=self.stream(),
             runs=self.runs(),
+            messages=f"{base}:messages",
         )
 
     def stream(self) -> str:

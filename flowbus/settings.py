@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     #: Largest encoded run input, parameters or task result accepted (bytes).
     max_payload_bytes: int = 1024 * 1024
     #: Connections in the command pool of one process (callers queue for a free one).
-    max_connections: int = 6
-    #: Connections for blocking reads: one per queue this process waits on.
-    max_watch_connections: int = 2
+    max_connections: int = 5
+    #: Connections for blocking reads: one per queue this process waits on, one per receiver.
+    max_watch_connections: int = 3
     #: Seconds a blocking stream read waits before it re-checks the state hash.
     recheck_interval: float = 60.0
     #: Seconds to connect to Redis before giving up.

@@ -189,9 +189,7 @@ class RunStore:
             deployment_id=deployment_id,
             parent_flow_run_id=parent_id,
             parameters=dict(parameters or {}),
-            state=State(
-                type=StateType(reply.state_type), name=reply.state_name, timestamp=created
-            ),
+            state=State(type=StateType(reply.state_type), name=reply.state_name, timestamp=created),
             run_count=reply.run_count,
             created=created,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flowbus import bridge
 from flowbus.embedded import EmbeddedServer
 from flowbus.runtime import close_runtime
 from flowbus.settings import get_settings
@@ -42,6 +43,9 @@ def flowbus_env(
     monkeypatch.setenv("FLOWBUS_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     yield prefix
+    if bridge.has_background_loop():
+        # sync flows ran on the background loop: its runtime holds this test's settings
+        bridge.run_blocking(close_runtime)
     get_settings.cache_clear()
 
 

@@ -4,6 +4,7 @@
 --   KEYS[1] run hash           KEYS[2] run events stream    KEYS[3] queue events stream
 --   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
 --   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
+--   KEYS[10] run's input messages stream (send_input / receive_input)
 -- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4].
 --
@@ -13,6 +14,7 @@
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local MESSAGES = KEYS[10]
 local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
@@ -71,7 +73,7 @@ local function check(cur, to_type, to_name, retry)
   return nil
 end
 
-local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS}
+local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS, MESSAGES}
 
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
 -- run's and the queue's streams. opts: message, retry, pause_key, pause_timeout_ms,
