@@ -34,6 +34,8 @@ class RunKeys:
     queue_stream: str
     runs: str
     messages: str
+    #: The run's queue index (another slot: never passed to a script, see :class:`Keys`).
+    index: str
 
     def as_list(self) -> list[str]:
         return [
@@ -74,6 +76,7 @@ class QueueKeys:
             queue_stream=self.stream(),
             runs=self.runs(),
             messages=f"{base}:messages",
+            index=f"{self.prefix}:runs:{run_id}",
         )
 
     def stream(self) -> str:

@@ -19,6 +19,10 @@ from flowbus.codec import text
 from flowbus.exceptions import MalformedEntry
 from flowbus.keys import RunKeys
 from flowbus.settings import Settings
+from flowbus.states import FINAL_TYPES
+
+
+_FINAL = frozenset(t.value for t in FINAL_TYPES)
 
 
 class Status(IntEnum):
@@ -82,6 +86,7 @@ class Scripts:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
+        self._retention = settings.retention_seconds
         self._head = [
             settings.run_events_maxlen,
             settings.queue_events_maxlen,
@@ -94,4 +99,8 @@ class Scripts:
     async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""
         raw = await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args])
-        return _parse(raw)
+        reply = _parse(raw)
+        if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
+            # the run's keys now expire; its index lives in another slot, so expire it here
+            await self._redis.expire(keys.index, self._retention)
+        return reply

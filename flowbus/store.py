@@ -271,6 +271,8 @@ class RunStore:
         )
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
+        if retry and reply.accepted:
+            await self.redis.persist(keys.index)
         return reply
 
     async def pause_view(self, run_id: UUID | str) -> PauseView:

@@ -457,3 +457,16 @@ async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
         await store.set_state(run_id, state(S.SCHEDULED), retry=True)
 
     assert await snapshot(store, keys) == before
+
+
+async def test_the_run_index_expires_with_the_run_and_a_retry_keeps_it(store: RunStore) -> None:
+    # Given a run that finishes
+    run = await store.create_run("f")
+    for kind in (StateType.RUNNING, StateType.COMPLETED):
+        await store.set_state(run.id, State(type=kind, name=kind.value.title()))
+    index = store.keys.run_index(run.id)
+    # Then its index (in another hash slot) expires with its keys
+    assert 0 < await store.redis.ttl(index) <= store.settings.retention_seconds
+    # And a retry out of the final state keeps it again
+    await store.set_state(run.id, State(type=StateType.RUNNING, name="Retrying"), retry=True)
+    assert await store.redis.ttl(index) == -1
