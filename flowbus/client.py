@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from flowbus.exceptions import InvalidStateTransition
+from flowbus.exceptions import ClientNotOpen, InvalidStateTransition
 from flowbus.models import Deployment, FlowRun
 from flowbus.runtime import Runtime, get_runtime
 from flowbus.states import State, StateType
@@ -39,7 +39,7 @@ class FlowbusClient:
     @property
     def store(self) -> RunStore:
         if self._runtime is None:
-            raise RuntimeError("Use the client as `async with get_client() as client:`")
+            raise ClientNotOpen("Use the client as `async with get_client() as client:`")
         return self._runtime.store
 
     async def create_flow_run(

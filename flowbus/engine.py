@@ -17,6 +17,7 @@ from flowbus.context import FlowRunContext
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
+    FlowRunTimeout,
     InvalidStateTransition,
     Pause,
 )
@@ -130,13 +131,16 @@ class FlowEngine:
         token = FlowRunContext.var.set(ctx)
         loop_token = run_loop.set(ctx.loop)
         try:
-            with anyio.fail_after(self.flow.timeout_seconds):
+            with anyio.move_on_after(self.flow.timeout_seconds):
                 if self.flow.is_async:
                     return await self.flow.call_body(parameters)
                 context = copy_context()
                 return await anyio.to_thread.run_sync(
                     context.run, self.flow.call_body, parameters, abandon_on_cancel=True
                 )
+            raise FlowRunTimeout(
+                f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
+            )
         finally:
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
@@ -149,11 +153,10 @@ class FlowEngine:
         return state
 
     async def _fail(self, exc: BaseException) -> State:
-        if isinstance(exc, TimeoutError):
-            message = f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
+        if isinstance(exc, FlowRunTimeout):
+            state = Failed(name="TimedOut", message=str(exc))
         else:
-            message = failure_message(exc)
-        state = Failed(name="TimedOut" if isinstance(exc, TimeoutError) else None, message=message)
+            state = Failed(message=failure_message(exc))
         await self._finalize(state)
         return state.with_data(exc)
 

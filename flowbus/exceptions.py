@@ -11,12 +11,14 @@ Tree::
     │   └── NotPausedError          resume of a run that is not paused
     │       └── StillSuspending     resume of a run still on its way to Suspended
     ├── FlowPauseTimeout            the pause expired before a resume
+    ├── FlowRunTimeout              a run exceeded its flow's timeout_seconds
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
     ├── PayloadTooLarge             an encoded payload is over the limit
     ├── SerializationError          a value cannot be encoded or decoded
     ├── MalformedEntry              a stream entry flowbus cannot read
     ├── FlowRunCancelled            the run was cancelled while it waited
+    ├── ClientNotOpen               a client used outside ``async with``
     └── MissingContext              a run-only call made outside a run
     Pause (BaseException)           control flow: the run leaves its process
 """
@@ -84,6 +86,10 @@ class FlowPauseTimeout(FlowbusError):
     """Raised when a pause expired: in the paused flow, or to a resumer that came too late."""
 
 
+class FlowRunTimeout(FlowbusError, TimeoutError):
+    """Raised in a flow run that exceeded its flow's ``timeout_seconds`` (the run FAILED)."""
+
+
 class FlowRunWaitTimeout(FlowbusError):
     """Raised when ``wait_for_flow_run`` did not see a final state within its timeout."""
 
@@ -123,6 +129,10 @@ class MalformedEntry(FlowbusError):
 
 class FlowRunCancelled(FlowbusError):
     """Raised inside a flow whose run was cancelled while it waited (e.g. paused)."""
+
+
+class ClientNotOpen(FlowbusError):
+    """Raised when a client is used outside ``async with get_client() as client:``."""
 
 
 class MissingContext(FlowbusError):

@@ -21,7 +21,6 @@ from flowbus.keys import RunKeys
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
 
-
 _FINAL = frozenset(t.value for t in FINAL_TYPES)
 
 

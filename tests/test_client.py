@@ -23,6 +23,7 @@ from flowbus import (
 from flowbus.bridge import run_blocking
 from flowbus.codec import text
 from flowbus.exceptions import (
+    ClientNotOpen,
     ConfigurationError,
     DeploymentNotFound,
     FlowRunNotFound,
@@ -162,7 +163,7 @@ async def test_an_unknown_run_is_not_found(runtime_closed: None) -> None:
 async def test_the_client_must_be_entered(runtime_closed: None) -> None:
     client = FlowbusClient()
 
-    with pytest.raises(RuntimeError, match="async with get_client"):
+    with pytest.raises(ClientNotOpen, match="async with get_client"):
         await client.read_flow_runs()
 
 
