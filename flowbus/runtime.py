@@ -24,6 +24,10 @@ _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
 )
 
 
+#: The first reachability check of each runtime; every caller of get_runtime awaits it.
+_checks: weakref.WeakKeyDictionary[Runtime, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
 def resolve_url(settings: Settings) -> str:
     """The configured Redis URL, or the embedded default server's (started if needed)."""
     if settings.redis_url:
@@ -81,14 +85,25 @@ class Runtime:
 
 
 async def get_runtime() -> Runtime:
-    """The runtime of the running loop, created (and checked) on first use."""
+    """The runtime of the running loop, created (and checked) on first use.
+
+    Concurrent first callers share one runtime and one check: it is stored before the
+    first await, or each caller would open a pool of its own.
+    """
     loop = asyncio.get_running_loop()
     runtime = _runtimes.get(loop)
     if runtime is None:
         settings = get_settings()
         runtime = Runtime(settings, resolve_url(settings))
-        await runtime.check()
+        _checks[runtime] = loop.create_task(runtime.check())
         _runtimes[loop] = runtime
+    try:
+        await asyncio.shield(_checks[runtime])
+    except ConfigurationError:
+        if _runtimes.get(loop) is runtime:
+            del _runtimes[loop]
+            await runtime.aclose()
+        raise
     return runtime
 
 
