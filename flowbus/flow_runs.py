@@ -21,6 +21,7 @@ from flowbus.context import FlowRunContext, TaskRunContext
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
+    FlowRunNotFound,
     FlowRunWaitTimeout,
     InvalidRunInput,
     InvalidStateTransition,
@@ -28,12 +29,18 @@ from flowbus.exceptions import (
     Pause,
     StillSuspending,
 )
-from flowbus.inputs import check_against_schema, load_input, run_input_type, schema_json
+from flowbus.inputs import (
+    accepts_empty,
+    check_against_schema,
+    load_input,
+    run_input_type,
+    schema_json,
+)
 from flowbus.models import FlowRun
 from flowbus.runtime import get_runtime
-from flowbus.scripts import Status
+from flowbus.scripts import Reply, Status
 from flowbus.states import FINAL_TYPES, Paused, StateType, Suspended
-from flowbus.store import ms_to_datetime
+from flowbus.store import ResumeView, RunStore, ms_to_datetime
 from flowbus.waiters import Subscription
 
 logger = logging.getLogger("flowbus.flow_runs")
@@ -102,6 +109,7 @@ async def _pause(
     prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if model else ""
     await ctx.flush()  # a re-execution must find every task result finished so far
     keys = await store.run_keys(run_id)
+    schema = schema_json(model) if model else ""
     async with ctx.runtime.waiters.subscribe(ctx.flow_run.queue, str(run_id)) as sub:
         reply = await store.scripts.call(
             "pause",
@@ -111,8 +119,9 @@ async def _pause(
             "1" if reschedule else "0",
             "Suspended" if reschedule else "Paused",
             prefix,
-            schema_json(model) if model else "",
+            schema if model else "",
             (model.description or "") if model else "",
+            "1" if model and accepts_empty(schema) else "0",
         )
         if reply.status is Status.ALREADY_FIRED:
             return _loaded(model, reply.extra, key)
@@ -160,19 +169,36 @@ async def _wait_until_resumed(
                 continue
         elif event is not None and event.get("type") == StateType.PAUSED:
             continue
-        view = await store.resumed_input(run_id, key, prefix)
-        if view.state_type == StateType.RUNNING and view.fired:
+        elif model is None and _resumes(event, key):
             logger.info("Flow run %s resumed (key %s)", run_id, key)
-            return load_input(model, view.response, key) if model else None
-        if view.state_type == StateType.PAUSED:
-            continue
-        if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
-            raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
-        if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
-            raise FlowPauseTimeout(NEVER_RESUMED)
-        raise FlowRunCancelled(
-            f"Flow run {run_id} left its pause for {view.state_type} {view.state_name!r}"
-        )
+            return None  # the event is the proof: nothing to read
+        view = await store.resumed_input(run_id, key, prefix)
+        if view.state_type != StateType.PAUSED:
+            return _outcome(run_id, view, key, model)
+
+
+def _outcome(run_id: UUID, view: ResumeView, key: str, model: Any) -> Any:
+    """What a pause returns (or raises) once its run left PAUSED."""
+    if view.state_type == StateType.RUNNING and view.fired:
+        logger.info("Flow run %s resumed (key %s)", run_id, key)
+        return load_input(model, view.response, key) if model else None
+    if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
+        raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
+    if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
+        raise FlowPauseTimeout(NEVER_RESUMED)
+    raise FlowRunCancelled(
+        f"Flow run {run_id} left its pause for {view.state_type} {view.state_name!r}"
+    )
+
+
+def _resumes(event: dict[str, str] | None, key: str) -> bool:
+    """True for the event of a resume of the pause under ``key``."""
+    return (
+        event is not None
+        and event.get("type") == StateType.RUNNING
+        and event.get("from_type") == StateType.PAUSED
+        and event.get("pause_key") == key
+    )
 
 
 async def aresume_flow_run(
@@ -188,6 +214,8 @@ async def aresume_flow_run(
     """
     runtime = await get_runtime()
     store = runtime.store
+    if run_input is None and await _resume_without_input(store, flow_run_id):
+        return
     view = await store.pause_view(flow_run_id)
     if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
         raise FlowPauseTimeout(f"Flow run {flow_run_id} can no longer be resumed: it expired.")
@@ -208,12 +236,30 @@ async def aresume_flow_run(
         data,
         "1" if view.input_prefix and run_input is not None else "0",
     )
+    _raise_for_refusal(flow_run_id, reply)
+    if not reply.accepted:
+        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
+
+
+async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> bool:
+    """The one-round-trip resume: no input, so no schema to read first.
+
+    False when the script refused (not paused, or the pause needs input): the caller then
+    reads the run and explains exactly why.
+    """
+    keys = await store.run_keys(flow_run_id)
+    reply = await store.scripts.call("resume", keys, "", b"", "0")
+    if reply.status is Status.NOT_FOUND:
+        raise FlowRunNotFound(flow_run_id)
+    _raise_for_refusal(flow_run_id, reply)
+    return reply.accepted
+
+
+def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
     if reply.status is Status.EXPIRED:
         raise FlowPauseTimeout("Flow run can no longer be resumed: the pause expired.")
     if reply.status is Status.SUSPENDING:
         raise StillSuspending(flow_run_id, reply.detail)
-    if not reply.accepted:
-        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
 
 
 async def await_for_flow_run(

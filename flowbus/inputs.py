@@ -81,6 +81,11 @@ def check_against_schema(schema: str, data: Any) -> None:
         raise InvalidRunInput([(_path(e.absolute_path), e.message) for e in errors])
 
 
+def accepts_empty(schema: str) -> bool:
+    """True if ``{}`` satisfies ``schema`` (every field has a default)."""
+    return jsonschema.Draft202012Validator(json.loads(schema)).is_valid({})
+
+
 def load_input(model: type[RunInput], data: Any, key: str) -> Any:
     """Parse stored input with the real type (custom validators run here, in the flow)."""
     try:

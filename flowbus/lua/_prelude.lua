@@ -87,14 +87,16 @@ local function transition(cur, to_type, to_name, opts)
   local message = opts.message or ''
   redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
     'state_message', message, 'state_ts', ts, 'run_count', run_count)
-  local pause_key = ''
+  -- the event names the pause it enters or leaves, so a waiter can trust it without a read
+  local pause_key = cur.type == 'PAUSED' and cur.pause_key or ''
   if to_type == 'PAUSED' then
     pause_key = opts.pause_key
     redis.call('HSET', RUN, 'pause_key', pause_key,
       'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
       opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
   elseif cur.type == 'PAUSED' then
-    redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix')
+    redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
+      'input_optional')
   end
   if opts.deadline_ms then
     redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)

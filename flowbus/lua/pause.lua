@@ -3,6 +3,7 @@
 -- ARGV[4] pause key  [5] timeout (ms from now, "" none)  [6] reschedule "1"/"0"
 -- ARGV[7] state name ("Paused", "Suspended")  [8] input prefix ("" = no input wanted)
 -- ARGV[9] input JSON schema  [10] input description
+-- ARGV[11] "1" if an empty input is valid (every field has a default)
 -- Reply: {1, event id, ..., deadline ms or ""}
 --      | {2, "already fired", ..., stored response or "", "1" if a response was stored}
 --      | {0, reason, ...} | {-1, ...}
@@ -23,6 +24,7 @@ local id, reason = transition(cur, 'PAUSED', ARGV[7], opts)
 if not id then return reply(0, reason, cur) end
 if prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-schema', ARGV[9], prefix .. '-description', ARGV[10])
+  redis.call('HSET', RUN, 'input_optional', ARGV[11] or '0')
   redis.call('HDEL', INPUT, prefix .. '-response')
 end
 return reply(1, id, cur, opts.pause_timeout_ms or '')

@@ -2,7 +2,9 @@
 -- Checks: PAUSED, the pause key the caller validated against, not suspending, not expired
 -- (by the server's clock). Then stores the input, marks the key fired and moves the run on:
 -- RUNNING for an in-process pause, SCHEDULED "Resuming" plus enqueue for a suspended run.
--- ARGV[4] expected pause key  [5] input (msgpack)  [6] "1" if an input is given
+-- ARGV[4] expected pause key ("" = any: a resume without input that read nothing first;
+--         it is refused when the pause needs input, so the caller can explain why)
+-- ARGV[5] input (msgpack)  [6] "1" if an input is given
 -- Reply: {1, event id, ...} | {0, reason, ...} | {3, "expired", ...} (the run is FAILED: now,
 --        or earlier by its timer)
 --      | {4, "suspending", ...} | {-1, ...}
@@ -13,7 +15,9 @@ if cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RE
   return reply(3, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
 if cur.type ~= 'PAUSED' then return reply(0, 'the run is not paused', cur) end
-if cur.pause_key ~= ARGV[4] then return reply(0, 'the run is paused under another key', cur) end
+if ARGV[4] ~= '' and cur.pause_key ~= ARGV[4] then
+  return reply(0, 'the run is paused under another key', cur)
+end
 if cur.name == 'Suspending' then
   return reply(4, 'the run is still suspending; resume it once it is Suspended', cur)
 end
@@ -22,6 +26,9 @@ if cur.pause_timeout_ms > 0 and now_ms() >= cur.pause_timeout_ms then
   return reply(3, 'the pause expired', cur)
 end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
+if ARGV[4] == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
+  return reply(0, 'this pause needs input', cur)
+end
 if ARGV[6] == '1' and prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-response', ARGV[5])
 end

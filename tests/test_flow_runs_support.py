@@ -1,0 +1,120 @@
+"""Helpers shared by the flow-run tests (pause, resume, input, waiters); no tests of its own.
+
+Sync flows run on flowbus's background loop (in a thread of the test), async flows on the
+test's loop; both talk to the test's private server under the test's key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import anyio
+
+from flowbus import FlowRunContext, State
+from flowbus.bridge import background_loop, submit
+from flowbus.codec import text
+from flowbus.flows import Flow
+from flowbus.keys import RunKeys
+from flowbus.models import FlowRun
+from flowbus.runtime import close_runtime, get_runtime
+from flowbus.states import Pending, Running, StateType
+from flowbus.store import RunStore
+
+#: Seconds a helper waits for a run to reach a state before the test fails.
+WITHIN = 10.0
+
+
+def current_run_id() -> str:
+    """The id of the flow run this code executes in."""
+    return str(FlowRunContext.require("current_run_id").flow_run.id)
+
+
+def launch(fl: Flow[..., Any], *args: Any) -> asyncio.Task[State]:
+    """Start ``fl`` in the background and return its final state as a task.
+
+    An async flow runs on the test's loop; a sync flow is called from a worker thread, as
+    sync code calls it, so it runs on the background loop.
+    """
+    if fl.is_async:
+        coro = fl(*args, return_state=True)
+    else:
+        coro = anyio.to_thread.run_sync(partial(fl, *args, return_state=True))
+    return asyncio.ensure_future(coro)
+
+
+async def close_background_runtime() -> None:
+    """Close the background loop's runtime, so the next test builds one with its own env."""
+    await asyncio.wrap_future(submit(background_loop(), close_runtime()))
+
+
+async def store() -> RunStore:
+    return (await get_runtime()).store
+
+
+async def run_keys(run_id: UUID | str) -> RunKeys:
+    return await (await store()).run_keys(run_id)
+
+
+async def read(run_id: UUID | str) -> FlowRun:
+    return await (await store()).read_run(run_id)
+
+
+async def wait_until(
+    run_id: UUID | str,
+    state_type: StateType,
+    *,
+    key: str | None = None,
+    within: float = WITHIN,
+) -> FlowRun:
+    """Poll (test-side only) until the run is ``state_type`` (under pause ``key``, if given)."""
+    deadline = time.monotonic() + within
+    while True:
+        run = await read(run_id)
+        if run.state.type is state_type and (
+            key is None or run.state.state_details.pause_key == key
+        ):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} is {run.state.type} {run.state.name}")
+        await asyncio.sleep(0.005)
+
+
+async def wait_for_ids(ids: list[str], count: int, within: float = WITHIN) -> list[str]:
+    """Wait until flows have reported ``count`` run ids into ``ids``."""
+    with anyio.fail_after(within):
+        while len(ids) < count:
+            await asyncio.sleep(0.005)
+    return ids[:count]
+
+
+async def running_run() -> FlowRun:
+    """A run created through the store and moved to RUNNING, with no process behind it."""
+    s = await store()
+    run = await s.create_run("bare")
+    for state in (Pending(), Running()):
+        assert (await s.set_state(run.id, state)).accepted
+    return run
+
+
+async def fired_keys(run_id: UUID | str) -> set[str]:
+    s = await store()
+    return {text(k) for k in await s.redis.smembers((await run_keys(run_id)).fired)}
+
+
+async def input_hash(run_id: UUID | str) -> dict[str, bytes]:
+    s = await store()
+    raw = await s.redis.hgetall((await run_keys(run_id)).input)
+    return {text(k): bytes(v) for k, v in raw.items()}
+
+
+async def gather_outcomes(
+    calls: list[Callable[[], Any]],
+) -> list[BaseException | None]:
+    """Run every call concurrently; each outcome is ``None`` (it returned) or its exception."""
+    results = await asyncio.gather(*(c() for c in calls), return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
