@@ -40,7 +40,7 @@ from flowbus.models import FlowRun
 from flowbus.runtime import get_runtime
 from flowbus.scripts import Reply, Status
 from flowbus.states import FINAL_TYPES, Paused, StateType, Suspended
-from flowbus.store import ResumeView, RunStore, ms_to_datetime
+from flowbus.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
 from flowbus.waiters import Subscription
 
 logger = logging.getLogger("flowbus.flow_runs")
@@ -283,10 +283,25 @@ async def await_for_flow_run(
                 event = await sub.next()
                 if event is not None and log_states:
                     logger.info("Flow run %s is %s", flow_run_id, event.get("name"))
-                if event is None or event.get("type") in _FINAL:
+                if event is None:  # reconnected: the stream may have moved on unseen
                     run = await store.read_run(flow_run_id)
+                elif event.get("type") in _FINAL:
+                    # a final state changes only state and run_count: no need to read back
+                    state = state_from_fields(_state_fields(event))
+                    run = run.model_copy(
+                        update={"state": state, "run_count": int(event.get("run_count") or 0)}
+                    )
             return run
     raise FlowRunWaitTimeout(f"Flow run {flow_run_id} did not finish within {timeout} s")
+
+
+def _state_fields(event: dict[str, str]) -> dict[str, str]:
+    return {
+        "state_type": event["type"],
+        "state_name": event.get("name", ""),
+        "state_message": event.get("message", ""),
+        "state_ts": event.get("ts", "0"),
+    }
 
 
 _FINAL = {t.value for t in FINAL_TYPES}
