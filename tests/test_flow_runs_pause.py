@@ -20,15 +20,14 @@ from flowbus import (
     Cancelling,
     Completed,
     Flow,
-    Running,
     RunInput,
+    Running,
     StateType,
     aresume_flow_run,
     flow,
     get_client,
     pause_flow_run,
 )
-from flowbus.codec import text
 from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
 from flowbus.inputs import run_input_type, schema_json
 from flowbus.scripts import Status
@@ -41,6 +40,7 @@ from tests.test_flow_runs_support import (
     input_hash,
     launch,
     read,
+    run_events,
     run_keys,
     running_run,
     store,
@@ -143,9 +143,8 @@ async def test_a_fired_key_returns_its_stored_input_at_once_and_resets_on_retry(
 
     # Then the second pause returned the same input without pausing again (sync = async)
     assert state.result() == [7, 7]
-    events = await (await store()).redis.xrange((await run_keys(run_id)).events)
-    paused = [f for _, f in events if text(f[b"type"]) == "PAUSED"]
-    assert [text(f[b"pause_key"]) for f in paused] == ["approval"]
+    paused = [e for e in await run_events(run_id) if e["type"] == "PAUSED"]
+    assert [e["pause_key"] for e in paused] == ["approval"]
     assert await fired_keys(run_id) == {"approval"}
 
     # When the finished run is retried from its final state
@@ -163,8 +162,9 @@ async def test_only_a_running_run_can_be_paused(runtime_closed: None) -> None:
     pending = await s.create_run("bare")
     assert (await s.set_state(pending.id, Pending())).accepted
     paused = await running_run()
-    assert (await s.scripts.call("pause", await run_keys(paused.id), "a", "", "0", "Paused",
-                                 "", "", "")).accepted
+    assert (
+        await s.scripts.call("pause", await run_keys(paused.id), "a", "", "0", "Paused", "", "", "")
+    ).accepted
     cancelling = await running_run()
     assert (await s.set_state(cancelling.id, Cancelling())).accepted
     completed = await running_run()

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from time import sleep
 from typing import Any
 from uuid import UUID
@@ -19,16 +20,17 @@ import pytest
 
 from flowbus import Flow, State, StateType, aresume_flow_run, flow, pause_flow_run, task
 from flowbus.bridge import run_blocking
-from flowbus.codec import text
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.models import FlowRun
 from flowbus.runtime import close_runtime
+from tests.conftest import env_for_subprocess
 from tests.test_flow_runs_support import (
     close_background_runtime,
     current_run_id,
     gather_outcomes,
     launch,
     read,
+    run_events,
     run_keys,
     running_run,
     store,
@@ -97,9 +99,7 @@ async def test_of_100_concurrent_resumers_exactly_one_wins(
         await wait_until(run_id, StateType.PAUSED)
 
         # When 100 resumers race
-        outcomes = await gather_outcomes(
-            [lambda: aresume_flow_run(run_id) for _ in range(100)]
-        )
+        outcomes = await gather_outcomes([partial(aresume_flow_run, run_id) for _ in range(100)])
 
         # Then exactly one wins, every other gets NotPausedError, and the flow resumed once
         assert outcomes.count(None) == 1
@@ -107,8 +107,7 @@ async def test_of_100_concurrent_resumers_exactly_one_wins(
         assert (await handle).result() == "resumed"
         run = await read(run_id)
         assert (run.state.type, run.run_count) == (StateType.COMPLETED, 1)
-        events = await (await store()).redis.xrange((await run_keys(run_id)).events)
-        resumed = [f for _, f in events if text(f[b"from_type"]) == "PAUSED"]
+        resumed = [e for e in await run_events(run_id) if e["from_type"] == "PAUSED"]
         assert len(resumed) == 1
 
 
@@ -142,12 +141,11 @@ async def test_a_resume_after_the_deadline_fails_the_run(runtime_closed: None) -
 
 async def paused_at(run_id: str) -> float:
     """When the run paused (Redis's clock, s), from its PAUSED event: even if it expired since."""
-    stream = (await run_keys(run_id)).events
     with anyio.fail_after(10):
         while True:
-            for _, fields in await (await store()).redis.xrange(stream):
-                if text(fields[b"type"]) == "PAUSED":
-                    return int(text(fields[b"ts"])) / 1000
+            for event in await run_events(run_id):
+                if event["type"] == "PAUSED":
+                    return int(event["ts"]) / 1000
             await asyncio.sleep(0.005)
 
 
@@ -164,7 +162,7 @@ async def test_a_resume_racing_the_deadline_has_one_winner(
         # When a resume lands within ±15 ms of its deadline
         deadline = await paused_at(run_id) + RACE_TIMEOUT
         await asyncio.sleep(max(0.0, deadline - time.time() + offset))
-        [outcome] = await gather_outcomes([lambda: aresume_flow_run(run_id)])
+        [outcome] = await gather_outcomes([partial(aresume_flow_run, run_id)])
         return run_id, outcome, await handle
 
     results = await asyncio.gather(*(race((i % 7 - 3) * 0.005) for i in range(20)))
@@ -187,7 +185,7 @@ async def test_a_resume_racing_the_deadline_has_one_winner(
 
 @task
 def task_one() -> None:
-    for i in range(3):
+    for i in range(3):  # noqa: B007 - Prefect's example, unchanged
         sleep(1)
 
 
@@ -218,8 +216,7 @@ async def only_run(flow_name: str) -> FlowRun:
 
 async def state_times(run_id: UUID) -> dict[str, float]:
     """When the run entered each kind (last time), in Redis's clock, seconds."""
-    events = await (await store()).redis.xrange((await run_keys(run_id)).events)
-    return {text(f[b"type"]): int(text(f[b"ts"])) / 1000 for _, f in events}
+    return {e["type"]: int(e["ts"]) / 1000 for e in await run_events(run_id)}
 
 
 def test_the_example_fails_when_nobody_resumes_it(background_runtime_closed: None) -> None:
@@ -250,8 +247,6 @@ print("resumed", flush=True)
 def test_the_example_completes_when_another_process_resumes_it(
     flowbus_env: str, background_runtime_closed: None
 ) -> None:
-    from tests.conftest import env_for_subprocess
-
     # Given a resumer process, connected and waiting for a run id
     env = env_for_subprocess(os.environ["FLOWBUS_REDIS_URL"], flowbus_env)
     resumer = subprocess.Popen(

@@ -17,7 +17,8 @@ import anyio
 
 from flowbus import FlowRunContext, State
 from flowbus.bridge import background_loop, submit
-from flowbus.codec import text
+from flowbus.codec import blob, text
+from flowbus.events import parse_entries
 from flowbus.flows import Flow
 from flowbus.keys import RunKeys
 from flowbus.models import FlowRun
@@ -87,9 +88,10 @@ async def wait_until(
 async def wait_for_ids(ids: list[str], count: int, within: float = WITHIN) -> list[str]:
     """Wait until flows have reported ``count`` run ids into ``ids``."""
     with anyio.fail_after(within):
-        while len(ids) < count:
+        while True:
+            if len(ids) >= count:
+                return ids[:count]
             await asyncio.sleep(0.005)
-    return ids[:count]
 
 
 async def running_run() -> FlowRun:
@@ -109,7 +111,15 @@ async def fired_keys(run_id: UUID | str) -> set[str]:
 async def input_hash(run_id: UUID | str) -> dict[str, bytes]:
     s = await store()
     raw = await s.redis.hgetall((await run_keys(run_id)).input)
-    return {text(k): bytes(v) for k, v in raw.items()}
+    return {text(k): blob(v) for k, v in raw.items()}
+
+
+async def run_events(run_id: UUID | str) -> list[dict[str, str]]:
+    """The run's state events, oldest first."""
+    s = await store()
+    return [
+        fields for _, fields in parse_entries(await s.redis.xrange((await run_keys(run_id)).events))
+    ]
 
 
 async def gather_outcomes(

@@ -1,0 +1,213 @@
+"""wait_for_flow_run and the wait multiplexer against a real Redis: final runs return at once,
+others block until final; thousands of waiters share a few connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+from uuid import uuid4
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from flowbus import (
+    Cancelled,
+    Completed,
+    Failed,
+    FlowRun,
+    Pending,
+    Running,
+    StateType,
+    aresume_flow_run,
+    flow,
+    get_client,
+    pause_flow_run,
+    wait_for_flow_run,
+)
+from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
+from tests.test_flow_runs_support import (
+    close_background_runtime,
+    current_run_id,
+    launch,
+    store,
+)
+
+pytestmark = pytest.mark.anyio
+
+CALLERS = ["sync", "async"]
+
+
+@pytest.fixture
+async def background_closed() -> AsyncIterator[None]:
+    yield
+    await close_background_runtime()
+
+
+async def wait_from(caller: str, run_id: Any, **options: Any) -> FlowRun:
+    """wait_for_flow_run as async code awaits it, or as sync code calls it (blocking)."""
+    if caller == "async":
+        run: FlowRun = await wait_for_flow_run(run_id, **options)
+        return run
+    result: FlowRun = await anyio.to_thread.run_sync(partial(wait_for_flow_run, run_id, **options))
+    return result
+
+
+async def new_run() -> FlowRun:
+    async with get_client() as client:
+        return await client.create_flow_run("waited-on")
+
+
+async def move(run_id: Any, *states: Any) -> None:
+    async with get_client() as client:
+        for state in states:
+            await client.set_flow_run_state(run_id, state)
+
+
+# -- wait_for_flow_run ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_a_final_run_is_returned_at_once(
+    caller: str, runtime_closed: None, background_closed: None
+) -> None:
+    # Given a cancelled run
+    run = await new_run()
+    await move(run.id, Cancelled())
+
+    # When it is waited on
+    started = time.monotonic()
+    waited = await wait_from(caller, run.id)
+
+    # Then it comes back at once, final
+    assert time.monotonic() - started < 1
+    assert (waited.id, waited.state.type) == (run.id, StateType.CANCELLED)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_waiting_blocks_until_the_run_is_final(
+    caller: str, runtime_closed: None, background_closed: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a scheduled run and a waiter logging its states
+    caplog.set_level(logging.INFO, logger="flowbus.flow_runs")
+    run = await new_run()
+    waiter = asyncio.ensure_future(wait_from(caller, run.id, log_states=True))
+    await asyncio.sleep(0.2)
+    assert not waiter.done()
+
+    # When it moves through non-final states, the waiter keeps waiting
+    await move(run.id, Pending(), Running())
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+
+    # Then it returns the run as soon as it completes
+    await move(run.id, Completed())
+    with anyio.fail_after(2):
+        waited = await waiter
+    assert waited.state.type is StateType.COMPLETED
+    logged = caplog.text
+    assert "is Running" in logged and "is Completed" in logged
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_waiting_past_the_timeout_raises(
+    caller: str, runtime_closed: None, background_closed: None
+) -> None:
+    # Given a run that never finishes
+    run = await new_run()
+
+    # When it is waited on for 0.2 s
+    # Then FlowRunWaitTimeout comes after 0.2 s (not before, not much later)
+    started = time.monotonic()
+    with pytest.raises(FlowRunWaitTimeout):
+        await wait_from(caller, run.id, timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_waiting_on_an_unknown_run_raises(
+    caller: str, runtime_closed: None, background_closed: None
+) -> None:
+    with pytest.raises(FlowRunNotFound):
+        await wait_from(caller, uuid4())
+
+
+async def test_a_thousand_concurrent_waits_all_return(runtime_closed: None) -> None:
+    # Given 1,000 scheduled runs, each waited on by its own wait_for_flow_run
+    runs = await asyncio.gather(*(new_run() for _ in range(1000)))
+    waits = [asyncio.ensure_future(wait_for_flow_run(r.id, timeout=30)) for r in runs]
+    await asyncio.sleep(0.2)
+    assert not any(w.done() for w in waits)
+
+    # When every run reaches a final state (half cancelled, half failed)
+    finals = [Cancelled() if i % 2 else Failed() for i in range(len(runs))]
+    await asyncio.gather(*(move(r.id, s) for r, s in zip(runs, finals, strict=True)))
+
+    # Then every wait returns its run, final
+    with anyio.fail_after(20):
+        waited = await asyncio.gather(*waits)
+    assert [w.id for w in waited] == [r.id for r in runs]
+    assert [w.state.type for w in waited] == [s.type for s in finals]
+
+
+# -- many paused runs, few connections -----------------------------------------------------------
+
+
+async def client_count(server: Redis) -> int:
+    return len(await server.client_list())
+
+
+async def paused_count(flow_name: str) -> int:
+    runs = await (await store()).read_runs(
+        flow_name=flow_name, state_types=[StateType.PAUSED], limit=100_000
+    )
+    return len(runs)
+
+
+async def test_thousands_of_paused_runs_share_a_few_connections(runtime_closed: None) -> None:
+    size = 2000
+    server = Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
+    await close_background_runtime()
+    baseline = await client_count(server)
+    ids: dict[int, str] = {}
+
+    @flow(name="many")
+    async def many(i: int) -> int:
+        ids[i] = current_run_id()
+        await pause_flow_run(timeout=60)
+        return i
+
+    try:
+        # Given 2,000 async flows paused at once in this process
+        handles = [launch(many, i) for i in range(size)]
+        with anyio.fail_after(30):
+            while True:
+                if await paused_count("many") == size:
+                    break
+                await asyncio.sleep(0.1)
+
+        # Then this process holds at most 8 connections to Redis
+        assert await client_count(server) - baseline <= 8
+
+        # When one of them is resumed
+        await aresume_flow_run(ids[0])
+
+        # Then only that one continues; the others stay paused
+        with anyio.fail_after(5):
+            assert (await handles[0]).result() == 0
+        await asyncio.sleep(0.1)
+        assert not any(h.done() for h in handles[1:])
+        assert await paused_count("many") == size - 1
+
+        # And cancelling the rest wakes each of them at once
+        await asyncio.gather(*(move(ids[i], Cancelled()) for i in range(1, size)))
+        with anyio.fail_after(20):
+            states = await asyncio.gather(*handles[1:])
+        assert {s.type for s in states} == {StateType.CANCELLED}
+    finally:
+        await server.aclose()
