@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/ruff format --check flowbus worker tests bench
 
 typecheck: install
-	$(BIN)/mypy flowbus worker
+	$(BIN)/mypy flowbus worker tests
 
 test: lint typecheck
 	$(BIN)/pytest -n auto

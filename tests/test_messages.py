@@ -65,7 +65,7 @@ async def test_plain_types_are_wrapped_and_metadata_is_available(runtime_closed:
     received = [
         m async for m in receive_input(int, timeout=0.2, flow_run_id=run_id, with_metadata=True)
     ]
-    assert [m.value for m in received] == [41]  # type: ignore[attr-defined]
+    assert [m.value for m in received] == [41]
     meta = received[0].metadata
     assert meta is not None and meta.key.startswith("int-auto-") and meta.sender == "tests"
 
