@@ -2,6 +2,7 @@
 
 from flowbus.client import FlowbusClient, get_client
 from flowbus.context import FlowRunContext, TaskRunContext, get_run_logger
+from flowbus.deployments import arun_deployment, run_deployment
 from flowbus.flow_runs import (
     apause_flow_run,
     aresume_flow_run,
@@ -61,6 +62,7 @@ __all__ = [
     "apause_flow_run",
     "asend_input",
     "aresume_flow_run",
+    "arun_deployment",
     "asuspend_flow_run",
     "await_for_flow_run",
     "flow",
@@ -69,6 +71,7 @@ __all__ = [
     "pause_flow_run",
     "receive_input",
     "resume_flow_run",
+    "run_deployment",
     "send_input",
     "suspend_flow_run",
     "task",

@@ -62,8 +62,10 @@ local function check(cur, to_type, to_name, retry)
     return 'the run is ' .. cur.type .. '; only an explicit retry may leave a final state'
   end
   if to_type == 'PAUSED' and cur.type ~= 'RUNNING' then
-    -- the one PAUSED → PAUSED move: a run asked to suspend has checkpointed
-    if not (cur.type == 'PAUSED' and cur.name == 'Suspending' and to_name == 'Suspended') then
+    -- the PAUSED → PAUSED moves end in Suspended: a run asked to suspend has checkpointed,
+    -- or an in-process pause is handed over because its process leaves
+    local to_suspended = cur.type == 'PAUSED' and to_name == 'Suspended'
+    if not (to_suspended and (cur.name == 'Suspending' or not cur.reschedule)) then
       return 'only a RUNNING run can be paused'
     end
   end

@@ -1,0 +1,106 @@
+"""Flows the end-to-end tests deploy; worker processes import this module.
+
+Tasks count their executions in Redis (``INCR <prefix>:count:<name>``), so a test can prove
+that each completed task ran exactly once across workers. ``gate`` tasks block on a Redis
+list until the test pushes to it, and announce that they started on another list.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from flowbus import RunInput, flow, pause_flow_run, suspend_flow_run, task
+from flowbus.context import TaskRunContext
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
+
+
+def key(name: str) -> str:
+    """A test key under the run's key prefix (the test and its workers share the prefix)."""
+    return f"{os.environ['FLOWBUS_KEY_PREFIX']}:test:{name}"
+
+
+@task
+def count(name: str) -> str:
+    _redis().incr(key(f"count:{name}"))
+    return name
+
+
+@task
+def gate(name: str) -> str:
+    """Announce the start on ``started:<name>``, then block until ``open:<name>`` gets a push."""
+    client = _redis()
+    client.incr(key(f"count:{name}"))
+    client.rpush(key(f"started:{name}"), "1")
+    if client.blpop([key(f"open:{name}")], timeout=120) is None:
+        raise TimeoutError(f"gate {name} was never opened")
+    _await_requested_suspension(client)
+    return name
+
+
+def _await_requested_suspension(client: redis.Redis) -> None:
+    """If a suspension was requested, return once this process has heard of it.
+
+    The request reaches the process through its event stream; under load the task could end
+    before, and then the run just goes on (by design). The test wants the other branch.
+    """
+    task_ctx = TaskRunContext.get()
+    assert task_ctx is not None
+    flow_ctx = task_ctx.flow_run_context
+    keys = flow_ctx.runtime.store.keys.queue(flow_ctx.flow_run.queue).run(flow_ctx.flow_run.id)
+    if client.hget(keys.run, "state_name") != b"Suspending":
+        return
+    deadline = time.monotonic() + 60
+    while flow_ctx.interrupt != "suspend" and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@flow
+def add(x: int, y: int) -> int:
+    count("add")
+    return x + y
+
+
+@flow
+async def async_add(x: int, y: int) -> int:
+    return x + y
+
+
+class Approval(RunInput):
+    approved: bool
+    note: str = ""
+
+
+@flow
+def approval(tag: str = "a") -> str:
+    count(f"{tag}-before")
+    answer = suspend_flow_run(wait_for_input=Approval, key="approval", timeout=600)
+    count(f"{tag}-after")
+    return f"{answer.approved}:{answer.note}"
+
+
+@flow
+def suspend_briefly(timeout: int = 2) -> str:
+    suspend_flow_run(key="brief", timeout=timeout)
+    return "resumed"
+
+
+@flow
+def long_running(tag: str = "k") -> str:
+    count(f"{tag}-one")
+    gate(f"{tag}-gate")
+    count(f"{tag}-two")
+    return "done"
+
+
+@flow
+def pause_in_process(tag: str = "p") -> str:
+    count(f"{tag}-before")
+    answer = pause_flow_run(wait_for_input=Approval, key="approval", timeout=600)
+    count(f"{tag}-after")
+    return f"{answer.approved}:{answer.note}"

@@ -1,0 +1,83 @@
+"""The worker's command line, log format and entry parsing (no Redis needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from worker.app import load_flows, parser
+from worker.executor import parse_run_id
+from worker.logs import JsonFormatter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_and_repeatable_queues() -> None:
+    args = parser().parse_args(["mod", "-q", "a", "--queue", "b", "--concurrency", "3"])
+    assert args.modules == ["mod"]
+    assert args.queues == ["a", "b"]
+    assert args.concurrency == 3
+    assert args.lease == 5.0 and args.grace == 30.0 and not args.json
+
+
+@pytest.mark.parametrize("bad", [["mod", "--queue", "a{b}"], ["mod", "--concurrency", "0"], []])
+def test_bad_arguments_exit_with_usage(bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(bad)
+    assert exc.value.code == 2
+
+
+def test_unimportable_module_exits_2() -> None:
+    # in a child process: main() configures the root logger
+    out = subprocess.run(
+        [sys.executable, "-m", "worker", "no_such_module_for_flowbus_tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "Cannot import the flow modules" in out.stderr
+
+
+def test_load_flows_returns_the_modules_flows() -> None:
+    flows = load_flows(["worker.examples"])
+    # a second import defines nothing new, so compare with the module's own flows
+    from worker import examples
+
+    assert set(flows) <= {"greet", "approve"}
+    assert examples.greet.name == "greet"
+
+
+def test_parse_run_id() -> None:
+    rid = uuid.uuid4()
+    assert parse_run_id({"run_id": str(rid)}) == rid
+    assert "no run_id" in str(parse_run_id({}))
+    assert "not a UUID" in str(parse_run_id({"run_id": "x"}))
+
+
+def test_json_log_lines_carry_run_fields() -> None:
+    record = logging.LogRecord("flowbus.worker.runs", logging.INFO, "f", 1, "run %s", ("x",), None)
+    record.run_id = "x"
+    record.state = "COMPLETED"
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "run x"
+    assert line["run_id"] == "x" and line["state"] == "COMPLETED"
+    assert line["level"] == "INFO"
+
+
+def test_flowbus_never_imports_worker() -> None:
+    code = (
+        "import sys, flowbus, flowbus.engine, flowbus.flow_runs, flowbus.client;"
+        "print(any(m == 'worker' or m.startswith('worker.') for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "False", out.stderr

@@ -1,0 +1,145 @@
+"""``python -m worker MODULE… --queue NAME``: the worker's command line.
+
+The worker imports the given modules, so their ``@flow`` definitions register, and runs only
+those flows; nothing read from Redis is ever imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+import anyio
+
+from flowbus.flows import Flow, registry
+from flowbus.keys import validate_queue_name
+from worker.config import WorkerConfig, default_name
+from worker.logs import configure
+from worker.service import Worker
+
+logger = logging.getLogger("flowbus.worker")
+
+#: Exit codes: a usage or import error; a forced stop (second signal) is 1.
+EXIT_USAGE = 2
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(value: str) -> int | float:
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return number
+
+    return parse
+
+
+def _queue(value: str) -> str:
+    try:
+        return validate_queue_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="Run the flows of MODULE(s) from flowbus queues in Redis.",
+    )
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="module defining @flow functions")
+    p.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        type=_queue,
+        dest="queues",
+        help="queue to serve (repeatable; default: default)",
+    )
+    p.add_argument(
+        "--concurrency",
+        "-c",
+        type=_positive(int),
+        default=4,
+        help="runs executed at once (default 4)",
+    )
+    p.add_argument("--name", default=None, help="worker name (default: host-pid-random)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running flows get to finish on SIGTERM (default 30)",
+    )
+    p.add_argument(
+        "--lease",
+        type=_positive(float),
+        default=5.0,
+        help="seconds without heartbeat before another worker takes over (default 5)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=_positive(float),
+        default=1.0,
+        help="seconds between heartbeats (default 1)",
+    )
+    p.add_argument(
+        "--sweep-interval",
+        type=_positive(float),
+        default=0.5,
+        help="seconds between deadline sweeps (default 0.5)",
+    )
+    p.add_argument(
+        "--max-deliveries",
+        type=_positive(int),
+        default=3,
+        help="deliveries after which a run whose worker died again is CRASHED",
+    )
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING… (default INFO)")
+    p.add_argument("--json", action="store_true", help="log JSON lines")
+    return p
+
+
+def load_flows(modules: list[str]) -> dict[str, Flow[..., Any]]:
+    """Import ``modules`` and return the flows they defined, by name."""
+    if os.getcwd() not in sys.path:  # as `python -m` does, also when started as `flowbus worker`
+        sys.path.insert(0, os.getcwd())
+    before = set(registry)
+    for module in modules:
+        importlib.import_module(module)
+    return {name: flow for name, flow in registry.items() if name not in before}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker; return its exit code (0 after a graceful stop)."""
+    args = parser().parse_args(argv)
+    configure(args.log_level, json_lines=args.json)
+    try:
+        flows = load_flows(args.modules)
+    except Exception:
+        logger.exception("Cannot import the flow modules %s", ", ".join(args.modules))
+        return EXIT_USAGE
+    if not flows:
+        logger.warning("The modules %s define no flows", ", ".join(args.modules))
+    config = WorkerConfig(
+        modules=tuple(args.modules),
+        queues=tuple(dict.fromkeys(args.queues or ["default"])),
+        concurrency=args.concurrency,
+        name=args.name or default_name(),
+        grace=max(0.0, args.grace),
+        lease=args.lease,
+        heartbeat=args.heartbeat,
+        sweep_interval=args.sweep_interval,
+        max_deliveries=args.max_deliveries,
+        json_logs=args.json,
+    )
+    worker = Worker(config, flows)
+    code = anyio.run(worker.run)
+    if worker.abandoned_threads:  # a sync flow's thread may never end: do not wait for it
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -1,0 +1,290 @@
+"""Executing runs taken from a queue stream: a slot, a cancel scope and one ack per run.
+
+An entry is acknowledged once its run rests: final, suspended, handed off as a suspension at
+shutdown, or found to belong to nobody (a duplicate, a run another worker owns). A run whose
+execution is abandoned (shutdown past the grace period, Redis lost) stays pending, for the
+reclaimer of a live worker to take over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import anyio
+from redis.exceptions import RedisError
+
+from flowbus.engine import FlowEngine
+from flowbus.exceptions import (
+    FlowRunNotFound,
+    InvalidStateTransition,
+    MalformedEntry,
+    SerializationError,
+)
+from flowbus.flows import Flow
+from flowbus.models import FlowRun
+from flowbus.runtime import Runtime
+from flowbus.states import Cancelled, Crashed, Failed, Pending, Scheduled, State, StateType
+from flowbus.waiters import Subscription
+from worker import groups
+from worker.config import WorkerConfig
+from worker.logs import log_transition
+
+logger = logging.getLogger("flowbus.worker")
+
+#: Message of the Suspended state a paused run gets when its worker stops.
+HANDED_OFF = "The worker stopped; the pause became a suspension (resume re-enqueues the run)"
+
+
+def parse_run_id(fields: Mapping[str, str]) -> UUID | str:
+    """The entry's run id, or the reason the entry is malformed."""
+    raw = fields.get("run_id")
+    if not raw:
+        return "the entry has no run_id"
+    try:
+        return UUID(raw)
+    except ValueError:
+        return f"run_id {raw[:80]!r} is not a UUID"
+
+
+class Execution:
+    """One run executing on this worker."""
+
+    def __init__(self, queue: str, entry_id: str, run: FlowRun, is_async: bool) -> None:
+        self.queue = queue
+        self.entry_id = entry_id
+        self.run_id = str(run.id)
+        self.flow_name = run.flow_name
+        self.is_async = is_async
+        self.scope = anyio.CancelScope()
+        self.started = time.monotonic()
+        #: From the run's events: paused by pause_flow_run in this process, under which key.
+        self.paused_in_process = False
+        self.pause_key = ""
+        #: The pause was turned into a suspension at shutdown: ack, although cancelled.
+        self.handed_off = False
+
+
+class Executor:
+    """Runs queue entries with at most ``concurrency`` runs at once."""
+
+    def __init__(
+        self, runtime: Runtime, flows: Mapping[str, Flow[..., Any]], config: WorkerConfig
+    ) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.flows = flows
+        self.config = config
+        self.limiter = anyio.CapacityLimiter(config.concurrency)
+        self.active: dict[tuple[str, str], Execution] = {}
+        self.stopping = False
+        #: A sync flow's thread was left running (the process should not wait for it at exit).
+        self.abandoned_threads = False
+        self._changed = anyio.Event()
+
+    # -- entry handling --------------------------------------------------------------------
+
+    async def handle(
+        self, queue: str, entry_id: str, fields: dict[str, str], token: object, reclaimed: bool
+    ) -> None:
+        """Process one entry of ``queue``'s stream with the slot ``token`` holds (freed here)."""
+        try:
+            await self._handle(queue, entry_id, fields, reclaimed)
+        except RedisError as exc:
+            logger.error(
+                "Entry %s of queue %s stays pending: Redis failed (%s)", entry_id, queue, exc
+            )
+        finally:
+            self.limiter.release_on_behalf_of(token)
+
+    async def _handle(
+        self, queue: str, entry_id: str, fields: dict[str, str], reclaimed: bool
+    ) -> None:
+        stream = self.store.keys.queue(queue).stream()
+        run = await self._load(queue, entry_id, fields)
+        if run is None:
+            return
+        state = run.state
+        if state.is_final() or state.type is StateType.PAUSED or state.is_cancelling():
+            await self._settle(run, reclaimed)
+        elif state.type in (StateType.RUNNING, StateType.PENDING) and not reclaimed:
+            logger.warning(
+                "Run %s is %s already; entry %s is a duplicate", run.id, state.type, entry_id
+            )
+        elif (flow := self.flows.get(run.flow_name)) is None:
+            known = ", ".join(sorted(self.flows)) or "none"
+            await self._end(
+                run,
+                Failed(
+                    message=f"Flow {run.flow_name!r} is not known to this worker (its flows: "
+                    f"{known}); a worker runs only the flows of the modules it was started with"
+                ),
+            )
+        else:
+            if state.type is StateType.RUNNING:  # its worker died mid-run: run it again
+                rescheduled = Scheduled(
+                    name="Rescheduled", message="Its worker stopped; re-running"
+                )
+                reply = await self.store.set_state(run.id, rescheduled, expect=StateType.RUNNING)
+                if not reply.accepted:
+                    await groups.ack(self.runtime.redis, stream, entry_id)
+                    return
+                run = await self.store.read_run(run.id)
+            if not await self._execute(queue, entry_id, run, flow):
+                return
+        await groups.ack(self.runtime.redis, stream, entry_id)
+
+    async def _load(self, queue: str, entry_id: str, fields: dict[str, str]) -> FlowRun | None:
+        """The entry's run, or ``None`` once a malformed entry went to the dead letters."""
+        qkeys = self.store.keys.queue(queue)
+        run_id = parse_run_id(fields)
+        reason: str | None = run_id if isinstance(run_id, str) else None
+        run: FlowRun | None = None
+        if isinstance(run_id, UUID):
+            try:
+                run = await self.store.read_run(run_id)
+            except FlowRunNotFound:
+                reason = f"unknown run {run_id}"
+            except (MalformedEntry, SerializationError) as exc:
+                reason = f"unreadable run {run_id}: {exc}"
+                await self._end_by_id(run_id, Failed(message=f"The worker cannot read it: {exc}"))
+        if run is not None and run.queue != queue:
+            reason, run = f"run {run.id} belongs to queue {run.queue!r}", None
+        if run is None:
+            logger.warning("Dead-lettering entry %s of queue %s: %s", entry_id, queue, reason)
+            await groups.dead_letter(
+                self.runtime.redis,
+                qkeys.stream(),
+                qkeys.dead_letter(),
+                entry_id,
+                fields,
+                str(reason),
+            )
+        return run
+
+    async def _settle(self, run: FlowRun, reclaimed: bool) -> None:
+        """A run that needs no execution; a reclaimed one is moved on from its dead worker."""
+        state = run.state
+        if not reclaimed or state.is_final():
+            return
+        if state.is_cancelling():
+            await self._end(run, Cancelled(message=state.message))
+            return
+        keys = await self.store.run_keys(run.id)
+        if state.name == "Suspending":
+            await self.store.scripts.call("complete_suspension", keys)
+        elif not state.state_details.pause_reschedule:
+            await self.store.scripts.call("pause_to_suspension", keys, "", HANDED_OFF)
+
+    async def _end(self, run: FlowRun, state: State) -> None:
+        await self._end_by_id(run.id, state)
+
+    async def _end_by_id(self, run_id: UUID, state: State) -> None:
+        try:
+            reply = await self.store.set_state(run_id, state)
+        except FlowRunNotFound:
+            return
+        if not reply.accepted:
+            logger.warning("Run %s could not become %s: %s", run_id, state.type, reply.detail)
+
+    async def crash(
+        self, queue: str, entry_id: str, fields: dict[str, str], deliveries: int
+    ) -> None:
+        """End a run whose workers keep dying: CRASHED, and its entry acknowledged."""
+        run = await self._load(queue, entry_id, fields)
+        if run is not None:
+            if not run.state.is_final():
+                logger.error("Run %s crashed %d workers; it ends CRASHED", run.id, deliveries)
+                message = f"Its worker died {deliveries} times while running it; giving up"
+                await self._end(run, Crashed(message=message))
+            await groups.ack(self.runtime.redis, self.store.keys.queue(queue).stream(), entry_id)
+
+    # -- execution ---------------------------------------------------------------------------
+
+    async def _execute(self, queue: str, entry_id: str, run: FlowRun, flow: Flow[..., Any]) -> bool:
+        """Run the flow; True when the entry may be acknowledged."""
+        execution = Execution(queue, entry_id, run, flow.is_async)
+        key = (queue, entry_id)
+        self.active[key] = execution
+        try:
+            async with self.runtime.waiters.subscribe(queue, str(run.id)) as sub:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._follow, execution, sub)
+                    with execution.scope:
+                        await self._run_engine(flow, run)
+                    tg.cancel_scope.cancel()
+        finally:
+            del self.active[key]
+            self._changed.set()
+        return execution.handed_off or not execution.scope.cancelled_caught
+
+    async def _run_engine(self, flow: Flow[..., Any], run: FlowRun) -> None:
+        engine = FlowEngine(flow, run, self.runtime)
+        try:
+            if run.state.type is StateType.SCHEDULED:
+                await engine.propose(Pending(), expect=StateType.SCHEDULED)
+            await engine.run(run.parameters)
+        except InvalidStateTransition as refused:  # another worker or a user moved it first
+            logger.info("Run %s not executed: %s", run.id, refused)
+        except RedisError:
+            raise
+        except Exception as exc:  # a bug below the flow: do not let it loop through workers
+            logger.exception("Run %s crashed the engine", run.id)
+            await self._end(run, Crashed(message=f"The worker's engine failed: {exc!r}"))
+
+    async def _follow(self, execution: Execution, sub: Subscription) -> None:
+        """Log every transition of the run; hand an in-process pause off when stopping."""
+        while True:
+            event = await sub.next()
+            if event is None:
+                continue
+            log_transition(
+                run_id=execution.run_id,
+                flow=execution.flow_name,
+                queue=execution.queue,
+                state=event.get("type", ""),
+                state_name=event.get("name", ""),
+                duration=time.monotonic() - execution.started,
+                message=event.get("message", ""),
+            )
+            execution.paused_in_process = (
+                event.get("type") == StateType.PAUSED and event.get("name") == "Paused"
+            )
+            execution.pause_key = event.get("pause_key", "")
+            if execution.paused_in_process and self.stopping:
+                await self.hand_off(execution)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def hand_off(self, execution: Execution) -> None:
+        """Turn the run's in-process pause into a suspension and stop executing it here."""
+        if execution.handed_off:
+            return
+        keys = await self.store.run_keys(execution.run_id)
+        reply = await self.store.scripts.call(
+            "pause_to_suspension", keys, execution.pause_key, HANDED_OFF
+        )
+        if reply.accepted:
+            execution.handed_off = True
+            self.abandoned_threads |= not execution.is_async
+            execution.scope.cancel()
+
+    async def hand_off_paused(self) -> None:
+        for execution in list(self.active.values()):
+            if execution.paused_in_process:
+                await self.hand_off(execution)
+
+    async def wait_idle(self) -> None:
+        """Return once no run executes here."""
+        while self.active:
+            self._changed = anyio.Event()
+            await self._changed.wait()
+
+    def abandon_all(self) -> None:
+        """Stop every execution; their entries stay pending for another worker."""
+        for execution in self.active.values():
+            self.abandoned_threads |= not execution.is_async
+            execution.scope.cancel()

@@ -1,0 +1,92 @@
+"""Consumer-group plumbing over redis-py: create, read, pending, claim, ack, dead-letter.
+
+Every reply of these commands is parsed here, so the rest of the worker sees typed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from flowbus.codec import text
+from flowbus.events import Entry, parse_entries, parse_xread
+
+#: Name of the consumer group every worker joins, on every stream it consumes.
+GROUP = "flowbus-workers"
+#: Approximate cap of a dead-letter stream (entries).
+DEAD_LETTER_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """An entry delivered to a consumer and not acknowledged yet."""
+
+    entry_id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+async def ensure_group(redis: Redis, stream: str) -> None:
+    """Create the group (and the stream) at id 0, so entries added before any worker count."""
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def is_missing_group(exc: ResponseError) -> bool:
+    """True when a read failed because the stream or its group was deleted."""
+    return "NOGROUP" in str(exc)
+
+
+async def read_new(
+    redis: Redis, stream: str, consumer: str, *, count: int, block_ms: int
+) -> list[Entry]:
+    """New entries for ``consumer`` (``XREADGROUP … >``); empty when the block timed out."""
+    reply = await redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block_ms)
+    return [entry for _stream, entries in parse_xread(reply) for entry in entries]
+
+
+async def pending(redis: Redis, stream: str, *, min_idle_ms: int, count: int) -> list[PendingEntry]:
+    """Pending entries idle for at least ``min_idle_ms``, oldest first."""
+    raw: list[dict[str, Any]] = await redis.xpending_range(
+        stream, GROUP, min="-", max="+", count=count, idle=min_idle_ms
+    )
+    return [
+        PendingEntry(
+            text(item["message_id"]),
+            text(item["consumer"]),
+            int(item["time_since_delivered"]),
+            int(item["times_delivered"]),
+        )
+        for item in raw
+    ]
+
+
+async def claim(
+    redis: Redis, stream: str, consumer: str, entry_id: str, *, min_idle_ms: int
+) -> Entry | None:
+    """Take one pending entry if it is still idle that long (of racing claimers one wins)."""
+    raw = await redis.xclaim(stream, GROUP, consumer, min_idle_ms, [entry_id])
+    entries = parse_entries([item for item in raw or [] if item])
+    return entries[0] if entries else None
+
+
+async def ack(redis: Redis, stream: str, entry_id: str) -> None:
+    await redis.xack(stream, GROUP, entry_id)
+
+
+async def dead_letter(
+    redis: Redis, stream: str, dead: str, entry_id: str, fields: dict[str, str], reason: str
+) -> None:
+    """Move an entry nobody can process to the dead-letter stream and acknowledge it."""
+    record = {**fields, "reason": reason, "source_stream": stream, "source_id": entry_id}
+    pipe = redis.pipeline(transaction=False)
+    pipe.xadd(dead, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    pipe.xack(stream, GROUP, entry_id)
+    await pipe.execute()

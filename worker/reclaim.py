@@ -1,0 +1,41 @@
+"""Crash recovery: take over pending entries whose consumer stopped beating.
+
+``XAUTOCLAIM`` cannot tell a dead consumer from a live one running a long flow (both leave
+the entry idle), so the reclaimer lists idle entries with ``XPENDING``, keeps those of
+consumers whose heartbeat lapsed (and its own entries nothing here executes), and takes each
+with ``XCLAIM`` and the same minimum idle time: of racing reclaimers exactly one gets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from redis.asyncio import Redis
+
+from worker import groups
+from worker.heartbeat import live_workers
+
+#: Pending entries examined per stream per round.
+BATCH = 100
+
+
+async def orphans(
+    redis: Redis,
+    stream: str,
+    *,
+    workers_key: str,
+    me: str,
+    lease_ms: int,
+    mine_active: Collection[str],
+) -> list[groups.PendingEntry]:
+    """Entries idle past the lease whose consumer is dead (or is us, not executing them)."""
+    entries = await groups.pending(redis, stream, min_idle_ms=lease_ms, count=BATCH)
+    if not entries:
+        return []
+    live = await live_workers(redis, workers_key, lease_ms)
+    return [
+        entry
+        for entry in entries
+        if (entry.consumer == me and entry.entry_id not in mine_active)
+        or (entry.consumer != me and entry.consumer not in live)
+    ]
