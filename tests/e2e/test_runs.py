@@ -73,11 +73,12 @@ async def test_malformed_entries_go_to_dead_letter(
     assert done.state.type is StateType.COMPLETED
     dead = cast(list[tuple[str, dict[str, str]]], await rclient.xrange(keys.dead_letter()))
     assert len(dead) == 3
-    reasons = [fields["reason"] for _id, fields in dead]
-    assert "no run_id" in reasons[0]
-    assert "not a UUID" in reasons[1]
-    assert "unknown run" in reasons[2]
-    assert dead[0][1]["foo"] == "bar"
+    # (entries are handled concurrently: match each dead letter to its source entry)
+    by_source = {fields["source_id"]: fields for _id, fields in dead}
+    first, second, third = (by_source[str(entry_id)] for entry_id in bad_ids)
+    assert "no run_id" in first["reason"] and first["foo"] == "bar"
+    assert "not a UUID" in second["reason"]
+    assert "unknown run" in third["reason"]
     # (dead-lettering acknowledges in the same round trip)
     pending = await rclient.xpending_range(keys.stream(), "flowbus-workers", "-", "+", 10)
     assert not {item["message_id"] for item in pending} & set(bad_ids)
