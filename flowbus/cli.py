@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowbus.exceptions import FlowbusError, FlowRunWaitTimeout, InvalidRunInput
@@ -23,7 +24,8 @@ app = typer.Typer(help="flowbus: flow runs, event-driven on Redis Streams.", no_
 server_app = typer.Typer(help="The embedded Redis-compatible server.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 console = Console()
-errors = Console(stderr=True)
+#: Errors are one line each, however long, and print user text verbatim (markup escaped).
+errors = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 #: Exit code of ``flowbus wait`` by final state (124 on timeout, like coreutils' timeout).
@@ -46,7 +48,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}")
+    errors.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -76,7 +78,7 @@ def resume(
         _run(aresume_flow_run(run_id, run_input))
     except InvalidRunInput as exc:
         for field, message in exc.errors:
-            errors.print(f"[red]invalid[/red] {field or '<input>'}: {message}")
+            errors.print(f"[red]invalid[/red] {escape(field or '<input>')}: {escape(message)}")
         raise typer.Exit(2) from exc
     except FlowbusError as exc:
         raise _fail(str(exc)) from exc
@@ -170,7 +172,11 @@ def deploy(
 
     module_name, _, attr = target.partition(":")
     sys.path.insert(0, os.getcwd())
-    obj = getattr(importlib.import_module(module_name), attr, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _fail(f"cannot import {module_name!r}: {exc}", 2) from exc
+    obj = getattr(module, attr, None)
     if not isinstance(obj, Flow):
         raise _fail(f"{target} is not a flow", 2)
     deployment_id = _run(obj.adeploy(name, queue))
