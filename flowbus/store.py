@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
@@ -304,6 +304,14 @@ class RunStore:
             bool(fired),
             None if response is None else decode(blob(response)),
         )
+
+    async def earliest_deadlines(self, queue: str, count: int) -> list[tuple[str, int]]:
+        """The ``count`` earliest (run id, deadline ms) of ``queue``'s deadline set."""
+        raw = await self.redis.zrange(
+            self.keys.queue(queue).deadlines(), 0, count - 1, withscores=True
+        )
+        pairs = cast("list[tuple[bytes, float]]", raw)  # withscores=True: (member, score)
+        return [(text(member), int(score)) for member, score in pairs]
 
     # -- task results --------------------------------------------------------------------
 

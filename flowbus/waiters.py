@@ -34,6 +34,9 @@ _BATCH = 1000
 #: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
 _BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
 
+#: Subscribe with this run id to receive the events of every run of the queue.
+ALL_RUNS = "*"
+
 #: What a waiter receives: an event's fields, or ``None`` for "re-read the run".
 Event = dict[str, str] | None
 
@@ -89,6 +92,8 @@ class QueueWatcher:
                 for entry_id, fields in entries:
                     self.cursor = entry_id
                     for sub in self.subscribers.get(fields.get("run_id", ""), ()):
+                        sub.inbox.put_nowait(fields)
+                    for sub in self.subscribers.get(ALL_RUNS, ()):
                         sub.inbox.put_nowait(fields)
 
 

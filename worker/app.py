@@ -87,8 +87,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep-interval",
         type=_positive(float),
-        default=0.5,
-        help="seconds between deadline sweeps (default 0.5)",
+        default=30.0,
+        help="longest sleep of an idle deadline sweeper; new deadlines wake it (default 30)",
     )
     p.add_argument(
         "--max-deliveries",

@@ -29,8 +29,8 @@ class WorkerConfig:
     lease: float = 5.0
     #: Seconds between heartbeats.
     heartbeat: float = 1.0
-    #: Seconds between deadline sweeps of each queue.
-    sweep_interval: float = 0.5
+    #: Longest sleep of an idle deadline sweeper (a new deadline wakes it at once).
+    sweep_interval: float = 30.0
     #: Deliveries after which a run whose worker died again ends CRASHED instead of re-running.
     max_deliveries: int = 3
     #: Milliseconds one blocking stream read waits before it is re-issued.

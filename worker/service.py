@@ -28,7 +28,7 @@ from worker.executor import Executor
 from worker.heartbeat import heartbeat
 from worker.reclaim import orphans
 from worker.resume_requests import ResumeRequests
-from worker.timers import sweep
+from worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -127,10 +127,10 @@ class Worker:
     async def _sweep_forever(self, runtime: Runtime, queue: str) -> None:
         while True:
             try:
-                await sweep(runtime, queue)
+                await sweep_forever(runtime, queue, self.config.sweep_interval)
             except RedisError as exc:
-                logger.warning("Deadline sweep of %s failed: %s", queue, exc)
-            await anyio.sleep(self.config.sweep_interval)
+                logger.warning("Deadline sweep of %s failed: %s; retrying", queue, exc)
+                await anyio.sleep(1)
 
     async def _reclaim_forever(
         self, runtime: Runtime, queue: str, requests: ResumeRequests

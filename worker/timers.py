@@ -3,6 +3,10 @@
 Every worker sweeps every queue it serves; the scripts are compare-and-set, so two sweepers
 (or a sweeper and a resume) never both act on one run. A suspended run has no process, so
 this is what fails it when nobody resumes it in time.
+
+The sweeper does not tick: it sleeps until the earliest deadline, and a PAUSED or SCHEDULED
+event of the queue (which may add an earlier one) wakes it at once. Idle, it reads the
+deadline set once per ``max_sleep``.
 """
 
 from __future__ import annotations
@@ -10,36 +14,63 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
+
 from flowbus.codec import text
 from flowbus.runtime import Runtime
 from flowbus.scripts import Status
 from flowbus.states import StateType
+from flowbus.waiters import ALL_RUNS, Subscription
 
 logger = logging.getLogger("flowbus.worker")
 
-#: Due deadlines handled per sweep.
+#: Deadlines read per sweep.
 BATCH = 100
+#: Seconds a sweeper waits before acting on a deadline its own clock says is due, but the
+#: server's clock does not yet (the scripts judge by the server's clock).
+CLOCK_SLACK = 0.01
+#: Events that can add a deadline.
+_DEADLINE_EVENTS = frozenset({StateType.PAUSED.value, StateType.SCHEDULED.value})
 
 
-async def sweep(runtime: Runtime, queue: str) -> int:
-    """Act on every due deadline of ``queue`` (one ``ZRANGEBYSCORE`` when none is due)."""
+async def sweep(runtime: Runtime, queue: str) -> float | None:
+    """Act on every due deadline of ``queue``; return the next one (epoch seconds) or None."""
     store = runtime.store
     qkeys = store.keys.queue(queue)
     now_ms = int(time.time() * 1000)
-    due = await runtime.redis.zrangebyscore(qkeys.deadlines(), "-inf", now_ms, start=0, num=BATCH)
-    acted = 0
-    for raw in due:
-        run_id = text(raw)
+    first = await store.earliest_deadlines(queue, BATCH)
+    for run_id, deadline_ms in first:
+        if deadline_ms > now_ms:
+            return deadline_ms / 1000
         keys = qkeys.run(run_id)
         reply = await store.scripts.call("expire_pause", keys, "")
         if reply.status is Status.NOT_FOUND:
             await runtime.redis.zrem(qkeys.deadlines(), run_id)
         elif reply.accepted:
-            acted += 1
             logger.info("Run %s: its pause expired; the run is FAILED", run_id)
-        elif reply.state_type != StateType.PAUSED:
+        elif reply.state_type == StateType.PAUSED:
+            left = text(reply.extra[0]) if reply.extra else ""
+            if left:  # not due by the server's clock yet
+                return time.time() + max(CLOCK_SLACK, int(left) / 1000)
+        else:
             started = await store.scripts.call("start_scheduled", keys)
             if started.accepted and started.detail == "enqueued":
-                acted += 1
                 logger.info("Run %s: its scheduled start came; enqueued", run_id)
-    return acted
+    return time.time() if len(first) == BATCH else None  # a full batch: sweep again now
+
+
+async def sweep_forever(runtime: Runtime, queue: str, max_sleep: float) -> None:
+    """Sweep ``queue`` whenever a deadline comes or may have been added."""
+    async with runtime.waiters.subscribe(queue, ALL_RUNS) as events:
+        while True:
+            due = await sweep(runtime, queue)
+            wait = max_sleep if due is None else min(max_sleep, max(0.0, due - time.time()))
+            with anyio.move_on_after(wait):
+                await _deadline_event(events)
+
+
+async def _deadline_event(events: Subscription) -> None:
+    while True:
+        event = await events.next()
+        if event is None or event.get("type") in _DEADLINE_EVENTS:
+            return

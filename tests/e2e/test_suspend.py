@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import anyio
 import pytest
 import redis.asyncio as aredis
 
@@ -121,3 +122,21 @@ async def get_run(run_id: object) -> FlowRun:
 async def get_result(run_id: object) -> object:
     runtime = await get_runtime()
     return await runtime.store.read_result(str(run_id))
+
+
+async def test_an_idle_sweeper_does_not_tick(
+    start_worker: StartWorker, rclient: aredis.Redis, runtime_closed: None
+) -> None:
+    # Given a worker and a run suspended for an hour (its deadline is far away)
+    start_worker("a")
+    async with get_client() as client:
+        dep = await client.create_deployment("suspend-briefly", "d")
+        run = await client.create_flow_run_from_deployment(dep, {"timeout": 3600})
+    await wait_for_run(run.id, is_suspended, within=90)
+    # When three seconds pass with nothing happening
+    await rclient.config_resetstat()
+    await anyio.sleep(3)
+    stats = await rclient.info("commandstats")
+    # Then the sweeper read the deadline set at most once (it sleeps until a deadline or event)
+    zrange = stats.get("cmdstat_zrange", {}).get("calls", 0)
+    assert zrange <= 1, stats
