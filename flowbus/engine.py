@@ -23,17 +23,17 @@ from flowbus.exceptions import (
 )
 from flowbus.models import FlowRun
 from flowbus.runtime import Runtime, get_runtime
+from flowbus.scripts import Reply
 from flowbus.states import (
     Cancelled,
     Completed,
     Failed,
-    Pending,
     Running,
     Scheduled,
     State,
     StateType,
 )
-from flowbus.store import state_from_fields
+from flowbus.store import Delivery, state_from_fields
 from flowbus.suspension import complete_suspension
 from flowbus.waiters import Subscription
 
@@ -50,16 +50,34 @@ def failure_message(exc: BaseException) -> str:
 class FlowEngine:
     """Runs one flow run: RUNNING, the body (with retries and timeout), then a final state."""
 
-    def __init__(self, flow: Flow[..., Any], flow_run: FlowRun, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        flow: Flow[..., Any],
+        flow_run: FlowRun,
+        runtime: Runtime,
+        delivery: Delivery | None = None,
+    ) -> None:
         self.flow = flow
         self.flow_run = flow_run
         self.runtime = runtime
         self.store = runtime.store
         self.ctx: FlowRunContext | None = None
+        #: The worker's queue delivery, acknowledged by the final transition itself.
+        self.delivery = delivery
+        self.acked = False
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
         reply = await self.store.set_state(self.flow_run.id, state, **options)
+        return self._accepted(reply, state)
+
+    async def start(self) -> None:
+        """SCHEDULED/PENDING → RUNNING in one step; refused if anyone else started the run."""
+        keys = await self.store.run_keys(self.flow_run.id)
+        reply = await self.store.scripts.call("start_run", keys)
+        self._accepted(reply, Running())
+
+    def _accepted(self, reply: Reply, state: State) -> State:
         if not reply.accepted:
             current = state_from_fields(
                 {"state_type": reply.state_type, "state_name": reply.state_name}
@@ -97,7 +115,8 @@ class FlowEngine:
 
     async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0
-        await self.propose(Running())
+        if not self.flow_run.state.is_running():
+            await self.start()
         while True:
             ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, asyncio.get_running_loop())
             self.ctx = ctx
@@ -182,8 +201,12 @@ class FlowEngine:
         suspending = self.ctx is not None and self.ctx.interrupt == "suspend"
         try:
             await self.propose(
-                state, result=result, expect=None if suspending else StateType.RUNNING
+                state,
+                result=result,
+                expect=None if suspending else StateType.RUNNING,
+                ack=self.delivery,
             )
+            self.acked = self.delivery is not None
         except InvalidStateTransition as refused:
             if refused.state is None or not refused.state.is_final():
                 raise
@@ -200,7 +223,6 @@ async def run_new_flow(
         flow.encodable_parameters(parameters),
         queue=queue,
         parent_id=parent.flow_run.id if parent else None,
+        start=True,
     )
-    engine = FlowEngine(flow, flow_run, runtime)
-    await engine.propose(Pending())
-    return await engine.run(parameters)
+    return await FlowEngine(flow, flow_run, runtime).run(parameters)

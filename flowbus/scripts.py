@@ -13,6 +13,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from flowbus.codec import text
@@ -66,7 +67,8 @@ def script_names() -> tuple[str, ...]:
     return tuple(sorted(name for name in names if not name.startswith("_")))
 
 
-def _parse(raw: Any) -> Reply:
+def parse(raw: Any) -> Reply:
+    """A script's raw reply as a :class:`Reply`."""
     if not isinstance(raw, list) or len(raw) < 5:
         raise MalformedEntry("script reply", repr(raw))
     status, detail, state_type, state_name, run_count, *extra = raw
@@ -95,10 +97,16 @@ class Scripts:
             name: redis.register_script(source(name)) for name in script_names()
         }
 
+    async def queue(
+        self, pipe: Pipeline, name: str, keys: RunKeys, *args: str | bytes | int
+    ) -> None:
+        """Add script ``name`` to ``pipe``; parse its reply with :func:`parse`."""
+        await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args], client=pipe)
+
     async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""
         raw = await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args])
-        reply = _parse(raw)
+        reply = parse(raw)
         if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
             # the run's keys now expire; its index lives in another slot, so expire it here
             await self._redis.expire(keys.index, self._retention)

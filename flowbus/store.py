@@ -19,10 +19,11 @@ from flowbus.exceptions import (
 )
 from flowbus.keys import Keys, RunKeys, validate_queue_name
 from flowbus.models import Deployment, FlowRun
-from flowbus.scripts import Reply, Scripts, Status
+from flowbus.scripts import Reply, Scripts, Status, parse
 from flowbus.settings import Settings
-from flowbus.states import State, StateDetails, StateType
+from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 
+_FINAL = frozenset(t.value for t in FINAL_TYPES)
 #: Run ids whose queue this process knows; a run never changes queue.
 _QUEUE_CACHE_SIZE = 100_000
 
@@ -88,6 +89,14 @@ def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A worker's delivery of a queue entry, acknowledged by the run's final transition."""
+
+    group: str
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PauseView:
     state_type: str
     state_name: str
@@ -115,6 +124,8 @@ class RunStore:
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, settings)
         self._queues: dict[str, str] = {}
+        #: Queues this store has added to the set of queues (once is enough).
+        self._known_queues: set[str] = set()
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -127,10 +138,13 @@ class RunStore:
             if raw is None:
                 raise FlowRunNotFound(rid)
             queue = text(raw)
-            if len(self._queues) >= _QUEUE_CACHE_SIZE:
-                self._queues.clear()
-            self._queues[rid] = queue
+            self._remember(rid, queue)
         return queue
+
+    def _remember(self, run_id: str, queue: str) -> None:
+        if len(self._queues) >= _QUEUE_CACHE_SIZE:
+            self._queues.clear()
+        self._queues[run_id] = queue
 
     async def run_keys(self, run_id: UUID | str) -> RunKeys:
         return self.keys.queue(await self.queue_of(run_id)).run(run_id)
@@ -148,8 +162,12 @@ class RunStore:
         enqueue: bool = False,
         scheduled_time: datetime | None = None,
         run_id: UUID | None = None,
+        start: bool = False,
     ) -> FlowRun:
-        """Create a run (and its first event); ``enqueue`` hands it to the queue's workers."""
+        """Create a run (and its first event); ``enqueue`` hands it to the queue's workers.
+
+        ``start`` moves it on to RUNNING at once, for a run its creator executes.
+        """
         validate_queue_name(queue)
         rid = run_id or uuid4()
         params = encode(
@@ -158,9 +176,10 @@ class RunStore:
         qkeys = self.keys.queue(queue)
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.run_index(rid), queue, nx=True)
-        pipe.sadd(self.keys.queues(), queue)
-        indexed, _ = await pipe.execute()
-        reply = await self.scripts.call(
+        if queue not in self._known_queues:
+            pipe.sadd(self.keys.queues(), queue)
+        await self.scripts.queue(
+            pipe,
             "create_run",
             qkeys.run(rid),
             str(rid),
@@ -173,12 +192,16 @@ class RunStore:
             "1" if enqueue else "0",
             str(parent_id or ""),
             "" if scheduled_time is None else datetime_to_ms(scheduled_time),
+            "1" if start else "0",
         )
+        replies = await pipe.execute()
+        indexed, reply = replies[0], parse(replies[-1])
+        self._known_queues.add(queue)
         if not reply.accepted:
             if indexed:  # the index was ours: leave no trace of a run that was not created
                 await self.redis.delete(self.keys.run_index(rid))
             raise InvalidStateTransition(rid, reply.detail)
-        self._queues[str(rid)] = queue
+        self._remember(str(rid), queue)
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
         created = ms_to_datetime(int(text(reply.extra[0])))
         return FlowRun(  # what the script wrote; reading it back would cost a round trip
@@ -194,9 +217,19 @@ class RunStore:
             created=created,
         )
 
-    async def read_run(self, run_id: UUID | str) -> FlowRun:
-        """The run as stored now; :class:`FlowRunNotFound` if unknown or expired."""
-        keys = await self.run_keys(run_id)
+    async def read_run(self, run_id: UUID | str, *, queue: str | None = None) -> FlowRun:
+        """The run as stored now; :class:`FlowRunNotFound` if unknown or expired.
+
+        ``queue`` is where the caller found the run (a worker, from a queue stream): trusted
+        first, which saves the index lookup.
+        """
+        rid = str(run_id)
+        if queue is not None and rid not in self._queues:
+            raw = await self.redis.hgetall(self.keys.queue(queue).run(rid).run)
+            if raw:
+                self._remember(rid, queue)
+                return run_from_hash(raw)
+        keys = await self.run_keys(rid)
         raw = await self.redis.hgetall(keys.run)
         if not raw:
             raise FlowRunNotFound(run_id)
@@ -255,10 +288,17 @@ class RunStore:
         result: bytes | None = None,
         expect: StateType | None = None,
         enqueue: bool = False,
+        ack: Delivery | None = None,
     ) -> Reply:
-        """Propose ``state``; the reply says whether the rules accepted it (nothing raised)."""
+        """Propose ``state``; the reply says whether the rules accepted it (nothing raised).
+
+        ``ack`` acknowledges a worker's queue delivery in the same step. A final state's run
+        keys expire; its index, in another slot, is expired in the same round trip.
+        """
         keys = await self.run_keys(run_id)
-        reply = await self.scripts.call(
+        pipe = self.redis.pipeline(transaction=False)
+        await self.scripts.queue(
+            pipe,
             "set_state",
             keys,
             state.type.value,
@@ -268,10 +308,17 @@ class RunStore:
             result if result is not None else "",
             expect.value if expect else "",
             "1" if enqueue else "0",
+            ack.group if ack else "",
+            ack.entry_id if ack else "",
         )
+        final = state.is_final()
+        if final:
+            pipe.expire(keys.index, self.settings.retention_seconds)
+        reply = parse((await pipe.execute())[0])
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
-        if retry and reply.accepted:
+        refused_while_live = final and not reply.accepted and reply.state_type not in _FINAL
+        if (retry and reply.accepted) or refused_while_live:
             await self.redis.persist(keys.index)
         return reply
 

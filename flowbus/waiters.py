@@ -34,8 +34,8 @@ _BATCH = 1000
 #: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
 _BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
 
-#: Subscribe with this run id to receive the events of every run of the queue.
-ALL_RUNS = "*"
+#: Subscribe with this "run id" to receive every event that sets a deadline in the queue.
+NEW_DEADLINES = "*deadline"
 
 #: What a waiter receives: an event's fields, or ``None`` for "re-read the run".
 Event = dict[str, str] | None
@@ -93,8 +93,9 @@ class QueueWatcher:
                     self.cursor = entry_id
                     for sub in self.subscribers.get(fields.get("run_id", ""), ()):
                         sub.inbox.put_nowait(fields)
-                    for sub in self.subscribers.get(ALL_RUNS, ()):
-                        sub.inbox.put_nowait(fields)
+                    if fields.get("deadline"):
+                        for sub in self.subscribers.get(NEW_DEADLINES, ()):
+                            sub.inbox.put_nowait(fields)
 
 
 class Waiters:

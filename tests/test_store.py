@@ -59,6 +59,7 @@ EVENT_FIELDS = [
     "ts",
     "run_count",
     "pause_key",
+    "deadline",
 ]
 
 
@@ -147,6 +148,7 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
         "ts": event["ts"],
         "run_count": "0",
         "pause_key": "",
+        "deadline": "",
     }
     assert await entries(store, keys.queue_events) == [event]
 

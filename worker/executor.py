@@ -27,7 +27,8 @@ from flowbus.exceptions import (
 from flowbus.flows import Flow
 from flowbus.models import FlowRun
 from flowbus.runtime import Runtime
-from flowbus.states import Cancelled, Crashed, Failed, Pending, Scheduled, State, StateType
+from flowbus.states import Cancelled, Crashed, Failed, Scheduled, State, StateType
+from flowbus.store import Delivery
 from flowbus.waiters import Subscription
 from worker import groups
 from worker.config import WorkerConfig
@@ -134,7 +135,7 @@ class Executor:
                     return
                 run = await self.store.read_run(run.id)
             if not await self._execute(queue, entry_id, run, flow):
-                return
+                return  # abandoned (left pending), or acknowledged by the final transition
         await groups.ack(self.runtime.redis, stream, entry_id)
 
     async def _load(self, queue: str, entry_id: str, fields: dict[str, str]) -> FlowRun | None:
@@ -145,7 +146,7 @@ class Executor:
         run: FlowRun | None = None
         if isinstance(run_id, UUID):
             try:
-                run = await self.store.read_run(run_id)
+                run = await self.store.read_run(run_id, queue=queue)
             except FlowRunNotFound:
                 reason = f"unknown run {run_id}"
             except (MalformedEntry, SerializationError) as exc:
@@ -205,7 +206,7 @@ class Executor:
     # -- execution ---------------------------------------------------------------------------
 
     async def _execute(self, queue: str, entry_id: str, run: FlowRun, flow: Flow[..., Any]) -> bool:
-        """Run the flow; True when the entry may be acknowledged."""
+        """Run the flow; True when the entry is still to be acknowledged."""
         execution = Execution(queue, entry_id, run, flow.is_async)
         key = (queue, entry_id)
         self.active[key] = execution
@@ -213,19 +214,20 @@ class Executor:
             async with self.runtime.waiters.subscribe(queue, str(run.id)) as sub:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._follow, execution, sub)
+                    engine = FlowEngine(flow, run, self.runtime, Delivery(groups.GROUP, entry_id))
                     with execution.scope:
-                        await self._run_engine(flow, run)
+                        await self._run_engine(engine)
                     tg.cancel_scope.cancel()
         finally:
             del self.active[key]
             self._changed.set()
-        return execution.handed_off or not execution.scope.cancelled_caught
+        if execution.handed_off:
+            return True
+        return not execution.scope.cancelled_caught and not engine.acked
 
-    async def _run_engine(self, flow: Flow[..., Any], run: FlowRun) -> None:
-        engine = FlowEngine(flow, run, self.runtime)
+    async def _run_engine(self, engine: FlowEngine) -> None:
+        run = engine.flow_run
         try:
-            if run.state.type is StateType.SCHEDULED:
-                await engine.propose(Pending(), expect=StateType.SCHEDULED)
             await engine.run(run.parameters)
         except InvalidStateTransition as refused:  # another worker or a user moved it first
             logger.info("Run %s not executed: %s", run.id, refused)

@@ -4,9 +4,9 @@ Every worker sweeps every queue it serves; the scripts are compare-and-set, so t
 (or a sweeper and a resume) never both act on one run. A suspended run has no process, so
 this is what fails it when nobody resumes it in time.
 
-The sweeper does not tick: it sleeps until the earliest deadline, and a PAUSED or SCHEDULED
-event of the queue (which may add an earlier one) wakes it at once. Idle, it reads the
-deadline set once per ``max_sleep``.
+The sweeper does not tick: it sleeps until the earliest deadline, and an event of the queue
+that sets a deadline (a pause with a timeout, a scheduled start) wakes it at once. Idle, it
+reads the deadline set once per ``max_sleep``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flowbus.codec import text
 from flowbus.runtime import Runtime
 from flowbus.scripts import Status
 from flowbus.states import StateType
-from flowbus.waiters import ALL_RUNS, Subscription
+from flowbus.waiters import NEW_DEADLINES, Subscription
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -29,8 +29,6 @@ BATCH = 100
 #: Seconds a sweeper waits before acting on a deadline its own clock says is due, but the
 #: server's clock does not yet (the scripts judge by the server's clock).
 CLOCK_SLACK = 0.01
-#: Events that can add a deadline.
-_DEADLINE_EVENTS = frozenset({StateType.PAUSED.value, StateType.SCHEDULED.value})
 
 
 async def sweep(runtime: Runtime, queue: str) -> float | None:
@@ -61,7 +59,7 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
 
 async def sweep_forever(runtime: Runtime, queue: str, max_sleep: float) -> None:
     """Sweep ``queue`` whenever a deadline comes or may have been added."""
-    async with runtime.waiters.subscribe(queue, ALL_RUNS) as events:
+    async with runtime.waiters.subscribe(queue, NEW_DEADLINES) as events:
         while True:
             due = await sweep(runtime, queue)
             wait = max_sleep if due is None else min(max_sleep, max(0.0, due - time.time()))
@@ -70,7 +68,6 @@ async def sweep_forever(runtime: Runtime, queue: str, max_sleep: float) -> None:
 
 
 async def _deadline_event(events: Subscription) -> None:
-    while True:
-        event = await events.next()
-        if event is None or event.get("type") in _DEADLINE_EVENTS:
-            return
+    await events.next()
+    while not events.inbox.empty():  # one sweep serves every deadline set meanwhile
+        events.inbox.get_nowait()

@@ -113,7 +113,7 @@ local function transition(cur, to_type, to_name, opts)
   end
   local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
     'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
-    'run_count', run_count, 'pause_key', pause_key}
+    'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
   local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
   redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
   cur.type, cur.name, cur.run_count = to_type, to_name, run_count
@@ -123,4 +123,15 @@ end
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
   redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count)
+end
+
+-- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING.
+-- Returns the RUNNING event id, or nil and the reason.
+local function start(cur)
+  if cur.type == 'SCHEDULED' then
+    local id, reason = transition(cur, 'PENDING', 'Pending', {})
+    if not id then return nil, reason end
+  end
+  if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
+  return transition(cur, 'RUNNING', 'Running', {})
 end

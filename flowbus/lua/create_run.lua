@@ -2,6 +2,7 @@
 -- ARGV[4] run id  [5] flow name  [6] run name  [7] queue  [8] deployment id ("" none)
 -- ARGV[9] parameters (msgpack)  [10] initial kind  [11] enqueue "1"/"0"  [12] parent run id
 -- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
+-- ARGV[14] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
 -- Reply: {1, event id, ..., created ms} or {0, reason, ...}.
 if redis.call('EXISTS', RUN) == 1 then return reply(0, 'a run with this id exists', current()) end
 -- refuse before writing: a refused creation must leave no half-made run behind
@@ -20,4 +21,8 @@ local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' o
 if not id then return reply(0, reason, cur) end
 if scheduled then redis.call('HSET', RUN, 'scheduled_ms', scheduled) end
 if ARGV[11] == '1' and not opts.deadline_ms then enqueue(cur) end
+if ARGV[14] == '1' then
+  id, reason = start(cur)
+  if not id then return reply(0, reason, cur) end
+end
 return reply(1, id, cur, ts)

@@ -2,6 +2,8 @@
 -- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack, "" none)
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
+-- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
+--          ("" none; a worker's final transition)
 -- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}.
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
@@ -13,4 +15,5 @@ local id, reason = transition(cur, ARGV[4], ARGV[5], {message = ARGV[6], retry =
 if not id then return reply(0, reason, cur) end
 if ARGV[8] ~= '' then redis.call('HSET', RUN, 'result', ARGV[8]) end
 if ARGV[10] == '1' then enqueue(cur) end
+if ARGV[11] ~= '' then redis.call('XACK', QUEUE, ARGV[11], ARGV[12]) end
 return reply(1, id, cur)
