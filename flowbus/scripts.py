@@ -6,6 +6,7 @@ Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -15,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from flowbus.codec import text
 from flowbus.exceptions import MalformedEntry
@@ -97,11 +99,29 @@ class Scripts:
             name: redis.register_script(source(name)) for name in script_names()
         }
 
-    async def queue(
-        self, pipe: Pipeline, name: str, keys: RunKeys, *args: str | bytes | int
-    ) -> None:
-        """Add script ``name`` to ``pipe``; parse its reply with :func:`parse`."""
-        await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args], client=pipe)
+    def queue(self, pipe: Pipeline, name: str, keys: RunKeys, *args: str | bytes | int) -> None:
+        """Add script ``name`` to a pipeline built for :meth:`pipeline`."""
+        names = keys.as_list()
+        pipe.evalsha(self._scripts[name].sha, len(names), *names, *self._head, *args)
+
+    async def pipeline(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Run the commands ``build`` adds to a pipeline, scripts among them, in one round trip.
+
+        redis-py's own script support would first ask ``SCRIPT EXISTS`` (another round trip)
+        on every execution; instead, a NOSCRIPT reply (a restarted server) loads every script
+        and runs the pipeline once more, so its other commands must be idempotent.
+        """
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                for script in self._scripts.values():
+                    await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""

@@ -9,6 +9,7 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from flowbus.codec import blob, decode, encode, text
 from flowbus.exceptions import (
@@ -174,14 +175,8 @@ class RunStore:
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
         qkeys = self.keys.queue(queue)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.run_index(rid), queue, nx=True)
-        if queue not in self._known_queues:
-            pipe.sadd(self.keys.queues(), queue)
-        await self.scripts.queue(
-            pipe,
-            "create_run",
-            qkeys.run(rid),
+        new_queue = queue not in self._known_queues
+        args = (
             str(rid),
             flow_name,
             name or f"{flow_name}-{str(rid)[:8]}",
@@ -194,7 +189,14 @@ class RunStore:
             "" if scheduled_time is None else datetime_to_ms(scheduled_time),
             "1" if start else "0",
         )
-        replies = await pipe.execute()
+
+        def build(pipe: Pipeline) -> None:
+            pipe.set(self.keys.run_index(rid), queue, nx=True)
+            if new_queue:
+                pipe.sadd(self.keys.queues(), queue)
+            self.scripts.queue(pipe, "create_run", qkeys.run(rid), *args)
+
+        replies = await self.scripts.pipeline(build)
         indexed, reply = replies[0], parse(replies[-1])
         self._known_queues.add(queue)
         if not reply.accepted:
@@ -296,11 +298,8 @@ class RunStore:
         keys expire; its index, in another slot, is expired in the same round trip.
         """
         keys = await self.run_keys(run_id)
-        pipe = self.redis.pipeline(transaction=False)
-        await self.scripts.queue(
-            pipe,
-            "set_state",
-            keys,
+        final = state.is_final()
+        args = (
             state.type.value,
             state.name,
             state.message or "",
@@ -311,10 +310,13 @@ class RunStore:
             ack.group if ack else "",
             ack.entry_id if ack else "",
         )
-        final = state.is_final()
-        if final:
-            pipe.expire(keys.index, self.settings.retention_seconds)
-        reply = parse((await pipe.execute())[0])
+
+        def build(pipe: Pipeline) -> None:
+            self.scripts.queue(pipe, "set_state", keys, *args)
+            if final:
+                pipe.expire(keys.index, self.settings.retention_seconds)
+
+        reply = parse((await self.scripts.pipeline(build))[0])
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
         refused_while_live = final and not reply.accepted and reply.state_type not in _FINAL

@@ -472,3 +472,14 @@ async def test_the_run_index_expires_with_the_run_and_a_retry_keeps_it(store: Ru
     # And a retry out of the final state keeps it again
     await store.set_state(run.id, State(type=StateType.RUNNING, name="Retrying"), retry=True)
     assert await store.redis.ttl(index) == -1
+
+
+async def test_pipelined_scripts_survive_a_script_cache_flush(store: RunStore) -> None:
+    # Given a server that forgot every script (as after a restart)
+    await store.redis.script_flush()
+    # When a run is created and finished (both pipelined with their scripts)
+    run = await store.create_run("f", start=True)
+    reply = await store.set_state(run.id, State(type=StateType.COMPLETED, name="Completed"))
+    # Then the scripts were loaded again and both steps happened
+    assert reply.accepted
+    assert (await store.read_run(run.id)).state.type is StateType.COMPLETED
