@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,7 @@ from flowbus.models import FlowRun
 if TYPE_CHECKING:
     from flowbus.flows import Flow
     from flowbus.runtime import Runtime
+    from flowbus.states import State
     from flowbus.tasks import Task
 
 _flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
@@ -35,8 +37,12 @@ class FlowRunContext:
     results: dict[str, bytes] = field(default_factory=dict)
     task_counts: Counter[str] = field(default_factory=Counter)
     pause_count: int = 0
-    #: Set from the run's event stream: "suspend" or "cancel", acted on at a task boundary.
+    #: Set from the queue's control stream: "suspend" or "cancel", acted on at a task boundary.
     interrupt: str | None = None
+    #: Told of every state the run's own process moves it to (a worker logs them).
+    on_transition: Callable[[State], None] | None = None
+    #: The key of the pause this process is blocked in, if any.
+    paused_key: str | None = None
     _saves: list[concurrent.futures.Future[None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,6 +64,10 @@ class FlowRunContext:
         with self._lock:
             self.task_counts[task_name] += 1
             return f"{task_name}-{self.task_counts[task_name]}"
+
+    def transitioned(self, state: State) -> None:
+        if self.on_transition is not None:
+            self.on_transition(state)
 
     def checkpoint(self) -> None:
         """A task boundary: leave the run here if a suspension or cancellation was asked."""

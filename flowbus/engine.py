@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from flowbus.states import (
     Cancelled,
     Completed,
     Failed,
+    Pending,
     Running,
     Scheduled,
     State,
@@ -56,6 +57,7 @@ class FlowEngine:
         flow_run: FlowRun,
         runtime: Runtime,
         delivery: Delivery | None = None,
+        on_transition: Callable[[State], None] | None = None,
     ) -> None:
         self.flow = flow
         self.flow_run = flow_run
@@ -65,6 +67,8 @@ class FlowEngine:
         #: The worker's queue delivery, acknowledged by the final transition itself.
         self.delivery = delivery
         self.acked = False
+        #: Told of every state this engine (or a pause in its run) moves the run to.
+        self.on_transition = on_transition
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
@@ -74,7 +78,10 @@ class FlowEngine:
     async def start(self) -> None:
         """SCHEDULED/PENDING → RUNNING in one step; refused if anyone else started the run."""
         keys = await self.store.run_keys(self.flow_run.id)
+        scheduled = self.flow_run.state.is_scheduled()
         reply = await self.store.scripts.call("start_run", keys)
+        if scheduled and reply.accepted:
+            self._tell(Pending())
         self._accepted(reply, Running())
 
     def _accepted(self, reply: Reply, state: State) -> State:
@@ -85,7 +92,12 @@ class FlowEngine:
             raise InvalidStateTransition(self.flow_run.id, reply.detail, current)
         self.flow_run.run_count = reply.run_count
         self.flow_run.state = state
+        self._tell(state)
         return state
+
+    def _tell(self, state: State) -> None:
+        if self.on_transition is not None:
+            self.on_transition(state)
 
     async def run(self, parameters: Mapping[str, Any]) -> State:
         """Execute until a final state (or a suspension) and return it, result attached.
@@ -96,7 +108,7 @@ class FlowEngine:
         if self.flow_run.deployment_id is None:
             return await self._attempts(parameters)
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
-        async with self.runtime.waiters.subscribe(queue, run_id) as sub:
+        async with self.runtime.waiters.subscribe(queue, run_id, control=True) as sub:
             listener = asyncio.get_running_loop().create_task(self._listen(sub))
             try:
                 return await self._attempts(parameters)
@@ -106,12 +118,8 @@ class FlowEngine:
     async def _listen(self, sub: Subscription) -> None:
         while True:
             event = await sub.next()
-            if event is None or self.ctx is None:
-                continue
-            if event.get("name") == "Suspending":
-                self.ctx.interrupt = "suspend"
-            elif event.get("type") in (StateType.CANCELLING, StateType.CANCELLED):
-                self.ctx.interrupt = "cancel"
+            if event is not None and self.ctx is not None:
+                self.ctx.interrupt = event.get("action") or self.ctx.interrupt
 
     async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0
@@ -119,6 +127,7 @@ class FlowEngine:
             await self.start()
         while True:
             ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, asyncio.get_running_loop())
+            ctx.on_transition = self.on_transition
             self.ctx = ctx
             if self.flow_run.run_count > 1:
                 ctx.results = await self.store.load_task_results(self.flow_run.id)
@@ -129,6 +138,7 @@ class FlowEngine:
                 await ctx.flush()
                 if ctx.interrupt == "suspend":
                     await complete_suspension(self.runtime, self.flow_run.id)
+                self._tell(pause.state)
                 return pause.state
             except (FlowRunCancelled, FlowPauseTimeout) as exc:
                 await ctx.flush()

@@ -39,7 +39,7 @@ from flowbus.inputs import (
 from flowbus.models import FlowRun
 from flowbus.runtime import get_runtime
 from flowbus.scripts import Reply, Status
-from flowbus.states import FINAL_TYPES, Paused, StateType, Suspended
+from flowbus.states import FINAL_TYPES, Paused, Running, StateType, Suspended
 from flowbus.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
 from flowbus.waiters import Subscription
 
@@ -134,7 +134,14 @@ async def _pause(
         logger.info("Flow run %s paused (key %s)", run_id, key)
         if reschedule:
             raise Pause(state)
-        return await _wait_until_resumed(ctx, sub, key, prefix, model, deadline_ms)
+        ctx.paused_key = key
+        ctx.transitioned(state)
+        try:
+            value = await _wait_until_resumed(ctx, sub, key, prefix, model, deadline_ms)
+        finally:
+            ctx.paused_key = None
+        ctx.transitioned(Running(message="Resumed"))
+        return value
 
 
 def _loaded(model: Any, extra: tuple[Any, ...], key: str) -> Any:

@@ -34,6 +34,7 @@ class RunKeys:
     queue_stream: str
     runs: str
     messages: str
+    control: str
     #: The run's queue index (another slot: never passed to a script, see :class:`Keys`).
     index: str
 
@@ -49,6 +50,7 @@ class RunKeys:
             self.queue_stream,
             self.runs,
             self.messages,
+            self.control,
         ]
 
 
@@ -76,6 +78,7 @@ class QueueKeys:
             queue_stream=self.stream(),
             runs=self.runs(),
             messages=f"{base}:messages",
+            control=self.control(),
             index=f"{self.prefix}:runs:{run_id}",
         )
 
@@ -86,6 +89,10 @@ class QueueKeys:
     def runs(self) -> str:
         """Sorted set of the queue's run ids by creation time (ms), for listing."""
         return f"{self.tag}:runs"
+
+    def control(self) -> str:
+        """Requests to running runs (suspend, cancel), read by the processes executing them."""
+        return f"{self.tag}:control"
 
     def events(self) -> str:
         """Every transition of every run of the queue (capped)."""

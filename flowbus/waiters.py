@@ -115,24 +115,31 @@ class Waiters:
         self.watchers: dict[str, QueueWatcher] = {}
         self._starting: dict[str, asyncio.Lock] = {}
 
-    async def _watcher(self, queue: str) -> QueueWatcher:
-        watcher = self.watchers.get(queue)
+    async def _watcher(self, stream: str) -> QueueWatcher:
+        watcher = self.watchers.get(stream)
         if watcher is not None:
             return watcher
-        lock = self._starting.setdefault(queue, asyncio.Lock())
+        lock = self._starting.setdefault(stream, asyncio.Lock())
         async with lock:
-            watcher = self.watchers.get(queue)
+            watcher = self.watchers.get(stream)
             if watcher is None:
-                watcher = QueueWatcher(self.redis, self.keys.queue(queue).events(), self.recheck)
+                watcher = QueueWatcher(self.redis, stream, self.recheck)
                 await watcher.pin_cursor()
                 watcher.task = asyncio.get_running_loop().create_task(watcher.run())
-                self.watchers[queue] = watcher
+                self.watchers[stream] = watcher
         return watcher
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, queue: str, run_id: str) -> AsyncIterator[Subscription]:
-        """Receive the events of ``run_id`` published after this call returns."""
-        watcher = await self._watcher(queue)
+    async def subscribe(
+        self, queue: str, run_id: str, *, control: bool = False
+    ) -> AsyncIterator[Subscription]:
+        """Receive the events of ``run_id`` published after this call returns.
+
+        ``control``: only the requests to a running run (``action`` suspend or cancel), from
+        the queue's control stream, which is nearly silent, unlike its events stream.
+        """
+        qkeys = self.keys.queue(queue)
+        watcher = await self._watcher(qkeys.control() if control else qkeys.events())
         sub = Subscription(run_id)
         watcher.subscribers.setdefault(run_id, set()).add(sub)
         try:

@@ -52,6 +52,7 @@ def test_run_keys_list_in_the_order_the_scripts_expect() -> None:
         queue.stream(),
         queue.runs(),
         f"p:{{q}}:run:{run_id}:messages",
+        queue.control(),
     ]
 
 

@@ -8,6 +8,7 @@ reclaimer of a live worker to take over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -29,7 +30,6 @@ from flowbus.models import FlowRun
 from flowbus.runtime import Runtime
 from flowbus.states import Cancelled, Crashed, Failed, Scheduled, State, StateType
 from flowbus.store import Delivery
-from flowbus.waiters import Subscription
 from worker import groups
 from worker.config import WorkerConfig
 from worker.logs import log_transition
@@ -62,11 +62,15 @@ class Execution:
         self.is_async = is_async
         self.scope = anyio.CancelScope()
         self.started = time.monotonic()
-        #: From the run's events: paused by pause_flow_run in this process, under which key.
-        self.paused_in_process = False
-        self.pause_key = ""
+        self.engine: FlowEngine | None = None
         #: The pause was turned into a suspension at shutdown: ack, although cancelled.
         self.handed_off = False
+
+    @property
+    def paused_key(self) -> str | None:
+        """The key of the pause the run is blocked in here (pause_flow_run), if any."""
+        ctx = self.engine.ctx if self.engine is not None else None
+        return ctx.paused_key if ctx is not None else None
 
 
 class Executor:
@@ -85,6 +89,7 @@ class Executor:
         #: A sync flow's thread was left running (the process should not wait for it at exit).
         self.abandoned_threads = False
         self._changed = anyio.Event()
+        self._handoffs: set[asyncio.Task[None]] = set()
 
     # -- entry handling --------------------------------------------------------------------
 
@@ -210,14 +215,17 @@ class Executor:
         execution = Execution(queue, entry_id, run, flow.is_async)
         key = (queue, entry_id)
         self.active[key] = execution
+        engine = FlowEngine(
+            flow,
+            run,
+            self.runtime,
+            Delivery(groups.GROUP, entry_id),
+            on_transition=lambda state: self._transitioned(execution, state),
+        )
+        execution.engine = engine
         try:
-            async with self.runtime.waiters.subscribe(queue, str(run.id)) as sub:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._follow, execution, sub)
-                    engine = FlowEngine(flow, run, self.runtime, Delivery(groups.GROUP, entry_id))
-                    with execution.scope:
-                        await self._run_engine(engine)
-                    tg.cancel_scope.cancel()
+            with execution.scope:
+                await self._run_engine(engine)
         finally:
             del self.active[key]
             self._changed.set()
@@ -237,27 +245,21 @@ class Executor:
             logger.exception("Run %s crashed the engine", run.id)
             await self._end(run, Crashed(message=f"The worker's engine failed: {exc!r}"))
 
-    async def _follow(self, execution: Execution, sub: Subscription) -> None:
-        """Log every transition of the run; hand an in-process pause off when stopping."""
-        while True:
-            event = await sub.next()
-            if event is None:
-                continue
-            log_transition(
-                run_id=execution.run_id,
-                flow=execution.flow_name,
-                queue=execution.queue,
-                state=event.get("type", ""),
-                state_name=event.get("name", ""),
-                duration=time.monotonic() - execution.started,
-                message=event.get("message", ""),
-            )
-            execution.paused_in_process = (
-                event.get("type") == StateType.PAUSED and event.get("name") == "Paused"
-            )
-            execution.pause_key = event.get("pause_key", "")
-            if execution.paused_in_process and self.stopping:
-                await self.hand_off(execution)
+    def _transitioned(self, execution: Execution, state: State) -> None:
+        """Log the transition; a pause that starts while stopping is handed off at once."""
+        log_transition(
+            run_id=execution.run_id,
+            flow=execution.flow_name,
+            queue=execution.queue,
+            state=state.type.value,
+            state_name=state.name,
+            duration=time.monotonic() - execution.started,
+            message=state.message or "",
+        )
+        if self.stopping and state.is_paused() and not state.is_suspended():
+            handing = asyncio.get_running_loop().create_task(self.hand_off(execution))
+            self._handoffs.add(handing)
+            handing.add_done_callback(self._handoffs.discard)
 
     # -- shutdown ----------------------------------------------------------------------------
 
@@ -266,9 +268,9 @@ class Executor:
         if execution.handed_off:
             return
         keys = await self.store.run_keys(execution.run_id)
-        reply = await self.store.scripts.call(
-            "pause_to_suspension", keys, execution.pause_key, HANDED_OFF
-        )
+        # the key, when known, guards against a pause that ended meanwhile
+        key = execution.paused_key or ""
+        reply = await self.store.scripts.call("pause_to_suspension", keys, key, HANDED_OFF)
         if reply.accepted:
             execution.handed_off = True
             self.abandoned_threads |= not execution.is_async
@@ -276,7 +278,7 @@ class Executor:
 
     async def hand_off_paused(self) -> None:
         for execution in list(self.active.values()):
-            if execution.paused_in_process:
+            if execution.paused_key is not None:
                 await self.hand_off(execution)
 
     async def wait_idle(self) -> None:

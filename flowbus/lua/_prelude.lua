@@ -5,6 +5,7 @@
 --   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
 --   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
 --   KEYS[10] run's input messages stream (send_input / receive_input)
+--   KEYS[11] queue control stream (suspend / cancel requests to running runs)
 -- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4].
 --
@@ -14,7 +15,9 @@
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local MESSAGES = KEYS[10]
+local MESSAGES, CONTROL = KEYS[10], KEYS[11]
+-- Approximate cap of the control stream (entries).
+local CONTROL_MAXLEN = 1000
 local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
@@ -116,6 +119,15 @@ local function transition(cur, to_type, to_name, opts)
     'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
   local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
   redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  if cur.type == 'RUNNING' then
+    -- the process executing the run reads only these, not every event of the queue
+    local action = (to_type == 'CANCELLING' or to_type == 'CANCELLED') and 'cancel'
+      or (to_name == 'Suspending' and 'suspend')
+    if action then
+      redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', 'run_id', cur.id,
+        'action', action)
+    end
+  end
   cur.type, cur.name, cur.run_count = to_type, to_name, run_count
   return id
 end
