@@ -118,8 +118,8 @@ class FlowEngine:
     async def _listen(self, sub: Subscription) -> None:
         while True:
             event = await sub.next()
-            if event is not None and self.ctx is not None:
-                self.ctx.interrupt = event.get("action") or self.ctx.interrupt
+            if event is not None and self.ctx is not None and event.get("action"):
+                self.ctx.interrupt = event["action"]
 
     async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0

@@ -110,7 +110,8 @@ async def _pause(
     await ctx.flush()  # a re-execution must find every task result finished so far
     keys = await store.run_keys(run_id)
     schema = schema_json(model) if model else ""
-    async with ctx.runtime.waiters.subscribe(ctx.flow_run.queue, str(run_id)) as sub:
+    waiters = ctx.runtime.waiters
+    async with waiters.subscribe(ctx.flow_run.queue, str(run_id), control=True) as sub:
         reply = await store.scripts.call(
             "pause",
             keys,

@@ -91,7 +91,7 @@ class QueueKeys:
         return f"{self.tag}:runs"
 
     def control(self) -> str:
-        """Requests to running runs (suspend, cancel), read by the processes executing them."""
+        """What a process holding a run acts on: requests, ends of pauses, new deadlines."""
         return f"{self.tag}:control"
 
     def events(self) -> str:

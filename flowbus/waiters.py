@@ -1,8 +1,9 @@
-"""The per-process wait multiplexer: many waiting runs, one blocking read per queue.
+"""The per-process wait multiplexer: many waiting runs, one blocking read per queue stream.
 
-Each queue's events stream already carries every transition of its runs, so a process that
-waits on runs of a queue holds ONE blocking ``XREAD`` on that stream (on its own connection)
-and hands each event to the waiters of that run id. 10,000 paused runs cost one connection
+A queue's events stream carries every transition of its runs, its control stream the few a
+process holding a run must act on. A process that waits on runs of a queue holds ONE blocking
+``XREAD`` per such stream (on a connection of its own) and hands each entry to the waiters of
+that run id. 10,000 paused runs cost one connection
 and, while nothing happens, one command per ``recheck_interval``.
 
 No lost wake-up: a watcher pins its cursor to a concrete stream id before a waiter is
@@ -57,6 +58,7 @@ class QueueWatcher:
     """The one blocking reader of a queue's events stream in this process."""
 
     def __init__(self, redis: Redis, stream: str, recheck: float) -> None:
+        #: A connection of its own: a watcher blocks on it for as long as it lives.
         self.redis = redis
         self.stream = stream
         self.recheck_ms = max(1, int(recheck * 1000))
@@ -104,6 +106,8 @@ class Waiters:
     def __init__(self, url: str, settings: Settings) -> None:
         self.keys = Keys(settings.key_prefix)
         self.recheck = settings.recheck_interval
+        self.url = url
+        self.connect_timeout = settings.connect_timeout
         self.pool = BlockingConnectionPool.from_url(
             url,
             max_connections=settings.max_watch_connections,
@@ -123,7 +127,7 @@ class Waiters:
         async with lock:
             watcher = self.watchers.get(stream)
             if watcher is None:
-                watcher = QueueWatcher(self.redis, stream, self.recheck)
+                watcher = QueueWatcher(self._connection(), stream, self.recheck)
                 await watcher.pin_cursor()
                 watcher.task = asyncio.get_running_loop().create_task(watcher.run())
                 self.watchers[stream] = watcher
@@ -135,8 +139,8 @@ class Waiters:
     ) -> AsyncIterator[Subscription]:
         """Receive the events of ``run_id`` published after this call returns.
 
-        ``control``: only the requests to a running run (``action`` suspend or cancel), from
-        the queue's control stream, which is nearly silent, unlike its events stream.
+        ``control``: only what a process holding the run acts on (see ``QueueKeys.control``),
+        from a stream that is nearly silent, unlike the queue's events stream.
         """
         qkeys = self.keys.queue(queue)
         watcher = await self._watcher(qkeys.control() if control else qkeys.events())
@@ -151,12 +155,22 @@ class Waiters:
                 if not subs:
                     del watcher.subscribers[run_id]
 
+    def _connection(self) -> Redis:
+        return Redis.from_url(
+            self.url,
+            single_connection_client=True,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=None,
+            socket_keepalive=True,
+        )
+
     async def aclose(self) -> None:
         for watcher in self.watchers.values():
             if watcher.task is not None:
                 watcher.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher.task
+            await watcher.redis.aclose()
         self.watchers.clear()
         await self.redis.aclose()
         await self.pool.aclose()

@@ -59,7 +59,7 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
 
 async def sweep_forever(runtime: Runtime, queue: str, max_sleep: float) -> None:
     """Sweep ``queue`` whenever a deadline comes or may have been added."""
-    async with runtime.waiters.subscribe(queue, NEW_DEADLINES) as events:
+    async with runtime.waiters.subscribe(queue, NEW_DEADLINES, control=True) as events:
         while True:
             due = await sweep(runtime, queue)
             wait = max_sleep if due is None else min(max_sleep, max(0.0, due - time.time()))

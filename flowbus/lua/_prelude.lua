@@ -5,7 +5,7 @@
 --   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
 --   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
 --   KEYS[10] run's input messages stream (send_input / receive_input)
---   KEYS[11] queue control stream (suspend / cancel requests to running runs)
+--   KEYS[11] queue control stream (what processes holding runs must act on)
 -- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4].
 --
@@ -119,14 +119,17 @@ local function transition(cur, to_type, to_name, opts)
     'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
   local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
   redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  -- the control stream carries only what a process holding a run must act on: a request to
+  -- a running run, the end of a pause (wakes its waiter), a new deadline (wakes sweepers)
+  local action = ''
   if cur.type == 'RUNNING' then
-    -- the process executing the run reads only these, not every event of the queue
-    local action = (to_type == 'CANCELLING' or to_type == 'CANCELLED') and 'cancel'
-      or (to_name == 'Suspending' and 'suspend')
-    if action then
-      redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', 'run_id', cur.id,
-        'action', action)
-    end
+    action = ((to_type == 'CANCELLING' or to_type == 'CANCELLED') and 'cancel')
+      or (to_name == 'Suspending' and 'suspend') or ''
+  end
+  if action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms then
+    event[#event + 1] = 'action'
+    event[#event + 1] = action
+    redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
   end
   cur.type, cur.name, cur.run_count = to_type, to_name, run_count
   return id
