@@ -237,6 +237,17 @@ class RunStore:
             raise FlowRunNotFound(run_id)
         return run_from_hash(raw)
 
+    async def claim_run(self, run_id: UUID | str, queue: str) -> tuple[FlowRun | None, bool]:
+        """A worker's one step: start the run if it waits, and read it; ``(None, False)`` if
+        ``queue`` holds no such run. The flag says whether this call started it.
+        """
+        reply = await self.scripts.call("claim_run", self.keys.queue(queue).run(run_id))
+        if reply.status is Status.NOT_FOUND:
+            return None, False
+        self._remember(str(run_id), queue)
+        raw = reply.extra
+        return run_from_hash(dict(zip(raw[::2], raw[1::2], strict=True))), reply.accepted
+
     async def read_result(self, run_id: UUID | str) -> Any:
         """The decoded return value of a completed run (``None`` if it returned nothing)."""
         keys = await self.run_keys(run_id)

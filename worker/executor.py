@@ -110,38 +110,58 @@ class Executor:
         self, queue: str, entry_id: str, fields: dict[str, str], reclaimed: bool
     ) -> None:
         stream = self.store.keys.queue(queue).stream()
-        run = await self._load(queue, entry_id, fields)
+        run, started = await self._claim(queue, fields)
         if run is None:
-            return
+            run = await self._load(queue, entry_id, fields)  # dead-letters what is malformed
+            if run is None:
+                return
         state = run.state
-        if state.is_final() or state.type is StateType.PAUSED or state.is_cancelling():
-            await self._settle(run, reclaimed)
-        elif state.type in (StateType.RUNNING, StateType.PENDING) and not reclaimed:
-            logger.warning(
-                "Run %s is %s already; entry %s is a duplicate", run.id, state.type, entry_id
-            )
-        elif (flow := self.flows.get(run.flow_name)) is None:
-            known = ", ".join(sorted(self.flows)) or "none"
-            await self._end(
-                run,
-                Failed(
-                    message=f"Flow {run.flow_name!r} is not known to this worker (its flows: "
-                    f"{known}); a worker runs only the flows of the modules it was started with"
-                ),
-            )
-        else:
-            if state.type is StateType.RUNNING:  # its worker died mid-run: run it again
-                rescheduled = Scheduled(
-                    name="Rescheduled", message="Its worker stopped; re-running"
-                )
-                reply = await self.store.set_state(run.id, rescheduled, expect=StateType.RUNNING)
-                if not reply.accepted:
-                    await groups.ack(self.runtime.redis, stream, entry_id)
-                    return
-                run = await self.store.read_run(run.id)
-            if not await self._execute(queue, entry_id, run, flow):
+        if started:
+            if not await self._run_or_fail(queue, entry_id, run):
                 return  # abandoned (left pending), or acknowledged by the final transition
+        elif state.is_running() and reclaimed:  # its worker died mid-run: run it again
+            rescheduled = Scheduled(name="Rescheduled", message="Its worker stopped; re-running")
+            reply = await self.store.set_state(run.id, rescheduled, expect=StateType.RUNNING)
+            if reply.accepted:
+                run.state = rescheduled
+                if not await self._run_or_fail(queue, entry_id, run):
+                    return
+        elif state.is_running():
+            logger.warning("Run %s is RUNNING already; entry %s is a duplicate", run.id, entry_id)
+        elif state.is_scheduled() or state.is_pending():  # not claimed: its flow is not here
+            await self._end(run, self._unknown_flow(run.flow_name))
+        else:
+            await self._settle(run, reclaimed)
         await groups.ack(self.runtime.redis, stream, entry_id)
+
+    async def _claim(self, queue: str, fields: dict[str, str]) -> tuple[FlowRun | None, bool]:
+        """Start the entry's run, if it waits and its flow is here, reading it in the same step.
+
+        ``(None, False)`` when the entry needs a closer look (malformed, unknown flow or run).
+        """
+        run_id = parse_run_id(fields)
+        flow_name = fields.get("flow")
+        if isinstance(run_id, str) or (flow_name and flow_name not in self.flows):
+            return None, False
+        try:
+            return await self.store.claim_run(run_id, queue)
+        except (MalformedEntry, SerializationError):
+            return None, False
+
+    def _unknown_flow(self, flow_name: str) -> State:
+        known = ", ".join(sorted(self.flows)) or "none"
+        return Failed(
+            message=f"Flow {flow_name!r} is not known to this worker (its flows: {known}); "
+            "a worker runs only the flows of the modules it was started with"
+        )
+
+    async def _run_or_fail(self, queue: str, entry_id: str, run: FlowRun) -> bool:
+        """Execute the run; True when its entry is still to be acknowledged."""
+        flow = self.flows.get(run.flow_name)
+        if flow is None:
+            await self._end(run, self._unknown_flow(run.flow_name))
+            return True
+        return await self._execute(queue, entry_id, run, flow)
 
     async def _load(self, queue: str, entry_id: str, fields: dict[str, str]) -> FlowRun | None:
         """The entry's run, or ``None`` once a malformed entry went to the dead letters."""

@@ -137,7 +137,7 @@ end
 
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
-  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count)
+  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count, 'flow', cur.flow)
 end
 
 -- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING.
