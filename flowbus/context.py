@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowbus.exceptions import MissingContext
 from flowbus.models import FlowRun
+from flowbus.results import ResultWriter
 
 if TYPE_CHECKING:
     from flowbus.flows import Flow
@@ -43,7 +43,6 @@ class FlowRunContext:
     on_transition: Callable[[State], None] | None = None
     #: The key of the pause this process is blocked in, if any.
     paused_key: str | None = None
-    _saves: list[concurrent.futures.Future[None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     var: ClassVar[ContextVar[FlowRunContext | None]] = _flow_ctx
@@ -86,20 +85,16 @@ class FlowRunContext:
             return str(self.pause_count)
 
     def persist(self, task_key: str, data: bytes) -> None:
-        """Save a task result in the background; :meth:`flush` waits for every save."""
-        from flowbus.bridge import submit
-
+        """Save a task result (batched, see :mod:`flowbus.results`)."""
         self.results[task_key] = data
-        coro = self.runtime.store.save_task_result(self.flow_run.id, task_key, data)
-        with self._lock:
-            self._saves.append(submit(self.loop, coro))
+        self.writer.persist(task_key, data)
 
     async def flush(self) -> None:
         """Wait until every task result persisted so far is in Redis."""
-        with self._lock:
-            saves, self._saves = self._saves, []
-        if saves:
-            await asyncio.gather(*(asyncio.wrap_future(s) for s in saves))
+        await self.writer.flush()
+
+    def __post_init__(self) -> None:
+        self.writer = ResultWriter(self.runtime.store, self.flow_run.id, self.loop)
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -153,8 +153,8 @@ class FlowEngine:
                     await self.propose(Running(name="Retrying"))
                     continue
                 return await self._fail(exc)
-            await ctx.flush()
-            return await self._complete(value, time.monotonic() - started)
+            waiting = await ctx.writer.drain()  # written with the final state
+            return await self._complete(value, time.monotonic() - started, waiting)
 
     async def _call(self, ctx: FlowRunContext, parameters: Mapping[str, Any]) -> Any:
         token = FlowRunContext.var.set(ctx)
@@ -189,7 +189,7 @@ class FlowEngine:
         await self._finalize(state)
         return state.with_data(exc)
 
-    async def _complete(self, value: Any, seconds: float) -> State:
+    async def _complete(self, value: Any, seconds: float, task_results: dict[str, bytes]) -> State:
         try:
             data = encode(
                 value,
@@ -198,12 +198,18 @@ class FlowEngine:
                 what=f"result of flow {self.flow.name!r}",
             )
         except Exception as exc:
+            await self.store.save_task_results(self.flow_run.id, task_results)
             return await self._fail(exc)
         state = Completed(message=f"Finished in {seconds:.3f}s")
-        await self._finalize(state, result=data)
+        await self._finalize(state, result=data, task_results=task_results)
         return state.with_data(value)
 
-    async def _finalize(self, state: State, result: bytes | None = None) -> None:
+    async def _finalize(
+        self,
+        state: State,
+        result: bytes | None = None,
+        task_results: dict[str, bytes] | None = None,
+    ) -> None:
         """Write a final state, unless the run was cancelled meanwhile (that state stands).
 
         A run asked to suspend that finishes before its next task boundary just finishes.
@@ -215,9 +221,12 @@ class FlowEngine:
                 result=result,
                 expect=None if suspending else StateType.RUNNING,
                 ack=self.delivery,
+                task_results=task_results,
             )
             self.acked = self.delivery is not None
         except InvalidStateTransition as refused:
+            if task_results:  # the run ended otherwise; a retry may still reuse them
+                await self.store.save_task_results(self.flow_run.id, task_results)
             if refused.state is None or not refused.state.is_final():
                 raise
 

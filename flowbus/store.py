@@ -302,11 +302,13 @@ class RunStore:
         expect: StateType | None = None,
         enqueue: bool = False,
         ack: Delivery | None = None,
+        task_results: Mapping[str, bytes] | None = None,
     ) -> Reply:
         """Propose ``state``; the reply says whether the rules accepted it (nothing raised).
 
-        ``ack`` acknowledges a worker's queue delivery in the same step. A final state's run
-        keys expire; its index, in another slot, is expired in the same round trip.
+        ``ack`` acknowledges a worker's queue delivery in the same step, and ``task_results``
+        are written with it. A final state's run keys expire; its index, in another slot, is
+        expired in the same round trip.
         """
         keys = await self.run_keys(run_id)
         final = state.is_final()
@@ -320,6 +322,7 @@ class RunStore:
             "1" if enqueue else "0",
             ack.group if ack else "",
             ack.entry_id if ack else "",
+            *(item for pair in (task_results or {}).items() for item in pair),
         )
 
         def build(pipe: Pipeline) -> None:
@@ -375,9 +378,10 @@ class RunStore:
 
     # -- task results --------------------------------------------------------------------
 
-    async def save_task_result(self, run_id: UUID | str, task_key: str, data: bytes) -> None:
+    async def save_task_results(self, run_id: UUID | str, results: Mapping[str, bytes]) -> None:
         keys = await self.run_keys(run_id)
-        await self.redis.hset(keys.results, task_key, data)
+        if results:
+            await self.redis.hset(keys.results, items=[x for pair in results.items() for x in pair])
 
     async def load_task_results(self, run_id: UUID | str) -> dict[str, bytes]:
         keys = await self.run_keys(run_id)

@@ -411,7 +411,7 @@ async def test_the_engine_reuses_a_stored_result_when_it_reruns_a_run(
     for state in (Pending(), Running(), Failed()):
         assert (await store.set_state(run.id, state)).accepted
     assert (await store.set_state(run.id, Scheduled(), retry=True)).accepted
-    await store.save_task_result(run.id, "compute-1", encode(41))
+    await store.save_task_results(run.id, {"compute-1": encode(41)})
 
     # When the engine runs it again
     final = await FlowEngine(rerun, await store.read_run(run.id), runtime).run({})

@@ -158,7 +158,9 @@ async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
 
     keys = await store.run_keys(run.id)
     assert run.state.type is S.PENDING and run.state.name == "Pending"
-    assert await entries(store, keys.queue_stream) == [{"run_id": str(run.id), "run_count": "0"}]
+    assert await entries(store, keys.queue_stream) == [
+        {"run_id": str(run.id), "run_count": "0", "flow": "flow-a"}
+    ]
 
 
 @pytest.mark.parametrize("initial", sorted(set(S) - {S(kind) for kind in ALLOWED["NONE"]}))
@@ -321,7 +323,9 @@ async def test_set_state_can_store_a_result_and_enqueue(store: RunStore) -> None
     await store.set_state(run_id, state(S.COMPLETED), result=encode({"v": [1, 2]}))
 
     assert await store.read_result(run_id) == {"v": [1, 2]}
-    assert await entries(store, keys.queue_stream) == [{"run_id": str(run_id), "run_count": "1"}]
+    assert await entries(store, keys.queue_stream) == [
+        {"run_id": str(run_id), "run_count": "1", "flow": "flow-a"}
+    ]
 
 
 # -- events, run_count, retention, caps ----------------------------------------------------------
@@ -396,7 +400,7 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
     short = small_store(store, retention_seconds=100)
     run_id = await reach(short, S.RUNNING)
     keys = await short.run_keys(run_id)
-    await short.save_task_result(run_id, "task-1", encode(1))
+    await short.save_task_results(run_id, {"task-1": encode(1)})
     run_keys = [keys.run, keys.events, keys.results]
 
     # When it fails, Then its keys expire within the retention, queue keys do not

@@ -4,6 +4,7 @@
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
 -- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
 --          ("" none; a worker's final transition)
+-- ARGV[13…] task-run key, result, … : task results written in the same step
 -- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}.
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
@@ -14,6 +15,7 @@ end
 local id, reason = transition(cur, ARGV[4], ARGV[5], {message = ARGV[6], retry = ARGV[7] == '1'})
 if not id then return reply(0, reason, cur) end
 if ARGV[8] ~= '' then redis.call('HSET', RUN, 'result', ARGV[8]) end
+if #ARGV > 12 then redis.call('HSET', RESULTS, unpack(ARGV, 13)) end
 if ARGV[10] == '1' then enqueue(cur) end
 if ARGV[11] ~= '' then redis.call('XACK', QUEUE, ARGV[11], ARGV[12]) end
 return reply(1, id, cur)
