@@ -37,10 +37,14 @@ class FlowbusClient:
         self._runtime = None
 
     @property
-    def store(self) -> RunStore:
+    def runtime(self) -> Runtime:
         if self._runtime is None:
             raise ClientNotOpen("Use the client as `async with get_client() as client:`")
-        return self._runtime.store
+        return self._runtime
+
+    @property
+    def store(self) -> RunStore:
+        return self.runtime.store
 
     async def create_flow_run(
         self,
@@ -93,20 +97,20 @@ class FlowbusClient:
         queue: str = "default",
         parameters: Mapping[str, Any] | None = None,
     ) -> UUID:
-        deployment = await self.store.create_deployment(
+        deployment = await self.runtime.deployments.create(
             flow_name, name, queue=queue, parameters=parameters
         )
         return deployment.id
 
     async def read_deployment(self, deployment_id: UUID | str) -> Deployment:
         """A deployment by id or by ``flow-name/deployment-name``."""
-        return await self.store.read_deployment(deployment_id)
+        return await self.runtime.deployments.read(deployment_id)
 
     async def create_flow_run_from_deployment(
         self, deployment_id: UUID | str, parameters: Mapping[str, Any] | None = None
     ) -> FlowRun:
         """Create a run of a deployment and hand it to the workers of its queue."""
-        deployment = await self.store.read_deployment(deployment_id)
+        deployment = await self.runtime.deployments.read(deployment_id)
         return await self.store.create_run(
             deployment.flow_name,
             {**deployment.parameters, **(parameters or {})},

@@ -111,7 +111,7 @@ class Flow(Generic[P, R]):
         from flowbus.runtime import get_runtime
 
         runtime = await get_runtime()
-        deployment = await runtime.store.create_deployment(
+        deployment = await runtime.deployments.create(
             self.name, name, queue=queue, parameters=parameters
         )
         return deployment.id

@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowbus.deployment_store import DeploymentStore
 from flowbus.exceptions import ConfigurationError
 from flowbus.settings import Settings, get_settings
 from flowbus.store import RunStore
@@ -67,6 +68,7 @@ class Runtime:
         self.url = url
         self.redis = open_redis(url, settings)
         self.store = RunStore(self.redis, settings)
+        self.deployments = DeploymentStore(self.redis, self.store.keys)
         self.waiters = Waiters(url, settings)
 
     async def check(self) -> None:

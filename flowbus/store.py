@@ -13,13 +13,12 @@ from redis.asyncio.client import Pipeline
 
 from flowbus.codec import blob, decode, encode, text
 from flowbus.exceptions import (
-    DeploymentNotFound,
     FlowRunNotFound,
     InvalidStateTransition,
     MalformedEntry,
 )
 from flowbus.keys import Keys, RunKeys, validate_queue_name
-from flowbus.models import Deployment, FlowRun
+from flowbus.models import FlowRun
 from flowbus.scripts import Reply, Scripts, Status, parse
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
@@ -387,44 +386,3 @@ class RunStore:
         keys = await self.run_keys(run_id)
         raw = await self.redis.hgetall(keys.results)
         return {text(k): blob(v) for k, v in raw.items()}
-
-    # -- deployments ---------------------------------------------------------------------
-
-    async def create_deployment(
-        self,
-        flow_name: str,
-        name: str,
-        *,
-        queue: str = "default",
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Deployment:
-        """Register (or update) ``flow_name/name``; the id stays the same on update."""
-        validate_queue_name(queue)
-        full = f"{flow_name}/{name}"
-        existing = await self.redis.hget(self.keys.deployment_names(), full)
-        dep = Deployment(
-            id=UUID(text(existing)) if existing else uuid4(),
-            name=name,
-            flow_name=flow_name,
-            queue=queue,
-            parameters=dict(parameters or {}),
-        )
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.keys.deployment(dep.id), encode(dep.model_dump(mode="json")))
-        pipe.hset(self.keys.deployment_names(), full, str(dep.id))
-        await pipe.execute()
-        return dep
-
-    async def read_deployment(self, ref: UUID | str) -> Deployment:
-        """A deployment by id or by ``flow-name/deployment-name``."""
-        dep_id: str | None = str(ref)
-        if not isinstance(ref, UUID):
-            try:
-                dep_id = str(UUID(ref))
-            except ValueError:
-                raw_id = await self.redis.hget(self.keys.deployment_names(), ref)
-                dep_id = text(raw_id) if raw_id else None
-        raw = await self.redis.get(self.keys.deployment(dep_id)) if dep_id else None
-        if raw is None:
-            raise DeploymentNotFound(ref)
-        return Deployment.model_validate(decode(blob(raw)))

@@ -1,6 +1,6 @@
-"""The queue consumer: a free slot first, then one entry from the queue stream's group.
+"""The queue consumer: a free slot first, then entries (as many as slots are free).
 
-Reading only with a slot in hand keeps undelivered entries in the stream, where another
+Reading only with slots in hand keeps undelivered entries in the stream, where another
 worker with free slots takes them, instead of in this worker's pending list.
 """
 
@@ -21,6 +21,8 @@ from worker import groups
 
 logger = logging.getLogger("flowbus.worker")
 
+#: Most entries read at once (when that many slots are free).
+READ_BATCH = 16
 #: Seconds between attempts while Redis is unreachable (doubling, capped).
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 
@@ -44,10 +46,12 @@ async def consume(
     task_status.started()
     backoff = BACKOFF_START
     while True:
+        # one slot in hand while blocked: others stay free for the reclaimer and for runs
         token = object()
         await limiter.acquire_on_behalf_of(token)
+        count = min(READ_BATCH, 1 + int(limiter.available_tokens))
         try:
-            entries = await groups.read_new(redis, stream, consumer, count=1, block_ms=block_ms)
+            entries = await groups.read_new(redis, stream, consumer, count=count, block_ms=block_ms)
         except ResponseError as exc:
             limiter.release_on_behalf_of(token)
             if not groups.is_missing_group(exc):
@@ -67,8 +71,12 @@ async def consume(
         if not entries:
             limiter.release_on_behalf_of(token)
             continue
-        entry_id, fields = entries[0]
-        runs.start_soon(handler, entry_id, fields, token)
+        for entry_id, fields in entries:
+            if token is None:  # the batch outgrew the slots free when it was read: wait
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+            runs.start_soon(handler, entry_id, fields, token)
+            token = None
 
 
 async def consume_each(
