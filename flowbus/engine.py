@@ -36,7 +36,7 @@ from flowbus.states import (
 )
 from flowbus.store import Delivery, state_from_fields
 from flowbus.suspension import complete_suspension
-from flowbus.waiters import Subscription
+from flowbus.waiters import Event
 
 if TYPE_CHECKING:
     from flowbus.flows import Flow
@@ -108,18 +108,14 @@ class FlowEngine:
         if self.flow_run.deployment_id is None:
             return await self._attempts(parameters)
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
-        async with self.runtime.waiters.subscribe(queue, run_id, control=True) as sub:
-            listener = asyncio.get_running_loop().create_task(self._listen(sub))
-            try:
-                return await self._attempts(parameters)
-            finally:
-                listener.cancel()
+        waiters = self.runtime.waiters
+        async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
+            return await self._attempts(parameters)
 
-    async def _listen(self, sub: Subscription) -> None:
-        while True:
-            event = await sub.next()
-            if event is not None and self.ctx is not None and event.get("action"):
-                self.ctx.interrupt = event["action"]
+    def _interrupt(self, event: Event) -> None:
+        """A request from the control stream, acted on at the run's next task boundary."""
+        if event is not None and self.ctx is not None and event.get("action"):
+            self.ctx.interrupt = event["action"]
 
     async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0

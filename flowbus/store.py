@@ -205,7 +205,8 @@ class RunStore:
         self._remember(str(rid), queue)
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
         created = ms_to_datetime(int(text(reply.extra[0])))
-        return FlowRun(  # what the script wrote; reading it back would cost a round trip
+        # what the script wrote (already valid): neither read back nor validated again
+        return FlowRun.model_construct(
             id=rid,
             name=run_name,
             flow_name=flow_name,
@@ -213,7 +214,13 @@ class RunStore:
             deployment_id=deployment_id,
             parent_flow_run_id=parent_id,
             parameters=dict(parameters or {}),
-            state=State(type=StateType(reply.state_type), name=reply.state_name, timestamp=created),
+            state=State.model_construct(
+                type=StateType(reply.state_type),
+                name=reply.state_name,
+                message=None,
+                timestamp=created,
+                state_details=StateDetails(),
+            ),
             run_count=reply.run_count,
             created=created,
         )

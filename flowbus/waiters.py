@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -48,10 +48,18 @@ class Subscription:
 
     run_id: str
     inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    #: Called with each event instead of queueing it (a listener that needs no task).
+    callback: Callable[[Event], None] | None = None
 
     async def next(self) -> Event:
         """The next event of the run, or ``None``: re-read the run (after a reconnect)."""
         return await self.inbox.get()
+
+    def deliver(self, event: Event) -> None:
+        if self.callback is not None:
+            self.callback(event)
+        else:
+            self.inbox.put_nowait(event)
 
 
 class QueueWatcher:
@@ -74,7 +82,7 @@ class QueueWatcher:
     def broadcast(self, event: Event) -> None:
         for subs in self.subscribers.values():
             for sub in subs:
-                sub.inbox.put_nowait(event)
+                sub.deliver(event)
 
     async def run(self) -> None:
         backoff = _BACKOFF_START
@@ -94,10 +102,10 @@ class QueueWatcher:
                 for entry_id, fields in entries:
                     self.cursor = entry_id
                     for sub in self.subscribers.get(fields.get("run_id", ""), ()):
-                        sub.inbox.put_nowait(fields)
+                        sub.deliver(fields)
                     if fields.get("deadline"):
                         for sub in self.subscribers.get(NEW_DEADLINES, ()):
-                            sub.inbox.put_nowait(fields)
+                            sub.deliver(fields)
 
 
 class Waiters:
@@ -135,7 +143,12 @@ class Waiters:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, queue: str, run_id: str, *, control: bool = False
+        self,
+        queue: str,
+        run_id: str,
+        *,
+        control: bool = False,
+        callback: Callable[[Event], None] | None = None,
     ) -> AsyncIterator[Subscription]:
         """Receive the events of ``run_id`` published after this call returns.
 
@@ -144,7 +157,7 @@ class Waiters:
         """
         qkeys = self.keys.queue(queue)
         watcher = await self._watcher(qkeys.control() if control else qkeys.events())
-        sub = Subscription(run_id)
+        sub = Subscription(run_id, callback=callback)
         watcher.subscribers.setdefault(run_id, set()).add(sub)
         try:
             yield sub

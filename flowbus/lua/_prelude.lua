@@ -36,9 +36,14 @@ local ALLOWED = {
   CANCELLING = {CANCELLED = true, COMPLETED = true, FAILED = true, CRASHED = true},
 }
 
+local NOW_MS = nil
+-- The server's time, read once per script: every step of one script happens at one instant.
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW_MS then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
 end
 
 -- The run's current state, or nil when the run does not exist.
