@@ -18,6 +18,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+#: Tasks started for sync callers, held until done (else the garbage collector may end them).
+_running: set[asyncio.Task[Any]] = set()
 _lock = threading.Lock()
 #: The loop a run executes on; set for the run's tasks and threads.
 run_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
@@ -60,8 +62,10 @@ def submit(
 
     def start() -> None:
         task = loop.create_task(coro, context=ctx)
+        _running.add(task)  # the loop keeps only weak references to tasks
 
         def done(t: asyncio.Task[T]) -> None:
+            _running.discard(t)
             if t.cancelled():
                 future.cancel()
             elif (exc := t.exception()) is not None:

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = 1024 * 1024
     #: Connections in the command pool of one process (callers queue for a free one).
     max_connections: int = 5
-    #: Connections for blocking reads: one per queue this process waits on, one per receiver.
+    #: Connections for blocking reads of receive_input and run followers (callers queue);
+    #: the wait multiplexer holds one more per queue stream it watches.
     max_watch_connections: int = 3
     #: Seconds a blocking stream read waits before it re-checks the state hash.
     recheck_interval: float = 60.0

@@ -109,7 +109,10 @@ class QueueWatcher:
 
 
 class Waiters:
-    """Every watcher of one process (one event loop), on a small pool of its own."""
+    """Every watcher of one process (one event loop), each on a connection of its own.
+
+    ``redis`` is a small pool for other blocking reads (``receive_input``, run followers).
+    """
 
     def __init__(self, url: str, settings: Settings) -> None:
         self.keys = Keys(settings.key_prefix)
