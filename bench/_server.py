@@ -7,10 +7,12 @@ A benchmark owns its server (a temp dir, a free port) so no other client's traff
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,16 @@ class CommandCounter:
 
     def close(self) -> None:
         self.redis.close()
+
+
+def machine(counter: CommandCounter) -> dict[str, Any]:
+    """What the figures were measured on (every benchmark reports it)."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "redis_server": counter.server_version(),
+        "redis_py": version("redis"),
+        "hiredis": version("hiredis"),
+        "flowbus": version("flowbus"),
+    }

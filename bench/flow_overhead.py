@@ -22,18 +22,15 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
 from typing import Any
 
 import redis
 import redis.asyncio
-from _server import CommandCounter, Counts, point_flowbus_at, private_server
+from _server import CommandCounter, Counts, machine, point_flowbus_at, private_server
 
 from flowbus import flow, task
 from flowbus.bridge import run_blocking
@@ -223,18 +220,6 @@ def ratio(flowbus: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]
     return {
         name: round(flowbus[name] / baseline[name], 2)
         for name in ("ms_per_run", "commands_per_run", "round_trips_per_run")
-    }
-
-
-def machine(counter: CommandCounter) -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "redis_server": counter.server_version(),
-        "redis_py": version("redis"),
-        "hiredis": version("hiredis"),
-        "flowbus": version("flowbus"),
     }
 
 

@@ -29,21 +29,18 @@ import asyncio
 import json
 import logging
 import multiprocessing
-import os
-import platform
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from importlib.metadata import version
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
 import redis.asyncio
-from _server import CommandCounter, point_flowbus_at, private_server
+from _server import CommandCounter, machine, point_flowbus_at, private_server
 
 from flowbus import (
     Completed,
@@ -548,18 +545,6 @@ def verdict(latency: dict[str, float], floor_p50: float | None) -> dict[str, Any
         ratio = round(latency["p50"] / floor_p50, 2)
         out.update(ratio_to_floor=ratio, ratio_ok=ratio <= TARGETS["ratio_to_floor"])
     return out
-
-
-def machine(counter: CommandCounter) -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "redis_server": counter.server_version(),
-        "redis_py": version("redis"),
-        "hiredis": version("hiredis"),
-        "flowbus": version("flowbus"),
-    }
 
 
 def run(n: int, paused: int) -> dict[str, Any]:

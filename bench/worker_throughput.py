@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -43,14 +42,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import redis
 import redis.asyncio
-from _server import CommandCounter, point_flowbus_at, private_server
+from _server import CommandCounter, machine, point_flowbus_at, private_server
 from worker_flows import SUSPENDER, TRIVIAL, now_ns
 
 from flowbus import FlowbusClient, get_client, resume_flow_run
@@ -554,18 +552,6 @@ def arq_phases(
 
 
 # -- report -------------------------------------------------------------------------------
-
-
-def machine(counter: CommandCounter) -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "redis_server": counter.server_version(),
-        "redis_py": version("redis"),
-        "hiredis": version("hiredis"),
-        "flowbus": version("flowbus"),
-    }
 
 
 def verdict(flowbus: dict[str, Any], arq: dict[str, Any]) -> dict[str, Any]:
