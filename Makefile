@@ -30,6 +30,8 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python bench/flow_overhead.py
+	$(BIN)/python bench/resume_latency.py
+	$(BIN)/python bench/worker_throughput.py
 
 demo: install
 	$(BIN)/flowbus demo
