@@ -57,6 +57,9 @@ class Worker:
 
     async def run(self) -> int:
         """Serve until stopped by a signal (or :meth:`stop`); return the exit code."""
+        # a sync flow holds a thread for its whole run (pauses included): one per slot
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, self.config.concurrency + 4)
         runtime = await get_runtime()
         # blocking reads hold their connection: two per queue, apart from the command pool
         blocking = open_redis(
