@@ -182,8 +182,7 @@ class FlowEngine:
             state = Failed(name="TimedOut", message=str(exc))
         else:
             state = Failed(message=failure_message(exc))
-        await self._finalize(state)
-        return state.with_data(exc)
+        return (await self._finalize(state)).with_data(exc)
 
     async def _complete(self, value: Any, seconds: float, task_results: dict[str, bytes]) -> State:
         try:
@@ -197,18 +196,19 @@ class FlowEngine:
             await self.store.save_task_results(self.flow_run.id, task_results)
             return await self._fail(exc)
         state = Completed(message=f"Finished in {seconds:.3f}s")
-        await self._finalize(state, result=data, task_results=task_results)
-        return state.with_data(value)
+        final = await self._finalize(state, result=data, task_results=task_results)
+        return final.with_data(value if final.is_completed() else None)
 
     async def _finalize(
         self,
         state: State,
         result: bytes | None = None,
         task_results: dict[str, bytes] | None = None,
-    ) -> None:
-        """Write a final state, unless the run was cancelled meanwhile (that state stands).
+    ) -> State:
+        """Write a final state and return the state that stands.
 
-        A run asked to suspend that finishes before its next task boundary just finishes.
+        A run cancelled meanwhile stays cancelled (a CANCELLING one becomes CANCELLED); a run
+        asked to suspend that finishes before its next task boundary just finishes.
         """
         suspending = self.ctx is not None and self.ctx.interrupt == "suspend"
         try:
@@ -220,11 +220,15 @@ class FlowEngine:
                 task_results=task_results,
             )
             self.acked = self.delivery is not None
+            return state
         except InvalidStateTransition as refused:
             if task_results:  # the run ended otherwise; a retry may still reuse them
                 await self.store.save_task_results(self.flow_run.id, task_results)
+            if refused.state is not None and refused.state.is_cancelling():
+                return await self.propose(Cancelled(message="Cancelled while finishing"))
             if refused.state is None or not refused.state.is_final():
                 raise
+            return refused.state
 
 
 async def run_new_flow(

@@ -14,12 +14,14 @@ import pytest
 from pydantic import BaseModel
 
 from flowbus import (
+    Cancelling,
     FlowRunContext,
     State,
     StateType,
     TaskRunContext,
     TaskRunFuture,
     flow,
+    get_client,
     get_run_logger,
     task,
 )
@@ -637,3 +639,31 @@ def test_a_sync_flow_over_its_timeout_fails_as_timed_out(
     with pytest.raises(TimeoutError):
         sync_sleeper()
     assert run_blocking(only_run, "sync-sleeper").state.name == "TimedOut"
+
+
+@pytest.mark.anyio
+async def test_a_run_cancelled_while_it_finishes_ends_cancelled(runtime_closed: None) -> None:
+    # Given a flow that is asked to cancel while it runs, and then returns
+    release, started = asyncio.Event(), asyncio.Event()
+    ids: list[str] = []
+
+    @flow
+    async def finishing() -> int:
+        ctx = FlowRunContext.get()
+        assert ctx is not None
+        ids.append(str(ctx.flow_run.id))
+        started.set()
+        await release.wait()
+        return 1
+
+    running = asyncio.ensure_future(finishing(return_state=True))
+    await started.wait()
+    async with get_client() as client:
+        await client.set_flow_run_state(ids[0], Cancelling())
+    # When it returns after the request
+    release.set()
+    state = await running
+    # Then the cancellation stands: CANCELLED, not COMPLETED
+    assert state.is_cancelled()
+    async with get_client() as client:
+        assert (await client.read_flow_run(ids[0])).state.is_cancelled()
