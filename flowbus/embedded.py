@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from flowbus.exceptions import ConfigurationError
 from flowbus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ LOG_TAIL_LINES = 20
 _PORT_TAKEN = "already in use"
 
 
-class ServerNotFound(Exception):
+class ServerNotFound(ConfigurationError):
     """Raised when no Redis-compatible server binary can be found."""
 
     def __init__(self, detail: str) -> None:
@@ -59,7 +60,7 @@ class ServerNotFound(Exception):
         )
 
 
-class EmbeddedServerNotRunning(Exception):
+class EmbeddedServerNotRunning(ConfigurationError):
     """Raised when the default embedded server is needed but not running and may not start."""
 
     def __init__(self, home: Path) -> None:
@@ -67,7 +68,7 @@ class EmbeddedServerNotRunning(Exception):
         self.home = home
 
 
-class ServerStartError(Exception):
+class ServerStartError(ConfigurationError):
     """Raised when a launched server does not answer in time; the message quotes its log."""
 
     def __init__(self, reason: str, log_path: Path, log_tail: str) -> None:

@@ -4,6 +4,7 @@ Tree::
 
     FlowbusError
     ├── ConfigurationError          bad settings, unreachable Redis
+    │   └── ServerNotFound, ServerStartError, EmbeddedServerNotRunning  (flowbus.embedded)
     ├── ObjectNotFound              unknown run or deployment
     │   ├── FlowRunNotFound
     │   └── DeploymentNotFound

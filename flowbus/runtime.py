@@ -10,6 +10,8 @@ import asyncio
 import weakref
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -27,6 +29,10 @@ _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
 
 #: The first reachability check of each runtime; every caller of get_runtime awaits it.
 _checks: weakref.WeakKeyDictionary[Runtime, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+#: Attempts after the first for a command whose connection dropped, and their backoff (s).
+_RETRIES, _RETRY_BASE, _RETRY_CAP = 5, 0.05, 1.0
 
 
 def resolve_url(settings: Settings) -> str:
@@ -47,7 +53,13 @@ def redact(url: str) -> str:
 
 
 def open_redis(url: str, settings: Settings, *, max_connections: int | None = None) -> Redis:
-    """A client for ``url``; no socket timeout, since blocking reads outlive any fixed one."""
+    """A client for ``url``; no socket timeout, since blocking reads outlive any fixed one.
+
+    A command that meets a dropped connection (a restarted server) is sent again on a new
+    one, a few times. That is safe for flowbus's commands: reads, idempotent writes, and
+    compare-and-set scripts, whose second attempt at worst reports the first one's effect
+    as a refusal (e.g. ``NotPausedError`` after a resume that did happen), never twice.
+    """
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections or settings.max_connections,
@@ -56,6 +68,8 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
         socket_timeout=None,
         socket_keepalive=True,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE), _RETRIES),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis(connection_pool=pool)
 
