@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,4 +100,18 @@ def machine(counter: CommandCounter) -> dict[str, Any]:
         "redis_py": version("redis"),
         "hiredis": version("hiredis"),
         "flowbus": version("flowbus"),
+    }
+
+
+def latency_ms(samples_ns: list[int]) -> dict[str, float]:
+    """Percentiles (ms) of latencies measured in nanoseconds."""
+    ms = [s / 1e6 for s in samples_ns]
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {
+        "samples": len(ms),
+        "p50": round(cuts[49], 3),
+        "p90": round(cuts[89], 3),
+        "p99": round(cuts[98], 3),
+        "max": round(max(ms), 3),
+        "mean": round(statistics.fmean(ms), 3),
     }

@@ -30,7 +30,6 @@ import json
 import logging
 import multiprocessing
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -40,7 +39,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from _server import CommandCounter, machine, point_flowbus_at, private_server
+from _server import CommandCounter, latency_ms, machine, point_flowbus_at, private_server
 
 from flowbus import (
     Completed,
@@ -95,19 +94,6 @@ def rss_kib() -> dict[str, int]:
             if name in wanted:
                 found[wanted[name]] = int(value.split()[0])
     return found
-
-
-def latency_ms(samples_ns: list[int]) -> dict[str, float]:
-    ms = [s / 1e6 for s in samples_ns]
-    cuts = statistics.quantiles(ms, n=100, method="inclusive")
-    return {
-        "samples": len(ms),
-        "p50": round(cuts[49], 3),
-        "p90": round(cuts[89], 3),
-        "p99": round(cuts[98], 3),
-        "max": round(max(ms), 3),
-        "mean": round(statistics.fmean(ms), 3),
-    }
 
 
 def pair(t0s: list[int], t1s: list[int]) -> list[int]:

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from uuid import UUID
 
 import redis
 import redis.asyncio
-from _server import CommandCounter, machine, point_flowbus_at, private_server
+from _server import CommandCounter, latency_ms, machine, point_flowbus_at, private_server
 from worker_flows import SUSPENDER, TRIVIAL, now_ns
 
 from flowbus import FlowbusClient, get_client, resume_flow_run
@@ -89,19 +88,6 @@ BAD_ENDS = {"FAILED", "CRASHED", "CANCELLED"}
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def latency_ms(samples_ns: list[int]) -> dict[str, float]:
-    ms = [s / 1e6 for s in samples_ns]
-    cuts = statistics.quantiles(ms, n=100, method="inclusive")
-    return {
-        "samples": len(ms),
-        "p50": round(cuts[49], 3),
-        "p90": round(cuts[89], 3),
-        "p99": round(cuts[98], 3),
-        "max": round(max(ms), 3),
-        "mean": round(statistics.fmean(ms), 3),
-    }
 
 
 # -- processes ----------------------------------------------------------------------------
