@@ -128,6 +128,24 @@ def inspect(run_id: str) -> None:
 
 
 @app.command()
+def watch(run_id: str) -> None:
+    """Print a run's state changes as they are published, until it ends."""
+    from flowbus.watch import follow
+
+    async def go() -> None:
+        runtime = await get_runtime()
+        await runtime.store.read_run(run_id)  # a clear error for an unknown run
+        async for e in follow(runtime, run_id):
+            stamp = e.timestamp.strftime("%H:%M:%S.%f")[:-3]
+            console.print(f"{stamp} {e.type.value:<10} {e.name:<12} {escape(e.message)}")
+
+    try:
+        _run(go())
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
 def cancel(run_id: str) -> None:
     """Cancel a run (a paused or suspended one at once)."""
     from flowbus.client import get_client

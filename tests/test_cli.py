@@ -243,6 +243,21 @@ async def test_inspect_prints_the_state_history(runtime_closed: None) -> None:
     assert any("RUNNING" in r and "COMPLETED" in r for r in rows), out
 
 
+async def test_watch_prints_each_state_until_the_run_ends(runtime_closed: None) -> None:
+    # Given a running run and a watcher following it
+    run_id = await new_run(Pending(), Running())
+    watching = asyncio.ensure_future(cli("watch", run_id))
+    await asyncio.sleep(0.5)
+    # When it completes
+    async with get_client() as client:
+        await client.set_flow_run_state(run_id, Completed())
+    done = await watching
+    # Then the watcher printed its history and the new state, and exited
+    assert done.returncode == 0, done
+    kinds = [line.split()[1] for line in done.stdout.splitlines()]
+    assert kinds == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+
+
 async def test_inspect_of_an_unknown_run_exits_1() -> None:
     done = await cli("inspect", UNKNOWN_RUN)
     assert done.returncode == 1, done
