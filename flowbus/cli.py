@@ -147,22 +147,20 @@ def watch(run_id: str) -> None:
 
 @app.command()
 def cancel(run_id: str) -> None:
-    """Cancel a run (a paused or suspended one at once)."""
+    """Cancel a run: a paused, suspended or waiting one at once, a running one at its next
+    task boundary (or when it ends)."""
     from flowbus.client import get_client
-    from flowbus.states import Cancelled, Cancelling
+    from flowbus.states import Cancelling, State
 
-    async def go() -> None:
+    async def go() -> State:
         async with get_client() as client:
-            run = await client.read_flow_run(run_id)
-            paused_or_waiting = run.state.is_paused() or run.state.is_scheduled()
-            state = Cancelled() if paused_or_waiting else Cancelling()
-            await client.set_flow_run_state(run_id, state)
+            return await client.set_flow_run_state(run_id, Cancelling())
 
     try:
-        _run(go())
+        state = _run(go())
     except FlowbusError as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"cancelled {run_id}")
+    console.print(f"cancelled {run_id}" if state.is_cancelled() else f"cancelling {run_id}")
 
 
 @app.command()

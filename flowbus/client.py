@@ -79,15 +79,20 @@ class FlowbusClient:
     async def set_flow_run_state(
         self, flow_run_id: UUID | str, state: State, force: bool = False
     ) -> State:
-        """Move a run to ``state``; :class:`InvalidStateTransition` if the rules refuse.
+        """Move a run to ``state`` and return the state it is in now.
 
-        ``force`` is the explicit retry that may leave a final state.
+        ``force`` is the explicit retry that may leave a final state. Cancelling (CANCELLING)
+        a paused, suspended or not yet started run cancels it at once (CANCELLED).
+        :class:`InvalidStateTransition` if the rules refuse.
         """
         reply = await self.store.set_state(flow_run_id, state, retry=force)
         if not reply.accepted:
             current = await self.store.read_run(flow_run_id)
             raise InvalidStateTransition(flow_run_id, reply.detail, current.state)
-        return state
+        if reply.state_type == state.type:
+            return state
+        # the rules chose another state (a cancellation of an idle run is final at once)
+        return (await self.store.read_run(flow_run_id)).state
 
     async def create_deployment(
         self,

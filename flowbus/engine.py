@@ -102,11 +102,9 @@ class FlowEngine:
     async def run(self, parameters: Mapping[str, Any]) -> State:
         """Execute until a final state (or a suspension) and return it, result attached.
 
-        A deployed run listens to its own events meanwhile, so a suspension or cancellation
-        asked from outside reaches it at its next task boundary.
+        The run listens to its queue's control stream meanwhile, so a cancellation (or, for a
+        deployed run, a suspension) asked from outside reaches it at its next task boundary.
         """
-        if self.flow_run.deployment_id is None:
-            return await self._attempts(parameters)
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
         waiters = self.runtime.waiters
         async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
