@@ -667,3 +667,43 @@ async def test_a_run_cancelled_while_it_finishes_ends_cancelled(runtime_closed: 
     assert state.is_cancelled()
     async with get_client() as client:
         assert (await client.read_flow_run(ids[0])).state.is_cancelled()
+
+
+@pytest.mark.anyio
+async def test_a_running_run_stops_at_its_next_task_boundary_when_cancelled(
+    runtime_closed: None,
+) -> None:
+    # Given a flow between two tasks when a cancellation is asked
+    release, started = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+    contexts: list[FlowRunContext] = []
+
+    @task
+    def step(name: str) -> str:
+        ran.append(name)
+        return name
+
+    @flow
+    async def two_steps() -> None:
+        ctx = FlowRunContext.get()
+        assert ctx is not None
+        contexts.append(ctx)
+        step("one")
+        started.set()
+        await release.wait()
+        step("two")
+
+    running = asyncio.ensure_future(two_steps(return_state=True))
+    await started.wait()
+    async with get_client() as client:
+        run_id = contexts[0].flow_run.id
+        assert (await client.set_flow_run_state(run_id, Cancelling())).is_cancelling()
+    with anyio.fail_after(10):  # the request reaches the process through the control stream
+        while contexts[0].interrupt != "cancel":  # noqa: ASYNC110 - a test-side wait
+            await asyncio.sleep(0.01)
+    # When the flow reaches its next task
+    release.set()
+    state = await running
+    # Then it stops there: CANCELLED, and the second task never ran
+    assert state.is_cancelled()
+    assert ran == ["one"]
