@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from flowbus import RunInput, flow, pause_flow_run, suspend_flow_run, task
+from flowbus import RunInput, StateType, flow, pause_flow_run, suspend_flow_run, task
 from flowbus.context import TaskRunContext
 
 
@@ -104,3 +104,20 @@ def pause_in_process(tag: str = "p") -> str:
     answer = pause_flow_run(wait_for_input=Approval, key="approval", timeout=600)
     count(f"{tag}-after")
     return f"{answer.approved}:{answer.note}"
+
+
+# Prefect's pause_flow_run example, as written but for its imports (and print → a counter).
+@task
+def task_one() -> None:
+    for _i in range(3):
+        time.sleep(0.1)
+
+
+@flow
+def my_flow() -> None:
+    terminal_state = task_one.submit(return_state=True)
+    if terminal_state.type == StateType.COMPLETED:
+        count("seed-paused")
+        pause_flow_run(timeout=2)
+    else:
+        count("seed-skipped")

@@ -1,23 +1,26 @@
-"""Prefect's ``wait_for_flow_run`` example, run as written against flowbus and a real worker.
+"""Prefect's two flow_runs examples, run as written against flowbus and a real worker.
 
 The example from ``prefect.flow_runs.wait_for_flow_run``'s docstring ("Trigger multiple flow
 runs and wait for them to finish") with only its imports changed, and the literal
 ``"my-deployment-id"`` replaced by the id of a deployment this test registers. Ten runs go
 to a worker process; ten concurrent waits return them all COMPLETED. (The ``pause_flow_run``
-example is run in-process by tests/test_flow_runs_resume.py.)
+example also runs on a worker here, and in-process in tests/test_flow_runs_resume.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from uuid import UUID
 
 import anyio
 import pytest
 
 from flowbus import StateType, get_client, run_deployment
-from flowbus.flow_runs import wait_for_flow_run
+from flowbus.flow_runs import aresume_flow_run, wait_for_flow_run
 from flowbus.models import FlowRun
+from flowbus.runtime import get_runtime
+from flowbus.watch import history
 from tests.e2e.conftest import StartWorker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -112,3 +115,38 @@ async def test_run_deployment_without_waiting_then_gathered_waits(
         results = [await client.store.read_result(r.id) for r in finished]
     assert results == [i + 1 for i in range(10)]
     assert {r.deployment_id for r in finished} == {deployment_id}
+
+
+async def test_the_pause_example_on_a_worker_fails_unresumed_and_completes_resumed(
+    start_worker: StartWorker, runtime_closed: None
+) -> None:
+    # Given Prefect's pause example deployed, and a worker
+    start_worker("seed")
+    async with get_client() as client:
+        deployment = await client.create_deployment("my-flow", "pause-example")
+        unresumed = await client.create_flow_run_from_deployment(deployment)
+        resumed = await client.create_flow_run_from_deployment(deployment)
+    # When one run is resumed once it pauses, and the other is left alone
+    with anyio.fail_after(WITHIN):
+        while not (await read_run(resumed.id)).state.is_paused():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await aresume_flow_run(resumed.id)
+    # Then the resumed run completes, and the other fails 2 s (+1) after it paused
+    done = await wait_for_flow_run(resumed.id, timeout=WITHIN)
+    assert done.state.type is StateType.COMPLETED, done.state
+    failed = await wait_for_flow_run(unresumed.id, timeout=WITHIN)
+    assert failed.state.type is StateType.FAILED
+    assert failed.state.message == "The flow was paused and never resumed."
+    paused_at = await paused_time(unresumed.id)
+    assert 2.0 <= (failed.state.timestamp - paused_at).total_seconds() <= 3.0
+
+
+async def read_run(run_id: UUID) -> FlowRun:
+    async with get_client() as client:
+        return await client.read_flow_run(run_id)
+
+
+async def paused_time(run_id: UUID) -> datetime:
+    runtime = await get_runtime()
+    [paused] = [e for e in await history(runtime, run_id) if e.type is StateType.PAUSED]
+    return paused.timestamp
