@@ -17,6 +17,13 @@ from flowbus.store import RunStore
 BATCH_DELAY = 0.02
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class ResultWriter:
     """Persists the task results of one run; ``persist`` may be called from any thread."""
 
@@ -37,7 +44,10 @@ class ResultWriter:
             if self._scheduled:
                 return
             self._scheduled = True
-        self.loop.call_soon_threadsafe(self._arm)
+        if _running_loop() is self.loop:
+            self._arm()
+        else:  # a sync task in a worker thread
+            self.loop.call_soon_threadsafe(self._arm)
 
     def _arm(self) -> None:
         self._timer = self.loop.call_later(BATCH_DELAY, self._write_soon)

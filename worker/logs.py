@@ -57,6 +57,8 @@ def log_transition(
     message: str = "",
 ) -> None:
     """The one line a run transition gets."""
+    if not runs_logger.isEnabledFor(logging.INFO):
+        return
     runs_logger.info(
         "run %s flow=%s queue=%s state=%s name=%s duration=%.3fs%s",
         run_id,
