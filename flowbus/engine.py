@@ -237,7 +237,7 @@ async def run_new_flow(
     parent = FlowRunContext.get()
     flow_run = await runtime.store.create_run(
         flow.name,
-        flow.encodable_parameters(parameters),
+        parameters,
         queue=queue,
         parent_id=parent.flow_run.id if parent else None,
         start=True,

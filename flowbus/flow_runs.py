@@ -120,7 +120,7 @@ async def _pause(
             "1" if reschedule else "0",
             "Suspended" if reschedule else "Paused",
             prefix,
-            schema if model else "",
+            schema,
             (model.description or "") if model else "",
             "1" if model and accepts_empty(schema) else "0",
         )

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import ConfigDict, validate_call
 
 from flowbus.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
-from flowbus.codec import Serializer, encode
+from flowbus.codec import Serializer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,11 +56,6 @@ class Flow(Generic[P, R]):
     def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The call's arguments by parameter name (defaults left out, as Prefect stores them)."""
         return dict(self._signature.bind(*args, **kwargs).arguments)
-
-    def encodable_parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        """Parameters as stored in Redis; refuses what cannot be encoded."""
-        encode(dict(parameters), serializer=self.serializer, what="flow parameters")
-        return dict(parameters)
 
     def call_body(self, parameters: Mapping[str, Any]) -> Any:
         """Call the function with stored parameters (validated into the annotated types)."""
