@@ -11,14 +11,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowbus.exceptions import MissingContext
+from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause
 from flowbus.models import FlowRun
 from flowbus.results import ResultWriter
+from flowbus.states import State, Suspended
 
 if TYPE_CHECKING:
     from flowbus.flows import Flow
     from flowbus.runtime import Runtime
-    from flowbus.states import State
     from flowbus.tasks import Task
 
 _flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
@@ -70,9 +70,6 @@ class FlowRunContext:
 
     def checkpoint(self) -> None:
         """A task boundary: leave the run here if a suspension or cancellation was asked."""
-        from flowbus.exceptions import FlowRunCancelled, Pause
-        from flowbus.states import Suspended
-
         if self.interrupt == "suspend":
             raise Pause(Suspended(message="Suspended at a task boundary"))
         if self.interrupt == "cancel":

@@ -41,6 +41,7 @@ from flowbus.runtime import get_runtime
 from flowbus.scripts import Reply, Status
 from flowbus.states import FINAL_TYPES, Paused, Running, StateType, Suspended
 from flowbus.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
+from flowbus.suspension import request_suspension
 from flowbus.waiters import Subscription
 
 logger = logging.getLogger("flowbus.flow_runs")
@@ -80,8 +81,6 @@ async def asuspend_flow_run(
     """
     ctx = FlowRunContext.get()
     if flow_run_id is not None and (ctx is None or str(ctx.flow_run.id) != str(flow_run_id)):
-        from flowbus.suspension import request_suspension
-
         await request_suspension(flow_run_id, timeout)
         return None
     ctx = FlowRunContext.require("suspend_flow_run")

@@ -12,6 +12,8 @@ from pydantic import ConfigDict, validate_call
 
 from flowbus.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
 from flowbus.codec import Serializer
+from flowbus.engine import run_new_flow
+from flowbus.runtime import get_runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,8 +75,6 @@ class Flow(Generic[P, R]):
         return run_blocking(self._run, parameters, return_state)
 
     async def _run(self, parameters: Mapping[str, Any], return_state: bool) -> Any:
-        from flowbus.engine import run_new_flow
-
         state = await run_new_flow(self, parameters)
         return state if return_state else state.result()
 
@@ -103,8 +103,6 @@ class Flow(Generic[P, R]):
         self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None
     ) -> UUID:
         """Register a deployment of this flow and return its id."""
-        from flowbus.runtime import get_runtime
-
         runtime = await get_runtime()
         deployment = await runtime.deployments.create(
             self.name, name, queue=queue, parameters=parameters
