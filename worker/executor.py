@@ -129,7 +129,7 @@ class Executor:
         elif state.is_running():
             logger.warning("Run %s is RUNNING already; entry %s is a duplicate", run.id, entry_id)
         elif state.is_scheduled() or state.is_pending():  # not claimed: its flow is not here
-            await self._end(run, self._unknown_flow(run.flow_name))
+            await self._end(run.id, self._unknown_flow(run.flow_name))
         else:
             await self._settle(run, reclaimed)
         await groups.ack(self.runtime.redis, stream, entry_id)
@@ -159,7 +159,7 @@ class Executor:
         """Execute the run; True when its entry is still to be acknowledged."""
         flow = self.flows.get(run.flow_name)
         if flow is None:
-            await self._end(run, self._unknown_flow(run.flow_name))
+            await self._end(run.id, self._unknown_flow(run.flow_name))
             return True
         return await self._execute(queue, entry_id, run, flow)
 
@@ -176,7 +176,7 @@ class Executor:
                 reason = f"unknown run {run_id}"
             except (MalformedEntry, SerializationError) as exc:
                 reason = f"unreadable run {run_id}: {exc}"
-                await self._end_by_id(run_id, Failed(message=f"The worker cannot read it: {exc}"))
+                await self._end(run_id, Failed(message=f"The worker cannot read it: {exc}"))
         if run is not None and run.queue != queue:
             reason, run = f"run {run.id} belongs to queue {run.queue!r}", None
         if run is None:
@@ -197,7 +197,7 @@ class Executor:
         if not reclaimed or state.is_final():
             return
         if state.is_cancelling():
-            await self._end(run, Cancelled(message=state.message))
+            await self._end(run.id, Cancelled(message=state.message))
             return
         keys = await self.store.run_keys(run.id)
         if state.name == "Suspending":
@@ -205,10 +205,7 @@ class Executor:
         elif not state.state_details.pause_reschedule:
             await self.store.scripts.call("pause_to_suspension", keys, "", HANDED_OFF)
 
-    async def _end(self, run: FlowRun, state: State) -> None:
-        await self._end_by_id(run.id, state)
-
-    async def _end_by_id(self, run_id: UUID, state: State) -> None:
+    async def _end(self, run_id: UUID, state: State) -> None:
         try:
             reply = await self.store.set_state(run_id, state)
         except FlowRunNotFound:
@@ -225,7 +222,7 @@ class Executor:
             if not run.state.is_final():
                 logger.error("Run %s crashed %d workers; it ends CRASHED", run.id, deliveries)
                 message = f"Its worker died {deliveries} times while running it; giving up"
-                await self._end(run, Crashed(message=message))
+                await self._end(run.id, Crashed(message=message))
             await groups.ack(self.runtime.redis, self.store.keys.queue(queue).stream(), entry_id)
 
     # -- execution ---------------------------------------------------------------------------
@@ -263,7 +260,7 @@ class Executor:
             raise
         except Exception as exc:  # a bug below the flow: do not let it loop through workers
             logger.exception("Run %s crashed the engine", run.id)
-            await self._end(run, Crashed(message=f"The worker's engine failed: {exc!r}"))
+            await self._end(run.id, Crashed(message=f"The worker's engine failed: {exc!r}"))
 
     def _transitioned(self, execution: Execution, state: State) -> None:
         """Log the transition; a pause that starts while stopping is handed off at once."""
