@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowbus.events import Entry
 from worker import groups
 
 logger = logging.getLogger("flowbus.worker")
@@ -28,6 +29,38 @@ BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 
 #: Called with the entry id, its fields and the slot token (which it must release).
 EntryHandler = Callable[[str, dict[str, str], object], Coroutine[Any, Any, None]]
+
+
+class _GroupReader:
+    """Reads new entries of one stream through the workers' group, surviving Redis hiccups."""
+
+    def __init__(self, redis: Redis, stream: str, consumer: str, block_ms: int) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.consumer = consumer
+        self.block_ms = block_ms
+        self.backoff = BACKOFF_START
+
+    async def read(self, count: int) -> list[Entry]:
+        """Up to ``count`` new entries; none after a timeout or a recovered error."""
+        try:
+            entries = await groups.read_new(
+                self.redis, self.stream, self.consumer, count=count, block_ms=self.block_ms
+            )
+        except ResponseError as exc:
+            if not groups.is_missing_group(exc):
+                raise
+            await groups.ensure_group(self.redis, self.stream)  # deleted meanwhile
+            return []
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            logger.warning(
+                "Reading %s failed (%s); retrying in %.1fs", self.stream, exc, self.backoff
+            )
+            await anyio.sleep(self.backoff)
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+            return []
+        self.backoff = BACKOFF_START
+        return entries
 
 
 async def consume(
@@ -44,30 +77,16 @@ async def consume(
     """Read ``stream`` through the workers' group forever, each entry handled in ``runs``."""
     await groups.ensure_group(redis, stream)
     task_status.started()
-    backoff = BACKOFF_START
+    reader = _GroupReader(redis, stream, consumer, block_ms)
     while True:
         # one slot in hand while blocked: others stay free for the reclaimer and for runs
-        token = object()
+        token: object | None = object()
         await limiter.acquire_on_behalf_of(token)
-        count = min(READ_BATCH, 1 + int(limiter.available_tokens))
         try:
-            entries = await groups.read_new(redis, stream, consumer, count=count, block_ms=block_ms)
-        except ResponseError as exc:
-            limiter.release_on_behalf_of(token)
-            if not groups.is_missing_group(exc):
-                raise
-            await groups.ensure_group(redis, stream)
-            continue
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            limiter.release_on_behalf_of(token)
-            logger.warning("Reading %s failed (%s); retrying in %.1fs", stream, exc, backoff)
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
-            continue
+            entries = await reader.read(min(READ_BATCH, 1 + int(limiter.available_tokens)))
         except BaseException:
             limiter.release_on_behalf_of(token)
             raise
-        backoff = BACKOFF_START
         if not entries:
             limiter.release_on_behalf_of(token)
             continue
@@ -92,20 +111,7 @@ async def consume_each(
     """Read ``stream`` through the workers' group, handling each entry in turn (no slots)."""
     await groups.ensure_group(redis, stream)
     task_status.started()
-    backoff = BACKOFF_START
+    reader = _GroupReader(redis, stream, consumer, block_ms)
     while True:
-        try:
-            entries = await groups.read_new(redis, stream, consumer, count=count, block_ms=block_ms)
-        except ResponseError as exc:
-            if not groups.is_missing_group(exc):
-                raise
-            await groups.ensure_group(redis, stream)
-            continue
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            logger.warning("Reading %s failed (%s); retrying in %.1fs", stream, exc, backoff)
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
-            continue
-        backoff = BACKOFF_START
-        for entry_id, fields in entries:
+        for entry_id, fields in await reader.read(count):
             await handler(entry_id, fields)
