@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -10,6 +11,7 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from redis.exceptions import RedisError
 
 from flowbus.bridge import run_loop
 from flowbus.codec import encode
@@ -17,6 +19,7 @@ from flowbus.context import FlowRunContext
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
+    FlowRunNotFound,
     FlowRunTimeout,
     InvalidStateTransition,
     Pause,
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
     from flowbus.flows import Flow
 
 logger = logging.getLogger("flowbus.engine")
+
+#: What a run holder must do, by the state (name or kind) it finds its run in.
+_REQUESTS = {"Suspending": "suspend", "CANCELLING": "cancel", "CANCELLED": "cancel"}
 
 
 def failure_message(exc: BaseException) -> str:
@@ -69,6 +75,7 @@ class FlowEngine:
         self.acked = False
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
+        self._rereads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
@@ -111,9 +118,23 @@ class FlowEngine:
             return await self._attempts(parameters)
 
     def _interrupt(self, event: Event) -> None:
-        """A request from the control stream, acted on at the run's next task boundary."""
-        if event is not None and self.ctx is not None and event.get("action"):
+        """A request from the control stream, acted on at the run's next task boundary.
+
+        ``None`` (the watcher may have missed events) has the run's state read for one.
+        """
+        if event is None:
+            reread = asyncio.get_running_loop().create_task(self._reread_requests())
+            self._rereads.add(reread)
+            reread.add_done_callback(self._rereads.discard)
+        elif self.ctx is not None and event.get("action"):
             self.ctx.interrupt = event["action"]
+
+    async def _reread_requests(self) -> None:
+        with contextlib.suppress(FlowRunNotFound, RedisError):
+            view = await self.store.pause_view(self.flow_run.id)
+            action = _REQUESTS.get(view.state_name) or _REQUESTS.get(view.state_type)
+            if action and self.ctx is not None:
+                self.ctx.interrupt = action
 
     async def _attempts(self, parameters: Mapping[str, Any]) -> State:
         attempt = 0

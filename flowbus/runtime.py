@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowbus.deployment_store import DeploymentStore
 from flowbus.exceptions import ConfigurationError
+from flowbus.packing import packed_by_hiredis
 from flowbus.settings import Settings, get_settings
 from flowbus.store import RunStore
 from flowbus.waiters import Waiters
@@ -71,7 +72,7 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
         retry=Retry(ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE), _RETRIES),
         retry_on_error=[RedisConnectionError],
     )
-    return Redis(connection_pool=pool)
+    return Redis(connection_pool=packed_by_hiredis(pool))
 
 
 class Runtime:

@@ -1,12 +1,12 @@
 """Typed facade over the Lua transition scripts: one method per script, replies parsed here.
 
-Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.lua``; redis-py's
-``Script`` runs it with EVALSHA and reloads it on NOSCRIPT.
+Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.lua``, run by
+EVALSHA through the client's :class:`AutoPipeline` (calls made in one loop turn share a round
+trip) and loaded again on NOSCRIPT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -16,8 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
+from flowbus.autopipeline import AutoPipeline, Build
 from flowbus.codec import text
 from flowbus.exceptions import MalformedEntry
 from flowbus.keys import RunKeys
@@ -98,34 +98,30 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in script_names()
         }
+        self._batch = AutoPipeline(redis, self._load_all)
 
     def queue(self, pipe: Pipeline, name: str, keys: RunKeys, *args: str | bytes | int) -> None:
         """Add script ``name`` to a pipeline built for :meth:`pipeline`."""
         names = keys.as_list()
         pipe.evalsha(self._scripts[name].sha, len(names), *names, *self._head, *args)
 
-    async def pipeline(self, build: Callable[[Pipeline], None]) -> list[Any]:
+    async def pipeline(self, build: Build) -> list[Any]:
         """Run the commands ``build`` adds to a pipeline, scripts among them, in one round trip.
 
-        redis-py's own script support would first ask ``SCRIPT EXISTS`` (another round trip)
-        on every execution; instead, a NOSCRIPT reply (a restarted server) loads every script
-        and runs the pipeline once more, so its other commands must be idempotent.
+        The round trip is shared with every other call of this loop turn. redis-py's own
+        script support would first ask ``SCRIPT EXISTS`` (another round trip) on every
+        execution; instead, a NOSCRIPT reply (a restarted server) loads every script and sends
+        ``build``'s commands once more, so its other commands must be idempotent.
         """
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            build(pipe)
-            try:
-                return list(await pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                for script in self._scripts.values():
-                    await self._redis.script_load(script.script)
-        raise AssertionError("unreachable")
+        return await self._batch.execute(build)
+
+    async def _load_all(self) -> None:
+        for script in self._scripts.values():
+            await self._redis.script_load(script.script)
 
     async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""
-        raw = await self._scripts[name](keys=keys.as_list(), args=[*self._head, *args])
+        (raw,) = await self._batch.execute(lambda pipe: self.queue(pipe, name, keys, *args))
         reply = parse(raw)
         if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
             # the run's keys now expire; its index lives in another slot, so expire it here

@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     retention_seconds: int = 7 * 24 * 3600
     #: Approximate cap of each run's event stream (entries).
     run_events_maxlen: int = 1000
-    #: Approximate cap of each queue's event stream (entries).
-    queue_events_maxlen: int = 10_000
+    #: Approximate cap of each queue's event stream (entries); at least a watcher's batch, so
+    #: a watcher that falls behind the cap can tell (see ``waiters``).
+    queue_events_maxlen: int = Field(default=10_000, ge=1000)
     #: Largest encoded run input, parameters or task result accepted (bytes).
     max_payload_bytes: int = 1024 * 1024
     #: Connections in the command pool of one process (callers queue for a free one).

@@ -8,7 +8,8 @@ and, while nothing happens, one command per ``recheck_interval``.
 
 No lost wake-up: a watcher pins its cursor to a concrete stream id before a waiter is
 registered, and a waiter registers before it acts (pauses, reads the state), so every event
-after that point reaches it. After a reconnect every waiter is told to re-read its run.
+after that point reaches it. After a reconnect every waiter is told to re-read its run, and so
+after a burst that may have been trimmed (streams are capped) before the watcher read it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,11 +28,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from flowbus.codec import text
 from flowbus.events import parse_xread
 from flowbus.keys import Keys
+from flowbus.packing import packed_by_hiredis
 from flowbus.settings import Settings
 
 logger = logging.getLogger("flowbus.waiters")
 
-#: Entries read per wake-up of a watcher.
+#: Entries read per wake-up of a watcher; no stream it reads is capped below this.
 _BATCH = 1000
 #: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
 _BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
@@ -98,14 +101,34 @@ class QueueWatcher:
                 self.broadcast(None)
                 continue
             backoff = _BACKOFF_START
-            for _stream, entries in parse_xread(reply):
-                for entry_id, fields in entries:
-                    self.cursor = entry_id
-                    for sub in self.subscribers.get(fields.get("run_id", ""), ()):
+            read = [entry for _stream, entries in parse_xread(reply) for entry in entries]
+            for entry_id, fields in read:
+                self.cursor = entry_id
+                for sub in self.subscribers.get(fields.get("run_id", ""), ()):
+                    sub.deliver(fields)
+                if fields.get("deadline"):
+                    for sub in self.subscribers.get(NEW_DEADLINES, ()):
                         sub.deliver(fields)
-                    if fields.get("deadline"):
-                        for sub in self.subscribers.get(NEW_DEADLINES, ()):
-                            sub.deliver(fields)
+            if len(read) >= _BATCH and await self._may_have_lost(read[0][0]):
+                logger.warning(
+                    "Watcher of %s fell behind the stream's cap; every waiter re-reads its run",
+                    self.stream,
+                )
+                self.broadcast(None)
+
+    async def _may_have_lost(self, first_read: str) -> bool:
+        """Whether entries between the old cursor and ``first_read`` may have been trimmed.
+
+        Only a full batch can follow a loss: the cap keeps at least ``_BATCH`` entries, all
+        newer than anything trimmed. Trimming takes the oldest first, so while the stream
+        still holds an entry older than ``first_read`` (the cursor's own, or older), nothing
+        after the cursor was trimmed.
+        """
+        try:
+            oldest: Any = await self.redis.xrange(self.stream, count=1)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return True  # the next read reconnects
+        return bool(oldest) and text(oldest[0][0]) == first_read
 
 
 class Waiters:
@@ -119,12 +142,14 @@ class Waiters:
         self.recheck = settings.recheck_interval
         self.url = url
         self.connect_timeout = settings.connect_timeout
-        self.pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.max_watch_connections,
-            socket_connect_timeout=settings.connect_timeout,
-            socket_timeout=None,
-            socket_keepalive=True,
+        self.pool = packed_by_hiredis(
+            BlockingConnectionPool.from_url(
+                url,
+                max_connections=settings.max_watch_connections,
+                socket_connect_timeout=settings.connect_timeout,
+                socket_timeout=None,
+                socket_keepalive=True,
+            )
         )
         self.redis = Redis(connection_pool=self.pool)
         self.watchers: dict[str, QueueWatcher] = {}
@@ -172,13 +197,15 @@ class Waiters:
                     del watcher.subscribers[run_id]
 
     def _connection(self) -> Redis:
-        return Redis.from_url(
+        client = Redis.from_url(
             self.url,
             single_connection_client=True,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=None,
             socket_keepalive=True,
         )
+        packed_by_hiredis(client.connection_pool)  # before its one connection is made
+        return client
 
     async def aclose(self) -> None:
         for watcher in self.watchers.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -707,3 +708,38 @@ async def test_a_running_run_stops_at_its_next_task_boundary_when_cancelled(
     # Then it stops there: CANCELLED, and the second task never ran
     assert state.is_cancelled()
     assert ran == ["one"]
+
+
+@pytest.mark.anyio
+async def test_a_cancellation_whose_event_was_missed_is_found_by_a_re_read(
+    runtime_closed: None,
+) -> None:
+    # Given a running flow whose run became CANCELLING without its process seeing the event
+    # (as when a burst is trimmed from the capped control stream before it is read)
+    started = asyncio.Event()
+    contexts: list[FlowRunContext] = []
+
+    @flow
+    async def unaware() -> None:
+        ctx = FlowRunContext.get()
+        assert ctx is not None
+        contexts.append(ctx)
+        started.set()
+        await asyncio.sleep(3600)
+
+    running = asyncio.ensure_future(unaware(return_state=True))
+    await started.wait()
+    runtime = await get_runtime()
+    run = contexts[0].flow_run
+    keys = await runtime.store.run_keys(run.id)
+    await runtime.redis.hset(keys.run, mapping={"state_type": "CANCELLING"})
+    # When its control watcher tells every waiter to re-read (what it does after such a loss)
+    control = runtime.waiters.watchers[runtime.store.keys.queue(run.queue).control()]
+    control.broadcast(None)
+    # Then the run learns of the request
+    with anyio.fail_after(10):
+        while contexts[0].interrupt != "cancel":  # noqa: ASYNC110 - a test-side wait
+            await asyncio.sleep(0.01)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running

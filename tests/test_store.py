@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -418,22 +419,27 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
 
 
 async def test_event_streams_are_capped(store: RunStore) -> None:
-    # Given a store capping run streams at 10 and queue streams at 20 entries (approximately:
+    # Given a store capping run streams at 10 and queue streams at 1,000 entries (approximately:
     # Redis trims whole stream nodes, so a stream may exceed its cap by up to one node)
-    capped = small_store(store, run_events_maxlen=10, queue_events_maxlen=20)
+    capped = small_store(store, run_events_maxlen=10, queue_events_maxlen=1000)
     run = await capped.create_run("flow-a")
     keys = await capped.run_keys(run.id)
 
-    # When the run publishes 400 events
-    for i in range(399):
-        await capped.set_state(run.id, state(S.SCHEDULED, message=str(i)))
+    # When the run publishes 1,300 events
+    for start in range(0, 1299, 100):
+        await asyncio.gather(
+            *(
+                capped.set_state(run.id, state(S.SCHEDULED, message=str(i)))
+                for i in range(start, min(start + 100, 1299))
+            )
+        )
 
     # Then both streams were trimmed, keeping the newest
     run_len = await capped.redis.xlen(keys.events)
     queue_len = await capped.redis.xlen(keys.queue_events)
     assert 10 <= run_len <= 10 + 100
-    assert 20 <= queue_len <= 20 + 100
-    assert (await entries(capped, keys.events))[-1]["message"] == "398"
+    assert 1000 <= queue_len <= 1000 + 100
+    assert (await entries(capped, keys.events))[-1]["message"] == "1298"
 
 
 # -- unknown runs ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from flowbus import (
     wait_for_flow_run,
 )
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
+from flowbus.waiters import QueueWatcher, Subscription
 from tests.test_flow_runs_support import (
     close_background_runtime,
     current_run_id,
@@ -211,3 +212,51 @@ async def test_thousands_of_paused_runs_share_a_few_connections(runtime_closed: 
         assert {s.type for s in states} == {StateType.CANCELLED}
     finally:
         await server.aclose()
+
+
+# -- a watcher that falls behind a stream's cap --------------------------------------------------
+
+
+async def watched_burst(burst: int, maxlen: int) -> list[Any]:
+    """What a subscriber of one run receives when ``burst`` entries of other runs, capped at
+    ``maxlen``, land on the stream between two reads of its watcher, the run's own first."""
+    redis = Redis.from_url(os.environ["FLOWBUS_REDIS_URL"], decode_responses=True)
+    stream = f"watched:{uuid4()}"
+    watcher = QueueWatcher(Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), stream, 60.0)
+    sub = Subscription("mine")
+    watcher.subscribers["mine"] = {sub}
+    try:
+        await redis.xadd(stream, {"run_id": "before"})
+        await watcher.pin_cursor()
+        await redis.xadd(stream, {"run_id": "mine", "type": "CANCELLED"})
+        for start in range(0, burst, 500):
+            pipe = redis.pipeline(transaction=False)
+            for _ in range(min(500, burst - start)):
+                pipe.xadd(stream, {"run_id": "other"}, maxlen=maxlen, approximate=True)
+            await pipe.execute()
+        watcher.task = asyncio.create_task(watcher.run())
+        received: list[Any] = []
+        with anyio.move_on_after(1):
+            while True:
+                received.append(await sub.next())
+        return received
+    finally:
+        if watcher.task is not None:
+            watcher.task.cancel()
+        await watcher.redis.aclose()
+        await redis.delete(stream)
+        await redis.aclose()
+
+
+async def test_a_burst_trimmed_before_it_was_read_makes_waiters_re_read() -> None:
+    # Given a subscriber whose run's event is trimmed (capped stream) before its watcher reads
+    received = await watched_burst(burst=3000, maxlen=1000)
+    # Then it is told to re-read its run ("None") instead of waiting forever
+    assert received == [None]
+
+
+async def test_a_full_batch_with_nothing_trimmed_is_delivered_as_is() -> None:
+    # Given a burst larger than a watcher's batch but within the stream's cap
+    received = await watched_burst(burst=1500, maxlen=10_000)
+    # Then the subscriber gets its event, and no re-read
+    assert received == [{"run_id": "mine", "type": "CANCELLED"}]

@@ -16,8 +16,9 @@
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local MESSAGES, CONTROL = KEYS[10], KEYS[11]
--- Approximate cap of the control stream (entries).
-local CONTROL_MAXLEN = 1000
+-- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
+-- waiters re-read their runs (see waiters.py).
+local CONTROL_MAXLEN = 10000
 local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
