@@ -7,6 +7,7 @@ touches a single hash slot and a Redis Cluster can spread queues over shards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from uuid import UUID
 
 #: Characters a queue name may not hold: braces would break the hash tag, spaces the CLI.
@@ -37,6 +38,8 @@ class RunKeys:
     control: str
     #: The run's queue index (another slot: never passed to a script, see :class:`Keys`).
     index: str
+    #: The run's queue (a name, not a key).
+    queue: str
 
     def as_list(self) -> list[str]:
         return [
@@ -80,6 +83,7 @@ class QueueKeys:
             messages=f"{base}:messages",
             control=self.control(),
             index=f"{self.prefix}:runs:{run_id}",
+            queue=self.name,
         )
 
     def stream(self) -> str:
@@ -120,6 +124,11 @@ class QueueKeys:
         return f"{self.tag}:inbox:{process_id}"
 
 
+@lru_cache(maxsize=1024)
+def _queue_keys(prefix: str, name: str) -> QueueKeys:
+    return QueueKeys(prefix, validate_queue_name(name))
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key factory for one key prefix."""
@@ -127,7 +136,7 @@ class Keys:
     prefix: str = "fb"
 
     def queue(self, name: str) -> QueueKeys:
-        return QueueKeys(self.prefix, validate_queue_name(name))
+        return _queue_keys(self.prefix, name)
 
     def run_index(self, run_id: UUID | str) -> str:
         """String holding the queue of a run (written once, read by resume/wait)."""

@@ -123,7 +123,8 @@ class RunStore:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, settings)
-        self._queues: dict[str, str] = {}
+        #: Keys of the runs seen lately, by run id (a run never changes queue).
+        self._runs: dict[str, RunKeys] = {}
         #: Queues this store has added to the set of queues (once is enough).
         self._known_queues: set[str] = set()
 
@@ -131,23 +132,24 @@ class RunStore:
 
     async def queue_of(self, run_id: UUID | str) -> str:
         """The queue a run lives in; :class:`FlowRunNotFound` if there is no such run."""
+        return (await self.run_keys(run_id)).queue
+
+    def _remember(self, run_id: str, keys: RunKeys) -> RunKeys:
+        if len(self._runs) >= _QUEUE_CACHE_SIZE:
+            self._runs.clear()
+        self._runs[run_id] = keys
+        return keys
+
+    async def run_keys(self, run_id: UUID | str) -> RunKeys:
+        """The keys of a run; :class:`FlowRunNotFound` if there is no such run."""
         rid = str(run_id)
-        queue = self._queues.get(rid)
-        if queue is None:
+        keys = self._runs.get(rid)
+        if keys is None:
             raw = await self.redis.get(self.keys.run_index(rid))
             if raw is None:
                 raise FlowRunNotFound(rid)
-            queue = text(raw)
-            self._remember(rid, queue)
-        return queue
-
-    def _remember(self, run_id: str, queue: str) -> None:
-        if len(self._queues) >= _QUEUE_CACHE_SIZE:
-            self._queues.clear()
-        self._queues[run_id] = queue
-
-    async def run_keys(self, run_id: UUID | str) -> RunKeys:
-        return self.keys.queue(await self.queue_of(run_id)).run(run_id)
+            keys = self._remember(rid, self.keys.queue(text(raw)).run(rid))
+        return keys
 
     async def create_run(
         self,
@@ -173,7 +175,7 @@ class RunStore:
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
-        qkeys = self.keys.queue(queue)
+        run_keys = self.keys.queue(queue).run(rid)
         new_queue = queue not in self._known_queues
         args = (
             str(rid),
@@ -193,7 +195,7 @@ class RunStore:
             pipe.set(self.keys.run_index(rid), queue, nx=True)
             if new_queue:
                 pipe.sadd(self.keys.queues(), queue)
-            self.scripts.queue(pipe, "create_run", qkeys.run(rid), *args)
+            self.scripts.queue(pipe, "create_run", run_keys, *args)
 
         replies = await self.scripts.pipeline(build)
         indexed, reply = replies[0], parse(replies[-1])
@@ -202,7 +204,7 @@ class RunStore:
             if indexed:  # the index was ours: leave no trace of a run that was not created
                 await self.redis.delete(self.keys.run_index(rid))
             raise InvalidStateTransition(rid, reply.detail)
-        self._remember(str(rid), queue)
+        self._remember(str(rid), run_keys)
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
         created = ms_to_datetime(int(text(reply.extra[0])))
         # what the script wrote (already valid): neither read back nor validated again
@@ -232,10 +234,11 @@ class RunStore:
         first, which saves the index lookup.
         """
         rid = str(run_id)
-        if queue is not None and rid not in self._queues:
-            raw = await self.redis.hgetall(self.keys.queue(queue).run(rid).run)
+        if queue is not None and rid not in self._runs:
+            found = self.keys.queue(queue).run(rid)
+            raw = await self.redis.hgetall(found.run)
             if raw:
-                self._remember(rid, queue)
+                self._remember(rid, found)
                 return run_from_hash(raw)
         keys = await self.run_keys(rid)
         raw = await self.redis.hgetall(keys.run)
@@ -247,10 +250,14 @@ class RunStore:
         """A worker's one step: start the run if it waits, and read it; ``(None, False)`` if
         ``queue`` holds no such run. The flag says whether this call started it.
         """
-        reply = await self.scripts.call("claim_run", self.keys.queue(queue).run(run_id))
+        rid = str(run_id)
+        keys = self._runs.get(rid)
+        if keys is None or keys.queue != queue:
+            keys = self.keys.queue(queue).run(rid)
+        reply = await self.scripts.call("claim_run", keys)
         if reply.status is Status.NOT_FOUND:
             return None, False
-        self._remember(str(run_id), queue)
+        self._remember(rid, keys)
         raw = reply.extra
         return run_from_hash(dict(zip(raw[::2], raw[1::2], strict=True))), reply.accepted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.app import load_flows, parser
+from worker.app import load_flows, parser, use_uvloop
 from worker.executor import parse_run_id
 from worker.logs import JsonFormatter
 
@@ -26,7 +27,15 @@ def test_defaults_and_repeatable_queues() -> None:
     assert args.lease == 5.0 and args.grace == 30.0 and not args.json
 
 
-@pytest.mark.parametrize("bad", [["mod", "--queue", "a{b}"], ["mod", "--concurrency", "0"], []])
+def test_the_event_loop_is_uvloop_when_installed_unless_asked_otherwise() -> None:
+    installed = importlib.util.find_spec("uvloop") is not None
+    assert parser().parse_args(["mod"]).loop == "auto"
+    assert use_uvloop("auto") is installed
+    assert use_uvloop("uvloop") is True
+    assert use_uvloop("asyncio") is False
+
+
+@pytest.mark.parametrize("bad", [["mod", "--queue", "a{b}"], ["mod", "--loop", "trio"], ["mod", "--concurrency", "0"], []])
 def test_bad_arguments_exit_with_usage(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parser().parse_args(bad)
