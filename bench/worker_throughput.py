@@ -1,17 +1,22 @@
 """Worker throughput against arq, and suspend → resume → continued-on-a-worker latency.
 
-On one private server (AOF on, as in the other benchmarks):
+On one private server (AOF on, as in the other benchmarks), with both systems' workers up:
 
-1. ``flowbus``: ``--jobs`` runs of a deployed async flow with one trivial task
+1. ``flowbus``: batches of ``--jobs`` runs of a deployed async flow with one trivial task
    (``bench/worker_flows.py``), created with ``create_flow_run_from_deployment`` (64 calls in
-   flight) and executed by real ``python -m worker`` processes (``--concurrency 32``): one
-   process, then two. Timed from the first create to the last COMPLETED event, read with a
-   blocking ``XREAD`` on the queue's events stream.
-2. ``arq``: the same number of no-op jobs on the same server (database 1), enqueued with
-   ``enqueue_job`` (64 in flight) and run by arq worker processes (``max_jobs`` 32): one, then
-   two. Timed from the first enqueue to the last result key written (keyspace notifications,
-   so the workers do nothing extra). arq pins redis-py below 8, so it runs from its own venv,
+   flight) and executed by real ``python -m worker`` processes (``--concurrency 32``). Timed
+   from the first create to the last COMPLETED event, read with a blocking ``XREAD`` on the
+   queue's events stream.
+2. ``arq``: batches of as many no-op jobs on the same server (database 1), enqueued with
+   ``enqueue_job`` (64 in flight) and run by arq worker processes (``max_jobs`` 32). Timed
+   from the first enqueue to the last result key written (keyspace notifications, so the
+   workers do nothing extra). arq pins redis-py below 8, so it runs from its own venv,
    ``bench/.venv-arq`` (created on first use), through ``bench/_arq_jobs.py``.
+
+   With one worker process per system, then two, ``--rounds`` rounds alternate the systems
+   (flowbus first in even rounds, arq first in odd ones); during a batch of one system the
+   other's workers are stopped (SIGSTOP). The ratio is of the median rates, so the machine's
+   drift over a run weighs on both systems alike.
 3. ``suspend_resume``: ``--samples`` runs of a deployed flow that calls
    ``suspend_flow_run``; once all are Suspended (their entries acknowledged, their slots free),
    each in turn is resumed with ``resume_flow_run``: t0 before the call, t1 when the flow,
@@ -19,10 +24,11 @@ On one private server (AOF on, as in the other benchmarks):
    list). One worker process. Also reported: when the bench saw the run's RUNNING event.
 
 Stamps are ``CLOCK_MONOTONIC``, one clock for all processes of the machine. CPU seconds of
-every process (workers from ``/proc``, Redis from ``INFO cpu``) are reported per phase, to
-show where the time goes. Prints one JSON object on stdout; progress goes to stderr::
+every process (workers from ``/proc``, Redis from ``INFO cpu``) are reported per batch, and
+their median per run, to show where the time goes. Prints one JSON object on stdout; progress
+goes to stderr::
 
-    python bench/worker_throughput.py [--jobs 2000] [--samples 200]
+    python bench/worker_throughput.py [--jobs 2000] [--rounds 3] [--samples 200]
 """
 
 from __future__ import annotations
@@ -32,34 +38,26 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import subprocess
+import statistics
 import sys
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import redis
 import redis.asyncio
+from _arq_runner import arq_batch, arq_env, arq_python, start_arq_worker
 from _server import CommandCounter, latency_ms, machine, point_flowbus_at, private_server
+from _workers import STEP_TIMEOUT, Children, Meter, bench_env, log, wait_until, workers_dir
 from worker_flows import SUSPENDER, TRIVIAL, now_ns
 
 from flowbus import FlowbusClient, get_client, resume_flow_run
 from flowbus.keys import Keys
 from flowbus.runtime import close_runtime
 
-#: The repository root and the folder of this file.
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-#: arq's own virtual environment (gitignored), made on first use.
-ARQ_VENV = BENCH / ".venv-arq"
-ARQ_REQUIREMENT = "arq"
 #: Runs a worker process executes at once: flowbus ``--concurrency``, arq ``max_jobs``.
 CONCURRENCY = 32
 #: Create / enqueue calls in flight in the enqueuing process (both systems).
@@ -71,10 +69,11 @@ WARMUP_SAMPLES = 10
 #: Pause before each resume, so the worker is idle and blocked in its read (ms).
 GAP_MS = 2.0
 KEY_PREFIX = "bench"
+#: Seconds of a flowbus worker's lease: its workers are stopped while arq runs, and must not
+#: take each other for dead when they continue (nothing is pending between batches anyway).
+LEASE = 120.0
 THROUGHPUT_QUEUE = "tput"
 SUSPEND_QUEUE = "susp"
-#: Seconds any single wait (an event, a stamp, a process) may take.
-STEP_TIMEOUT = 60.0
 #: Targets: flowbus runs/s per worker process at least arq's; suspend → continued p50.
 TARGETS = {"flowbus_over_arq_min": 1.0, "suspend_resume_p50_ms_max": 20.0}
 
@@ -84,95 +83,6 @@ EVENTS_PER_RUN = 4
 DEFAULT_QUEUE_EVENTS_MAXLEN = 10_000
 #: Event types a run of the throughput flow must not end in.
 BAD_ENDS = {"FAILED", "CRASHED", "CANCELLED"}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# -- processes ----------------------------------------------------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process, from ``/proc/PID/stat``."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-
-@dataclass
-class Children:
-    """Worker processes, each logging to a file; every one is stopped by :meth:`stop_all`."""
-
-    log_dir: Path
-    children: list[Child] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        child = Child(name, proc, log_path)
-        self.children.append(child)
-        return child
-
-    def check_alive(self) -> None:
-        for child in self.children:
-            if child.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}"
-                )
-
-    def cpu_seconds(self, prefix: str) -> float:
-        return sum(proc_cpu_seconds(c.proc.pid) for c in self.children if c.name.startswith(prefix))
-
-    def stop(self, prefix: str) -> None:
-        """SIGTERM the children named ``prefix…``; kill those still there after 15 s."""
-        chosen = [c for c in self.children if c.name.startswith(prefix)]
-        for child in chosen:
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        for child in chosen:
-            try:
-                child.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                log(f"{child.name} (pid {child.proc.pid}) ignored SIGTERM; killing it")
-                child.proc.kill()
-                child.proc.wait(10)
-            if child.proc.returncode not in (0, -signal.SIGTERM):
-                log(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
-            elif said := child.tail():  # they log at WARNING: anything said matters
-                log(f"{child.name} logged:\n{said}")
-        self.children = [c for c in self.children if c not in chosen]
-
-    def stop_all(self) -> None:
-        self.stop("")
-
-
-def wait_until(what: str, ready: Callable[[], bool], children: Children) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while not ready():
-        children.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready within {STEP_TIMEOUT} s")
-        time.sleep(0.02)
-
-
-def bench_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(BENCH) + (os.pathsep + path if path else "")
-    env.update(extra)
-    return env
 
 
 # -- flowbus ------------------------------------------------------------------------------
@@ -195,6 +105,8 @@ def start_flowbus_worker(children: Children, url: str, name: str) -> None:
         name,
         "--log-level",
         "WARNING",
+        "--lease",
+        str(LEASE),
     ]
     env = bench_env(FLOWBUS_REDIS_URL=url, FLOWBUS_KEY_PREFIX=KEY_PREFIX)
     client = redis.Redis.from_url(url, decode_responses=True)
@@ -288,41 +200,6 @@ async def create_runs(
     return await asyncio.gather(*(one() for _ in range(n)))
 
 
-@dataclass
-class Meter:
-    """CPU seconds of the workers, the server and this process over one timed phase."""
-
-    counter: CommandCounter
-    children: Children
-    prefix: str
-    start: dict[str, float] = field(default_factory=dict)
-
-    def snapshot(self) -> dict[str, float]:
-        info: dict[str, Any] = self.counter.redis.info("cpu")
-        return {
-            "workers": self.children.cpu_seconds(self.prefix),
-            "redis_server": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "enqueuer": time.process_time(),
-        }
-
-    def reset(self) -> None:
-        self.counter.reset()
-        self.start = self.snapshot()
-
-    def read(self, units: int) -> dict[str, Any]:
-        end = self.snapshot()
-        counts = self.counter.read()
-        by_name = sorted(counts.by_command.items(), key=lambda item: (-item[1], item[0]))
-        return {
-            "cpu_seconds": {k: round(end[k] - self.start[k], 3) for k in end},
-            "redis_commands_per_run": round(counts.total / units, 2),
-            "redis_round_trips_per_run": round(counts.reads / units, 2),
-            "redis_commands_by_name_per_run": {
-                name: round(n / units, 2) for name, n in by_name if n / units >= 0.05
-            },
-        }
-
-
 async def flowbus_batch(
     client: FlowbusClient, events: EventReader, deployment: UUID, n: int
 ) -> dict[str, float]:
@@ -335,28 +212,6 @@ async def flowbus_batch(
     await done
     end = time.perf_counter()
     return {"seconds": end - start, "enqueue_seconds": enqueued - start}
-
-
-async def flowbus_throughput(
-    client: FlowbusClient,
-    events: EventReader,
-    deployment: UUID,
-    n: int,
-    meter: Meter,
-    processes: int,
-) -> dict[str, Any]:
-    await flowbus_batch(client, events, deployment, WARMUP)
-    meter.reset()
-    timed = await flowbus_batch(client, events, deployment, n)
-    used = meter.read(n)
-    return {
-        "runs": n,
-        "seconds": round(timed["seconds"], 3),
-        "runs_per_second": round(n / timed["seconds"], 1),
-        "runs_per_second_per_process": round(n / timed["seconds"] / processes, 1),
-        "enqueue_seconds": round(timed["enqueue_seconds"], 3),
-        **used,
-    }
 
 
 async def suspend_resume(
@@ -424,148 +279,154 @@ async def running_again(events: EventReader, run_id: str) -> int:
             raise RuntimeError(f"run {event.get('run_id')} ended {event}")
 
 
-async def flowbus_phases(
-    url: str, jobs: int, samples: int, children: Children, counter: CommandCounter
+# -- rounds -------------------------------------------------------------------------------
+
+
+async def flowbus_throughput(
+    client: FlowbusClient, events: EventReader, deployment: UUID, n: int, meter: Meter
 ) -> dict[str, Any]:
-    events = EventReader(url, THROUGHPUT_QUEUE)
-    meter = Meter(counter, children, "flowbus-")
-    result: dict[str, Any] = {}
-    try:
-        async with get_client() as client:
-            trivial = await client.create_deployment(TRIVIAL, "bench", queue=THROUGHPUT_QUEUE)
-            suspender = await client.create_deployment(SUSPENDER, "bench", queue=SUSPEND_QUEUE)
-
-            async def throughput(processes: int) -> dict[str, Any]:
-                log(f"flowbus: {processes} worker process(es)")
-                name = f"flowbus-{processes}"
-                await asyncio.to_thread(start_flowbus_worker, children, url, name)
-                timed = await flowbus_throughput(client, events, trivial, jobs, meter, processes)
-                log(f"  {timed['runs_per_second']} runs/s")
-                return timed
-
-            result["1_process"] = await throughput(1)
-            log(f"flowbus: suspend → resume → continued, {samples} samples, 1 worker process")
-            result["suspend_resume"] = await suspend_resume(client, url, suspender, samples)
-            log(f"  p50 {result['suspend_resume']['latency_ms']['p50']} ms")
-            result["2_processes"] = await throughput(2)
-    finally:
-        await events.aclose()
-        await close_runtime()
-    return result
-
-
-# -- arq ----------------------------------------------------------------------------------
-
-
-def arq_python() -> Path:
-    """The arq venv's interpreter; the venv is created (once) if it cannot import arq."""
-    python = ARQ_VENV / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import arq"]).returncode == 0:
-        return python
-    log(f"creating {ARQ_VENV.relative_to(ROOT)} with {ARQ_REQUIREMENT} (arq pins redis-py < 8)")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", ARQ_VENV], check=True)
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", ARQ_REQUIREMENT],
-        check=True,
-        stdout=sys.stderr,
-    )
-    return python
-
-
-def start_arq_worker(children: Children, python: Path, env: dict[str, str], name: str) -> None:
-    """Start an arq worker; returns once it has polled the queue (its health check appears)."""
-    client = redis.Redis.from_url(env["BENCH_ARQ_REDIS_URL"])
-    health = "arq:queue:health-check"
-    try:
-        client.delete(health)
-        children.start(name, [str(python), str(BENCH / "_arq_jobs.py"), "worker"], env)
-        wait_until(f"arq worker {name}", lambda: bool(client.exists(health)), children)
-    finally:
-        client.close()
-
-
-def arq_batch(
-    python: Path, env: dict[str, str], jobs: int, meter: Meter, processes: int
-) -> dict[str, Any]:
+    await flowbus_batch(client, events, deployment, WARMUP)
     meter.reset()
-    args = [str(python), str(BENCH / "_arq_jobs.py"), "drive", "--jobs", str(jobs)]
-    args += ["--warmup", str(WARMUP)]
-    out = subprocess.run(
-        args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=STEP_TIMEOUT * 2
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"arq driver failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    driven: dict[str, Any] = json.loads(out.stdout)
-    used = meter.read(jobs + WARMUP)
-    used["cpu_seconds"]["enqueuer"] = round(driven["driver_cpu_seconds"], 3)
-    used["note"] = (
-        "server CPU and Redis commands include the driver's warm-up jobs and idle polls "
-        "(per run: divided by jobs + warm-up); enqueuer CPU is the timed batch only"
-    )
+    timed = await flowbus_batch(client, events, deployment, n)
     return {
-        "runs": jobs,
-        "seconds": round(driven["seconds"], 3),
-        "runs_per_second": round(jobs / driven["seconds"], 1),
-        "runs_per_second_per_process": round(jobs / driven["seconds"] / processes, 1),
-        "enqueue_seconds": round(driven["enqueue_seconds"], 3),
-        **used,
-        "settings": {k: driven[k] for k in ("max_jobs", "poll_delay_s")},
-        "versions": {k: driven[k] for k in ("arq", "redis_py")},
+        "runs": n,
+        "seconds": round(timed["seconds"], 3),
+        "runs_per_second": round(n / timed["seconds"], 1),
+        "enqueue_seconds": round(timed["enqueue_seconds"], 3),
+        **meter.read(n),
     }
 
 
-def arq_phases(
-    url: str, jobs: int, poll_delay: float, children: Children, counter: CommandCounter
-) -> dict[str, Any]:
-    python = arq_python()
-    base, _, _db = url.rpartition("/")
-    env = bench_env(
-        BENCH_ARQ_REDIS_URL=f"{base}/1",
-        BENCH_ARQ_MAX_JOBS=str(CONCURRENCY),
-        BENCH_ARQ_POLL_DELAY=str(poll_delay),
+def summary(batches: list[dict[str, Any]], processes: int) -> dict[str, Any]:
+    """Medians over the rounds of one system and worker count; each round's own figures."""
+    rate = statistics.median(b["runs_per_second"] for b in batches)
+    cpu = {
+        part: round(statistics.median(b["cpu_seconds"][part] / b["runs"] for b in batches) * 1e6)
+        for part in ("workers", "redis_server", "enqueuer")
+    }
+    cpu["total"] = round(
+        statistics.median(sum(b["cpu_seconds"].values()) / b["runs"] for b in batches) * 1e6
     )
-    meter = Meter(counter, children, "arq-")
-    result: dict[str, Any] = {}
-    log("arq: 1 worker process")
-    start_arq_worker(children, python, env, "arq-1")
-    result["1_process"] = arq_batch(python, env, jobs, meter, 1)
-    log(f"  {result['1_process']['runs_per_second']} jobs/s")
-    log("arq: 2 worker processes")
-    start_arq_worker(children, python, env, "arq-2")
-    result["2_processes"] = arq_batch(python, env, jobs, meter, 2)
-    log(f"  {result['2_processes']['runs_per_second']} jobs/s")
-    return result
+    first = batches[0]
+    return {
+        "runs_per_second_median": round(rate, 1),
+        "runs_per_second_per_process": round(rate / processes, 1),
+        "cpu_us_per_run_median": cpu,
+        "rounds": [
+            {k: b[k] for k in ("runs_per_second", "seconds", "enqueue_seconds", "cpu_seconds")}
+            for b in batches
+        ],
+        "redis_commands_per_run": first["redis_commands_per_run"],
+        "redis_round_trips_per_run": first["redis_round_trips_per_run"],
+        "redis_commands_by_name_per_run": first["redis_commands_by_name_per_run"],
+        **{k: first[k] for k in ("settings", "versions") if k in first},
+    }
+
+
+class Bench:
+    """Both systems' workers, the flowbus client and the arq driver of one run."""
+
+    def __init__(self, url: str, children: Children, counter: CommandCounter, args: Any) -> None:
+        self.url, self.children, self.args = url, children, args
+        self.flowbus_meter = Meter(counter, children, "flowbus-")
+        self.arq_meter = Meter(counter, children, "arq-")
+        self.arq_env = arq_env(url, CONCURRENCY, args.arq_poll_delay)
+        self.arq_python = Path()
+
+    async def run(self) -> dict[str, Any]:
+        self.arq_python = await asyncio.to_thread(arq_python)
+        events = EventReader(self.url, THROUGHPUT_QUEUE)
+        result: dict[str, Any] = {"flowbus": {}, "arq": {}, "per_round_ratios": {}}
+        try:
+            async with get_client() as client:
+                trivial = await client.create_deployment(TRIVIAL, "bench", queue=THROUGHPUT_QUEUE)
+                suspender = await client.create_deployment(SUSPENDER, "bench", queue=SUSPEND_QUEUE)
+                for processes, key in ((1, "1_process"), (2, "2_processes")):
+                    flowbus, arq = await self.rounds(client, events, trivial, processes)
+                    result["flowbus"][key] = summary(flowbus, processes)
+                    result["arq"][key] = summary(arq, processes)
+                    result["per_round_ratios"][key] = [
+                        round(f["runs_per_second"] / a["runs_per_second"], 2)
+                        for f, a in zip(flowbus, arq, strict=True)
+                    ]
+                    if processes == 1:
+                        result["flowbus"]["suspend_resume"] = await self.suspend_resume(
+                            client, suspender
+                        )
+        finally:
+            await events.aclose()
+            await close_runtime()
+        return result
+
+    async def suspend_resume(self, client: FlowbusClient, deployment: UUID) -> dict[str, Any]:
+        samples = self.args.samples
+        log(f"flowbus: suspend → resume → continued, {samples} samples, 1 worker process")
+        with self.children.frozen("arq-"):
+            measured = await suspend_resume(client, self.url, deployment, samples)
+        log(f"  p50 {measured['latency_ms']['p50']} ms")
+        return measured
+
+    async def rounds(
+        self, client: FlowbusClient, events: EventReader, deployment: UUID, processes: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Start one more worker of each system, then alternate their batches."""
+        children, jobs = self.children, self.args.jobs
+        await asyncio.to_thread(start_flowbus_worker, children, self.url, f"flowbus-{processes}")
+        await asyncio.to_thread(
+            start_arq_worker, children, self.arq_python, self.arq_env, f"arq-{processes}"
+        )
+        flowbus: list[dict[str, Any]] = []
+        arq: list[dict[str, Any]] = []
+        for round_ in range(self.args.rounds):
+            for system in ("flowbus", "arq") if round_ % 2 == 0 else ("arq", "flowbus"):
+                if system == "flowbus":
+                    with children.frozen("arq-"):
+                        batch = await flowbus_throughput(
+                            client, events, deployment, jobs, self.flowbus_meter
+                        )
+                    flowbus.append(batch)
+                else:
+                    with children.frozen("flowbus-"):
+                        batch = await asyncio.to_thread(
+                            arq_batch, self.arq_python, self.arq_env, jobs, WARMUP, self.arq_meter
+                        )
+                    arq.append(batch)
+            log(
+                f"{processes} process(es), round {round_ + 1}: flowbus "
+                f"{flowbus[-1]['runs_per_second']} runs/s, arq {arq[-1]['runs_per_second']} jobs/s"
+            )
+        return flowbus, arq
 
 
 # -- report -------------------------------------------------------------------------------
 
 
-def verdict(flowbus: dict[str, Any], arq: dict[str, Any]) -> dict[str, Any]:
+def verdict(result: dict[str, Any]) -> dict[str, Any]:
+    flowbus, arq = result["flowbus"], result["arq"]
+    setups = ("1_process", "2_processes")
     ratios = {
-        procs: round(flowbus[procs]["runs_per_second"] / arq[procs]["runs_per_second"], 2)
-        for procs in ("1_process", "2_processes")
+        s: round(flowbus[s]["runs_per_second_median"] / arq[s]["runs_per_second_median"], 2)
+        for s in setups
+    }
+    cpu = {
+        s: round(
+            arq[s]["cpu_us_per_run_median"]["total"] / flowbus[s]["cpu_us_per_run_median"]["total"],
+            2,
+        )
+        for s in setups
     }
     p50 = flowbus["suspend_resume"]["latency_ms"]["p50"]
     return {
         "flowbus_over_arq_runs_per_second": ratios,
+        "arq_over_flowbus_cpu_per_run": cpu,
         "throughput_ok": all(r >= TARGETS["flowbus_over_arq_min"] for r in ratios.values()),
         "suspend_resume_p50_ms": p50,
         "suspend_resume_ok": p50 <= TARGETS["suspend_resume_p50_ms_max"],
     }
 
 
-@contextmanager
-def workers_dir() -> Iterator[Children]:
-    with tempfile.TemporaryDirectory(prefix="flowbus-bench-workers-") as tmp:
-        children = Children(Path(tmp))
-        try:
-            yield children
-        finally:
-            children.stop_all()
-
-
-def run(jobs: int, samples: int, arq_poll_delay: float) -> dict[str, Any]:
-    events_per_batch = EVENTS_PER_RUN * (jobs + WARMUP)
+def run(args: Any) -> dict[str, Any]:
+    events_per_batch = EVENTS_PER_RUN * (args.jobs + WARMUP)
     if events_per_batch > DEFAULT_QUEUE_EVENTS_MAXLEN // 2:  # the reader must never lag a trim
         os.environ["FLOWBUS_QUEUE_EVENTS_MAXLEN"] = str(2 * events_per_batch)
     with private_server(appendonly=True) as url, workers_dir() as children:
@@ -573,31 +434,30 @@ def run(jobs: int, samples: int, arq_poll_delay: float) -> dict[str, Any]:
         counter = CommandCounter(url)
         try:
             server = {k: counter.config(k) for k in ("appendonly", "appendfsync", "save")}
-            flowbus = asyncio.run(flowbus_phases(url, jobs, samples, children, counter))
-            children.stop("flowbus-")
-            arq = arq_phases(url, jobs, arq_poll_delay, children, counter)
-            children.stop("arq-")
-            return {
+            measured = asyncio.run(Bench(url, children, counter, args).run())
+            report = {
                 "benchmark": "worker_throughput",
                 "machine": machine(counter),
                 "server": server,
                 "setup": {
                     "flowbus_flow": "async flow calling one async task (returns its argument)",
                     "flowbus_worker": f"python -m worker --concurrency {CONCURRENCY}, "
-                    "log level WARNING, default lease/heartbeat",
+                    f"log level WARNING, --lease {LEASE:g} (stopped while arq runs)",
                     "arq_job": "async no-op job, result kept (arq's default)",
-                    "arq_worker": f"arq.run_worker, max_jobs {CONCURRENCY}, log level WARNING",
+                    "arq_worker": f"arq.run_worker, max_jobs {CONCURRENCY}, log level WARNING, "
+                    f"poll_delay {args.arq_poll_delay} s",
                     "enqueue_in_flight": ENQUEUE_CONCURRENCY,
                     "warmup_runs_per_batch": WARMUP,
+                    "rounds": args.rounds,
                     "timed": "first create/enqueue → last completion seen (flowbus: COMPLETED "
                     "event by XREAD; arq: result key written, by keyspace notification)",
                     "clock": "CLOCK_MONOTONIC (latency), perf_counter (throughput)",
                 },
                 "targets": TARGETS,
-                "flowbus": flowbus,
-                "arq": arq,
-                "vs_targets": verdict(flowbus, arq),
+                **measured,
             }
+            report["vs_targets"] = verdict(report)
+            return report
         finally:
             counter.close()
 
@@ -605,6 +465,7 @@ def run(jobs: int, samples: int, arq_poll_delay: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=2000, help="runs (jobs) per throughput batch")
+    parser.add_argument("--rounds", type=int, default=3, help="batches of each system per setup")
     parser.add_argument("--samples", type=int, default=200, help="suspend-resume samples")
     parser.add_argument(
         "--arq-poll-delay",
@@ -613,11 +474,11 @@ def main() -> None:
         help="arq's poll_delay (s); its default 0.5 caps a worker near 2 x max_jobs jobs/s",
     )
     args = parser.parse_args()
-    if args.jobs < 1 or args.samples < 2:
-        parser.error("--jobs must be at least 1 and --samples at least 2")
+    if args.jobs < 1 or args.samples < 2 or args.rounds < 1:
+        parser.error("--jobs and --rounds must be at least 1, --samples at least 2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     started = time.perf_counter()
-    result = run(args.jobs, args.samples, args.arq_poll_delay)
+    result = run(args)
     result["total_seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(result, indent=2))
 
