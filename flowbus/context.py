@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause
@@ -108,7 +109,12 @@ class TaskRunContext:
     task: Task[..., Any]
     task_run_key: str
     flow_run_context: FlowRunContext
-    parameters: dict[str, Any]
+    #: The call's arguments, bound by parameter name on first read (most tasks never ask).
+    bind: Callable[[], dict[str, Any]] = field(repr=False)
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        return self.bind()
 
     @classmethod
     def get(cls) -> TaskRunContext | None:

@@ -175,19 +175,24 @@ class FlowEngine:
         token = FlowRunContext.var.set(ctx)
         loop_token = run_loop.set(ctx.loop)
         try:
+            if self.flow.timeout_seconds is None:
+                return await self._body(parameters)
             with anyio.move_on_after(self.flow.timeout_seconds):
-                if self.flow.is_async:
-                    return await self.flow.call_body(parameters)
-                context = copy_context()
-                return await anyio.to_thread.run_sync(
-                    context.run, self.flow.call_body, parameters, abandon_on_cancel=True
-                )
+                return await self._body(parameters)
             raise FlowRunTimeout(
                 f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
             )
         finally:
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
+
+    async def _body(self, parameters: Mapping[str, Any]) -> Any:
+        if self.flow.is_async:
+            return await self.flow.call_body(parameters)
+        context = copy_context()
+        return await anyio.to_thread.run_sync(
+            context.run, self.flow.call_body, parameters, abandon_on_cancel=True
+        )
 
     async def _settle_interrupted(self) -> State:
         """The final state of a run cancelled or timed out from outside its process."""

@@ -17,13 +17,6 @@ from flowbus.store import RunStore
 BATCH_DELAY = 0.02
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class ResultWriter:
     """Persists the task results of one run; ``persist`` may be called from any thread."""
 
@@ -31,6 +24,8 @@ class ResultWriter:
         self.store = store
         self.run_id = run_id
         self.loop = loop
+        #: The thread of ``loop`` (the writer is made there); sync tasks persist from others.
+        self._loop_thread = threading.get_ident()
         self._pending: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -44,7 +39,7 @@ class ResultWriter:
             if self._scheduled:
                 return
             self._scheduled = True
-        if _running_loop() is self.loop:
+        if threading.get_ident() == self._loop_thread:
             self._arm()
         else:  # a sync task in a worker thread
             self.loop.call_soon_threadsafe(self._arm)

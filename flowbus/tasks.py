@@ -8,6 +8,7 @@ import contextvars
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property, update_wrapper
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
@@ -109,6 +110,26 @@ class Task(Generic[P, R]):
         return adapter.validate_python(value) if adapter is not None else value
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """How one task call ended; a ``State`` is built only when the caller asks for one."""
+
+    value: Any = None
+    error: BaseException | None = None
+    cached: bool = False
+
+    def state(self) -> State:
+        if self.error is not None:
+            message = f"Task run encountered an exception {type(self.error).__name__}: {self.error}"
+            return Failed(message=message).with_data(self.error)
+        return Completed(name="Cached" if self.cached else None).with_data(self.value)
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class _TaskCall:
     """One call of a task: key assignment, result reuse, retries and persistence."""
 
@@ -117,7 +138,6 @@ class _TaskCall:
         self.args = args
         self.kwargs = kwargs
         self.flow_ctx = FlowRunContext.get()
-        self.parameters = task.signature.bind_partial(*args, **kwargs).arguments
         self.key: str | None = None
         if self.flow_ctx is not None:
             self.flow_ctx.checkpoint()
@@ -128,16 +148,21 @@ class _TaskCall:
             else:
                 self.key = self.flow_ctx.next_task_key(task.name)
 
-    def cached(self) -> State | None:
-        """The state of an earlier execution of this call, if its result was persisted."""
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        """The call's arguments by parameter name (bound only when someone asks)."""
+        return self.task.signature.bind_partial(*self.args, **self.kwargs).arguments
+
+    def cached(self) -> _Outcome | None:
+        """The outcome of an earlier execution of this call, if its result was persisted."""
         if self.flow_ctx is None or self.key is None:
             return None
         data = self.flow_ctx.results.get(self.key)
         if data is None:
             return None
-        return Completed(name="Cached").with_data(self.task.restore(data))
+        return _Outcome(self.task.restore(data), cached=True)
 
-    def succeeded(self, value: Any) -> State:
+    def succeeded(self, value: Any) -> _Outcome:
         if self.flow_ctx is not None and self.key is not None and self.task.persist_result:
             try:
                 data = encode(
@@ -147,61 +172,57 @@ class _TaskCall:
                     what=f"result of task {self.key!r}",
                 )
             except Exception as exc:  # becomes the task's failure
-                return self.failed(exc)
+                return _Outcome(error=exc)
             self.flow_ctx.persist(self.key, data)
-        return Completed().with_data(value)
-
-    def failed(self, exc: BaseException) -> State:
-        message = f"Task run encountered an exception {type(exc).__name__}: {exc}"
-        return Failed(message=message).with_data(exc)
+        return _Outcome(value)
 
     def enter(self) -> contextvars.Token[TaskRunContext | None] | None:
         if self.flow_ctx is None or self.key is None:
             return None
         return TaskRunContext.var.set(
-            TaskRunContext(self.task, self.key, self.flow_ctx, self.parameters)
+            TaskRunContext(self.task, self.key, self.flow_ctx, lambda: self.parameters)
         )
 
     def leave(self, token: contextvars.Token[TaskRunContext | None] | None) -> None:
         if token is not None:
             TaskRunContext.var.reset(token)
 
-    def finish(self, state: State, return_state: bool) -> Any:
-        return state if return_state else state.result()
+    def finish(self, outcome: _Outcome, return_state: bool) -> Any:
+        return outcome.state() if return_state else outcome.result()
 
     def run_sync(self, return_state: bool) -> Any:
-        state = self.cached()
+        outcome = self.cached()
         attempt = 0
-        while state is None:
+        while outcome is None:
             token = self.enter()
             try:
-                state = self.succeeded(self.task.fn(*self.args, **self.kwargs))
+                outcome = self.succeeded(self.task.fn(*self.args, **self.kwargs))
             except Exception as exc:  # a task failure is a state
                 if attempt < self.task.retries:
                     attempt += 1
                     time.sleep(self.task.retry_delay_seconds)
                     continue
-                state = self.failed(exc)
+                outcome = _Outcome(error=exc)
             finally:
                 self.leave(token)
-        return self.finish(state, return_state)
+        return self.finish(outcome, return_state)
 
     async def run_async(self, return_state: bool) -> Any:
-        state = self.cached()
+        outcome = self.cached()
         attempt = 0
-        while state is None:
+        while outcome is None:
             token = self.enter()
             try:
-                state = self.succeeded(await self.task.fn(*self.args, **self.kwargs))
+                outcome = self.succeeded(await self.task.fn(*self.args, **self.kwargs))
             except Exception as exc:  # a task failure is a state
                 if attempt < self.task.retries:
                     attempt += 1
                     await asyncio.sleep(self.task.retry_delay_seconds)
                     continue
-                state = self.failed(exc)
+                outcome = _Outcome(error=exc)
             finally:
                 self.leave(token)
-        return self.finish(state, return_state)
+        return self.finish(outcome, return_state)
 
 
 @overload

@@ -88,7 +88,9 @@ local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS, MESSAGES}
 
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
 -- run's and the queue's streams. opts: message, retry, pause_key, pause_timeout_ms,
--- reschedule, input_prefix, deadline_ms. Returns event id, or nil and the reason.
+-- reschedule, input_prefix, deadline_ms; fields (more run-hash fields and values to write
+-- with the state); transient (a step the same script moves on from at once: published, but
+-- the hash is written by the next step only). Returns event id, or nil and the reason.
 local function transition(cur, to_type, to_name, opts)
   local reason = check(cur, to_type, to_name, opts.retry)
   if reason then return nil, reason end
@@ -96,8 +98,10 @@ local function transition(cur, to_type, to_name, opts)
   local run_count = cur.run_count
   if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then run_count = run_count + 1 end
   local message = opts.message or ''
-  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
-    'state_message', message, 'state_ts', ts, 'run_count', run_count)
+  if not opts.transient then
+    redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
+      'state_message', message, 'state_ts', ts, 'run_count', run_count, unpack(opts.fields or {}))
+  end
   -- the event names the pause it enters or leaves, so a waiter can trust it without a read
   local pause_key = cur.type == 'PAUSED' and cur.pause_key or ''
   if to_type == 'PAUSED' then
@@ -150,7 +154,7 @@ end
 -- Returns the RUNNING event id, or nil and the reason.
 local function start(cur)
   if cur.type == 'SCHEDULED' then
-    local id, reason = transition(cur, 'PENDING', 'Pending', {})
+    local id, reason = transition(cur, 'PENDING', 'Pending', {transient = true})
     if not id then return nil, reason end
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end

@@ -8,18 +8,21 @@ if redis.call('EXISTS', RUN) == 1 then return reply(0, 'a run with this id exist
 -- refuse before writing: a refused creation must leave no half-made run behind
 if not ALLOWED.NONE[ARGV[10]] then return reply(0, 'a run starts SCHEDULED or PENDING') end
 local ts = now_ms()
-redis.call('HSET', RUN, 'id', ARGV[4], 'flow_name', ARGV[5], 'name', ARGV[6], 'queue', ARGV[7],
-  'deployment_id', ARGV[8], 'parameters', ARGV[9], 'parent_id', ARGV[12], 'created_ms', ts,
-  'state_type', 'NONE', 'state_name', '', 'run_count', 0)
 redis.call('ZADD', RUNS, ts, ARGV[4])
-local cur = current()
+-- the run as it is before its first state (what current() would read), written with that state
+local cur = {id = ARGV[4], flow = ARGV[5], type = 'NONE', name = '', run_count = 0,
+  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = ARGV[8]}
 local initial = ARGV[10]
 local scheduled = tonumber(ARGV[13])
-local opts = {}
-if scheduled and scheduled > ts then opts.deadline_ms = scheduled end
+local opts = {fields = {'id', ARGV[4], 'flow_name', ARGV[5], 'name', ARGV[6], 'queue', ARGV[7],
+  'deployment_id', ARGV[8], 'parameters', ARGV[9], 'parent_id', ARGV[12], 'created_ms', ts}}
+if scheduled then
+  table.insert(opts.fields, 'scheduled_ms')
+  table.insert(opts.fields, scheduled)
+  if scheduled > ts then opts.deadline_ms = scheduled end
+end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
 if not id then return reply(0, reason, cur) end
-if scheduled then redis.call('HSET', RUN, 'scheduled_ms', scheduled) end
 if ARGV[11] == '1' and not opts.deadline_ms then enqueue(cur) end
 if ARGV[14] == '1' then
   id, reason = start(cur)

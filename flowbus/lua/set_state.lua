@@ -20,9 +20,10 @@ if to_type == 'CANCELLING' and idle then
   -- (a process blocked in an in-process pause is woken by the control stream)
   to_type, to_name = 'CANCELLED', 'Cancelled'
 end
-local id, reason = transition(cur, to_type, to_name, {message = ARGV[6], retry = ARGV[7] == '1'})
+local opts = {message = ARGV[6], retry = ARGV[7] == '1'}
+if ARGV[8] ~= '' then opts.fields = {'result', ARGV[8]} end
+local id, reason = transition(cur, to_type, to_name, opts)
 if not id then return reply(0, reason, cur) end
-if ARGV[8] ~= '' then redis.call('HSET', RUN, 'result', ARGV[8]) end
 if #ARGV > 12 then redis.call('HSET', RESULTS, unpack(ARGV, 13)) end
 if ARGV[10] == '1' then enqueue(cur) end
 if ARGV[11] ~= '' then redis.call('XACK', QUEUE, ARGV[11], ARGV[12]) end
