@@ -13,6 +13,9 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command
+
 PoolT = TypeVar("PoolT", bound=ConnectionPool)
 
 
@@ -22,6 +25,13 @@ class _HiredisPacking:
     _serializer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        head = args[0]
+        if isinstance(head, str) and " " not in head:  # flowbus's commands: packed as they are
+            try:
+                return [pack_command(args)]
+            except TypeError:
+                pass
+        # a multi-word command name ("CLIENT SETNAME") or a buffer argument: redis-py's way
         packed: list[bytes] = self._serializer.pack(*args)
         return packed
 
