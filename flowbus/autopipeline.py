@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-#: Adds one caller's commands to a shared pipeline; must not raise.
-Build = Callable[[Pipeline], None]
+#: Adds one caller's commands to a shared pipeline (what it returns is ignored); must not raise.
+Build = Callable[[Pipeline], object]
 
 #: Callers' command groups per pipeline: a burst larger than this is sent in several.
 MAX_GROUPS = 256

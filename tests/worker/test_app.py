@@ -35,7 +35,10 @@ def test_the_event_loop_is_uvloop_when_installed_unless_asked_otherwise() -> Non
     assert use_uvloop("asyncio") is False
 
 
-@pytest.mark.parametrize("bad", [["mod", "--queue", "a{b}"], ["mod", "--loop", "trio"], ["mod", "--concurrency", "0"], []])
+@pytest.mark.parametrize(
+    "bad",
+    [["mod", "--queue", "a{b}"], ["mod", "--loop", "trio"], ["mod", "--concurrency", "0"], []],
+)
 def test_bad_arguments_exit_with_usage(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parser().parse_args(bad)

@@ -1,0 +1,138 @@
+"""Automatic pipelining and hiredis packing against a real Redis: calls of one loop turn share a
+round trip, each caller gets its own replies or its own error, NOSCRIPT is recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from flowbus.autopipeline import AutoPipeline
+from flowbus.runtime import open_redis
+from flowbus.settings import get_settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def redis(flowbus_env: str) -> AsyncIterator[Redis]:
+    client = open_redis(os.environ["FLOWBUS_REDIS_URL"], get_settings())
+    yield client
+    await client.aclose()
+    await client.connection_pool.aclose()
+
+
+async def reads_processed(redis: Redis) -> int:
+    info: dict[str, Any] = await redis.info("stats")
+    return int(info["total_reads_processed"])
+
+
+async def no_reload() -> None:
+    raise AssertionError("no script should be reloaded")
+
+
+async def test_calls_of_one_loop_turn_share_one_round_trip(redis: Redis, flowbus_env: str) -> None:
+    # Given 50 callers, each with its own command, submitting in the same loop turn
+    batch = AutoPipeline(redis, no_reload)
+    key = f"{flowbus_env}:counter"
+    before = await reads_processed(redis)
+
+    replies = await asyncio.gather(*(batch.execute(lambda pipe: pipe.incr(key)) for _ in range(50)))
+
+    # Then each got its own reply, in submission order, and the server read a few times only
+    # (one pipeline, and the two INFO calls; not one read per caller)
+    assert sorted(r[0] for r in replies) == list(range(1, 51))
+    assert [r[0] for r in replies] == list(range(1, 51))
+    assert await reads_processed(redis) - before <= 4
+
+
+async def test_a_callers_error_is_raised_to_that_caller_only(
+    redis: Redis, flowbus_env: str
+) -> None:
+    # Given a caller whose command fails (wrong type) among callers whose commands succeed
+    batch = AutoPipeline(redis, no_reload)
+    hash_key, counter = f"{flowbus_env}:h", f"{flowbus_env}:c"
+    await redis.hset(hash_key, "f", "v")
+
+    outcomes: list[Any] = await asyncio.gather(
+        batch.execute(lambda pipe: pipe.incr(counter)),
+        batch.execute(lambda pipe: pipe.incr(hash_key)),
+        batch.execute(lambda pipe: pipe.get(counter)),
+        return_exceptions=True,
+    )
+    good, bad, good_too = outcomes
+
+    # Then only that caller sees the error
+    assert good == [1]
+    assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+    assert good_too == [b"1"]
+
+
+async def test_noscript_loads_the_scripts_and_resends_only_what_met_it(
+    redis: Redis, flowbus_env: str
+) -> None:
+    # Given a script call and a plain command in one turn, on a server that lost its scripts
+    script = "return redis.call('INCR', KEYS[1])"
+    sha = await redis.script_load(script)
+    await redis.script_flush()
+    loads: list[str] = []
+
+    async def reload() -> None:
+        loads.append(await redis.script_load(script))
+
+    batch = AutoPipeline(redis, reload)
+    scripted, plain = f"{flowbus_env}:scripted", f"{flowbus_env}:plain"
+
+    by_script, by_command = await asyncio.gather(
+        batch.execute(lambda pipe: pipe.evalsha(sha, 1, scripted)),
+        batch.execute(lambda pipe: pipe.incr(plain)),
+    )
+
+    # Then the scripts were loaded once, the script's caller got its reply, and the plain
+    # command (which did not meet NOSCRIPT) ran once
+    assert loads == [sha]
+    assert by_script == [1] and by_command == [1]
+    assert await redis.get(plain) == b"1"
+
+
+async def test_a_second_noscript_is_raised(redis: Redis, flowbus_env: str) -> None:
+    # Given a reload that does not bring the script back
+    async def useless_reload() -> None:
+        return None
+
+    batch = AutoPipeline(redis, useless_reload)
+    with pytest.raises(NoScriptError):
+        await batch.execute(lambda pipe: pipe.evalsha("0" * 40, 1, f"{flowbus_env}:k"))
+
+
+async def test_a_caller_cancelled_before_the_send_sends_nothing(
+    redis: Redis, flowbus_env: str
+) -> None:
+    # Given a caller cancelled in the loop turn it submitted in
+    batch = AutoPipeline(redis, no_reload)
+    key = f"{flowbus_env}:never"
+    call = asyncio.ensure_future(batch.execute(lambda pipe: pipe.set(key, "1")))
+    await asyncio.sleep(0)  # the call has submitted its command
+    call.cancel()
+
+    # When the loop moves on and another caller's command is sent
+    assert await batch.execute(lambda pipe: pipe.exists(key)) == [0]
+
+    # Then the cancelled caller's command never reached Redis
+    assert await redis.exists(key) == 0
+
+
+async def test_multi_word_commands_and_buffers_pack_as_redis_py_packs_them(redis: Redis) -> None:
+    # connections of flowbus's pools pack with hiredis; names like "CLIENT SETNAME" are split
+    config: Any = await redis.config_get("maxmemory-policy")
+    assert "maxmemory-policy" in config
+    key = "flowbus-packing-test:buffer"
+    await redis.set(key, memoryview(b"raw bytes"))
+    assert await redis.get(key) == b"raw bytes"
+    assert await redis.object("encoding", key) in (b"embstr", "embstr")
+    await redis.delete(key)
