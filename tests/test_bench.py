@@ -1,0 +1,49 @@
+"""The benchmarks still run and print their JSON (tiny sizes: a smoke test, not a measurement).
+
+``bench/worker_throughput.py`` is left out: it installs arq into a venv of its own first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(script: str, *args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.timeout(150)
+def test_flow_overhead_prints_its_figures() -> None:
+    result = run_bench("flow_overhead.py", "--runs", "20")
+    assert result["benchmark"] == "flow_overhead"
+    assert result["flowbus"]["sequential_sync"]["runs"] == 20
+    assert result["flowbus"]["concurrent_async"]["round_trips_per_run"] < 1
+    assert set(result["flowbus_over_baseline"]) == {"sequential", "concurrent"}
+
+
+@pytest.mark.timeout(150)
+def test_resume_latency_prints_its_figures() -> None:
+    result = run_bench("resume_latency.py", "--n", "40", "--paused", "100")
+    assert result["benchmark"] == "resume_latency"
+    assert result["many_paused"]["paused_runs"] == 100
+    assert {"resume", "wait", "many_paused_resume"} <= set(result["vs_targets"])
