@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -26,6 +26,8 @@ from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 _FINAL = frozenset(t.value for t in FINAL_TYPES)
 #: Run ids whose queue this process knows; a run never changes queue.
 _QUEUE_CACHE_SIZE = 100_000
+#: Most run ids read from a queue's index at once when listing runs.
+_READ_PAGE = 1000
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -282,10 +284,36 @@ class RunStore:
             else sorted(text(q) for q in await self.redis.smembers(self.keys.queues()))
         )
         wanted = set(state_types) if state_types is not None else None
+
+        def keep(run: FlowRun) -> bool:
+            if flow_name and run.flow_name != flow_name:
+                return False
+            return wanted is None or run.state.type in wanted
+
         runs: list[FlowRun] = []
         for q in queues:
-            qkeys = self.keys.queue(q)
-            ids = [text(i) for i in await self.redis.zrevrange(qkeys.runs(), 0, -1)]
+            runs += await self._newest_runs(q, keep, limit)
+        runs.sort(key=lambda r: r.created, reverse=True)
+        return runs[:limit]
+
+    async def _newest_runs(
+        self, queue: str, keep: Callable[[FlowRun], bool], limit: int
+    ) -> list[FlowRun]:
+        """Up to ``limit`` runs of ``queue`` that ``keep`` accepts, newest first, read page by
+        page so a queue of millions of runs costs only the pages needed; ids of expired runs
+        are dropped from the queue's index on the way."""
+        qkeys = self.keys.queue(queue)
+        page = min(max(limit, 100), _READ_PAGE)
+        found: list[FlowRun] = []
+        seen: set[str] = set()  # runs created meanwhile shift the pages: never list one twice
+        start = 0
+        while len(found) < limit:
+            chunk = await self.redis.zrevrange(qkeys.runs(), start, start + page - 1)
+            if not chunk:
+                break
+            start += len(chunk)
+            ids = [rid for rid in map(text, chunk) if rid not in seen]
+            seen.update(ids)
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
                 pipe.hgetall(qkeys.run(rid).run)
@@ -293,17 +321,12 @@ class RunStore:
             for rid, raw in zip(ids, await pipe.execute(), strict=True):
                 if not raw:
                     gone.append(rid)
-                    continue
-                run = run_from_hash(raw)
-                if flow_name and run.flow_name != flow_name:
-                    continue
-                if wanted is not None and run.state.type not in wanted:
-                    continue
-                runs.append(run)
+                elif keep(run := run_from_hash(raw)):
+                    found.append(run)
             if gone:
                 await self.redis.zrem(qkeys.runs(), *gone)
-        runs.sort(key=lambda r: r.created, reverse=True)
-        return runs[:limit]
+                start -= len(gone)  # they no longer take places in the index
+        return found[:limit]
 
     async def set_state(
         self,

@@ -100,6 +100,34 @@ async def test_read_flow_runs_filters_by_state_flow_and_queue(runtime_closed: No
 
 
 @anyio_test
+async def test_listing_reads_a_large_queue_page_by_page_and_drops_expired_ids(
+    runtime_closed: None,
+) -> None:
+    async with get_client() as client:
+        # Given 4 runs of flow "rare", then 250 newer runs of flow "common" in one queue,
+        # 10 of which have expired (their hash is gone, their id still indexed)
+        rare = [await client.create_flow_run("rare", queue="big") for _ in range(4)]
+        await anyio.sleep(0.003)
+        common = [await client.create_flow_run("common", queue="big") for _ in range(250)]
+        store = client.store
+        expired = common[100:110]
+        for run in expired:
+            await store.redis.delete((await store.run_keys(run.id)).run)
+
+        # When the rare runs are listed (they sit three pages deep), and the newest few
+        listed = await client.read_flow_runs(flow_name="rare", limit=10)
+        newest = await client.read_flow_runs(queue="big", limit=3)
+
+        # Then every rare run is found once; the newest are among the last created (runs of
+        # one millisecond tie); and the expired ids left the index on the way
+        assert sorted(r.id for r in listed) == sorted(r.id for r in rare)
+        assert len(newest) == 3
+        assert {r.id for r in newest} <= {r.id for r in common[-30:]}
+        index = store.keys.queue("big").runs()
+        assert await store.redis.zcard(index) == 254 - len(expired)
+
+
+@anyio_test
 async def test_set_flow_run_state_accepted(runtime_closed: None) -> None:
     async with get_client() as client:
         run = await client.create_flow_run("etl")
