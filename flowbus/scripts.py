@@ -116,8 +116,10 @@ class Scripts:
         return await self._batch.execute(build)
 
     async def _load_all(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
         for script in self._scripts.values():
-            await self._redis.script_load(script.script)
+            pipe.script_load(script.script)
+        await pipe.execute()
 
     async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""
