@@ -91,11 +91,24 @@ async def consume(
             limiter.release_on_behalf_of(token)
             continue
         for entry_id, fields in entries:
-            if token is None:  # the batch outgrew the slots free when it was read: wait
-                token = object()
-                await limiter.acquire_on_behalf_of(token)
+            if token is None:
+                token = await _slot(limiter)
             runs.start_soon(handler, entry_id, fields, token)
             token = None
+
+
+async def _slot(limiter: anyio.CapacityLimiter) -> object:
+    """A slot's token, taken at once when one is free (it was, when the batch was read).
+
+    Without yielding, the whole batch starts in one loop turn, so its claims share one round
+    trip; only a batch that outgrew the free slots (the reclaimer took some) waits.
+    """
+    token = object()
+    try:
+        limiter.acquire_on_behalf_of_nowait(token)
+    except anyio.WouldBlock:
+        await limiter.acquire_on_behalf_of(token)
+    return token
 
 
 async def consume_each(
