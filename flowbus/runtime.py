@@ -58,8 +58,8 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
 
     A command that meets a dropped connection (a restarted server) is sent again on a new
     one, a few times. That is safe for flowbus's commands: reads, idempotent writes, and
-    compare-and-set scripts, whose second attempt at worst reports the first one's effect
-    as a refusal (e.g. ``NotPausedError`` after a resume that did happen), never twice.
+    compare-and-set scripts, which carry a call id, so a copy of a call that was applied is
+    answered as the first one was (not refused by the state it made) and applied once.
     """
     pool = BlockingConnectionPool.from_url(
         url,

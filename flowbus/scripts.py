@@ -7,6 +7,7 @@ trip) and loaded again on NOSCRIPT.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -100,10 +101,22 @@ class Scripts:
         }
         self._batch = AutoPipeline(redis, self._load_all)
 
-    def queue(self, pipe: Pipeline, name: str, keys: RunKeys, *args: str | bytes | int) -> None:
-        """Add script ``name`` to a pipeline built for :meth:`pipeline`."""
+    def queue(
+        self,
+        pipe: Pipeline,
+        name: str,
+        keys: RunKeys,
+        *args: str | bytes | int,
+        op: str | None = None,
+    ) -> None:
+        """Add script ``name`` to a pipeline built for :meth:`pipeline`.
+
+        ``op`` identifies the call (a fresh one by default): a copy resent after a dropped
+        connection finds it on the run and gets the first reply, not a refusal.
+        """
         names = keys.as_list()
-        pipe.evalsha(self._scripts[name].sha, len(names), *names, *self._head, *args)
+        op = op or secrets.token_hex(8)
+        pipe.evalsha(self._scripts[name].sha, len(names), *names, *self._head, *args, op)
 
     async def pipeline(self, build: Build) -> list[Any]:
         """Run the commands ``build`` adds to a pipeline, scripts among them, in one round trip.
@@ -121,9 +134,12 @@ class Scripts:
             pipe.script_load(script.script)
         await pipe.execute()
 
-    async def call(self, name: str, keys: RunKeys, *args: str | bytes | int) -> Reply:
+    async def call(
+        self, name: str, keys: RunKeys, *args: str | bytes | int, op: str | None = None
+    ) -> Reply:
         """Run script ``name`` on one run's keys with the script's own arguments."""
-        (raw,) = await self._batch.execute(lambda pipe: self.queue(pipe, name, keys, *args))
+        op = op or secrets.token_hex(8)  # fixed before the build, which a NOSCRIPT repeats
+        (raw,) = await self._batch.execute(lambda pipe: self.queue(pipe, name, keys, *args, op=op))
         reply = parse(raw)
         if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
             # the run's keys now expire; its index lives in another slot, so expire it here

@@ -496,3 +496,73 @@ async def test_pipelined_scripts_survive_a_script_cache_flush(store: RunStore) -
     # Then the scripts were loaded again and both steps happened
     assert reply.accepted
     assert (await store.read_run(run.id)).state.type is StateType.COMPLETED
+
+
+# -- a call resent after its reply was lost ----------------------------------------------------
+
+
+def moved(kind: StateType) -> tuple[str, ...]:
+    """set_state's own arguments for a plain move to ``kind``."""
+    return (kind.value, kind.value.title(), "", "0", "", "", "0", "", "")
+
+
+async def test_a_resent_call_gets_the_first_reply_and_applies_nothing_twice(
+    store: RunStore,
+) -> None:
+    # Given a move applied under a call id, whose reply the client never saw
+    run = await store.create_run("flow-a")
+    keys = await store.run_keys(run.id)
+    first = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-1")
+
+    # When the same call is sent again (as redis-py resends after a dropped connection)
+    again = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-1")
+
+    # Then it is answered as the first time, and the run moved (and published) once
+    assert first.accepted and again.accepted
+    assert again.detail == first.detail
+    assert [e["type"] for e in await entries(store, keys.events)] == ["SCHEDULED", "PENDING"]
+    # while another call making the same move is refused by the state the first one made
+    other = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-2")
+    assert other.status is Status.REFUSED
+
+
+async def test_a_resent_call_is_refused_once_another_call_moved_the_run(store: RunStore) -> None:
+    # Given a move, then another call's move
+    run = await store.create_run("flow-a")
+    keys = await store.run_keys(run.id)
+    assert (await store.scripts.call("set_state", keys, *moved(S.PENDING), op="a")).accepted
+    assert (await store.scripts.call("set_state", keys, *moved(S.RUNNING), op="b")).accepted
+    # When the first is resent late, Then it is judged against the run as it is now
+    late = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="a")
+    assert late.status is Status.REFUSED
+
+
+async def test_a_resent_claim_still_hands_the_run_to_its_worker(store: RunStore) -> None:
+    # Given a waiting run claimed by a worker whose connection dropped before the reply
+    run = await store.create_run("flow-a", queue="claims", enqueue=True)
+    keys = await store.run_keys(run.id)
+    first = await store.scripts.call("claim_run", keys, op="claim-1")
+    # When the claim is resent
+    again = await store.scripts.call("claim_run", keys, op="claim-1")
+    # Then the worker is told it started the run (and gets the run), which started once
+    assert first.accepted and again.accepted
+    fields = dict(zip(again.extra[::2], again.extra[1::2], strict=True))
+    assert fields[b"state_type"] == b"RUNNING" and fields[b"run_count"] == b"1"
+    types = [e["type"] for e in await entries(store, keys.events)]
+    assert types == ["SCHEDULED", "PENDING", "RUNNING"]
+
+
+async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:
+    # Given a run created under a call id
+    run_id = str(uuid4())
+    keys = store.keys.queue("creates").run(run_id)
+    args = (run_id, "flow-a", "flow-a-1", "creates", "", encode({}), "SCHEDULED", "1", "", "", "0")
+    first = await store.scripts.call("create_run", keys, *args, op="create-1")
+    # When the creation is resent, Then it is not refused as a duplicate, and made once
+    again = await store.scripts.call("create_run", keys, *args, op="create-1")
+    assert first.accepted and again.accepted
+    assert again.extra == first.extra  # the creation time
+    assert await store.redis.xlen(keys.queue_stream) == 1
+    # while a creation under another call id is a duplicate
+    other = await store.scripts.call("create_run", keys, *args, op="create-2")
+    assert other.status is Status.REFUSED

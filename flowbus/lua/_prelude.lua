@@ -7,7 +7,7 @@
 --   KEYS[10] run's input messages stream (send_input / receive_input)
 --   KEYS[11] queue control stream (what processes holding runs must act on)
 -- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
--- A script's own arguments start at ARGV[4].
+-- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
 --
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
 --   status 1 accepted (detail = event id), 0 refused (detail = reason), -1 no such run,
@@ -20,6 +20,9 @@ local MESSAGES, CONTROL = KEYS[10], KEYS[11]
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
 local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- The caller's id of this call: the same call sent again (its reply was lost with a dropped
+-- connection, and the client resent it) finds it on the run and is answered as the first time.
+local OP = ARGV[#ARGV]
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -50,16 +53,29 @@ end
 -- The run's current state, or nil when the run does not exist.
 local function current()
   local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
-    'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id')
+    'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op',
+    'op_detail')
   if not f[1] then return nil end
   return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
           pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
-          reschedule = f[8] == '1', deployment = f[9] or ''}
+          reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11]}
 end
 
 local function reply(status, detail, cur, ...)
   if not cur then return {status, detail, '', '', 0, ...} end
   return {status, detail, cur.type, cur.name, cur.run_count, ...}
+end
+
+-- The reply of a call that was applied: the run remembers the call, so that a resent copy
+-- (see OP) is answered as this one was, instead of being refused by the state it made.
+local function accepted(detail, cur, ...)
+  redis.call('HSET', RUN, 'op', OP, 'op_detail', detail)
+  return reply(1, detail, cur, ...)
+end
+
+-- Whether this call was already applied to the run (and nothing was applied since).
+local function replayed(cur)
+  return cur ~= nil and cur.op == OP
 end
 
 -- nil when cur → to is allowed, else the reason it is refused.

@@ -5,8 +5,9 @@
 --      | {0, reason, ..., hash fields and values…} (left as it was) | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run in this queue') end
+if replayed(cur) then return reply(1, cur.op_detail, cur, unpack(redis.call('HGETALL', RUN))) end
 local id, reason = nil, 'the run is ' .. cur.type
 if cur.type == 'SCHEDULED' or cur.type == 'PENDING' then id, reason = start(cur) end
 local fields = redis.call('HGETALL', RUN)
 if not id then return reply(0, reason, cur, unpack(fields)) end
-return reply(1, id, cur, unpack(fields))
+return accepted(id, cur, unpack(fields))

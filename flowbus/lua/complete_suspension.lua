@@ -3,6 +3,7 @@
 -- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or cur.name ~= 'Suspending' then
   return reply(0, 'the run is not suspending', cur)
 end
@@ -10,4 +11,4 @@ local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
 local id, reason = transition(cur, 'PAUSED', 'Suspended', {pause_key = cur.pause_key,
   reschedule = true, pause_timeout_ms = deadline, deadline_ms = deadline})
 if not id then return reply(0, reason, cur) end
-return reply(1, id, cur)
+return accepted(id, cur)

@@ -4,7 +4,13 @@
 -- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
 -- ARGV[14] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
 -- Reply: {1, event id, ..., created ms} or {0, reason, ...}.
-if redis.call('EXISTS', RUN) == 1 then return reply(0, 'a run with this id exists', current()) end
+if redis.call('EXISTS', RUN) == 1 then
+  local cur = current()
+  if replayed(cur) then
+    return reply(1, cur.op_detail, cur, tonumber(redis.call('HGET', RUN, 'created_ms')))
+  end
+  return reply(0, 'a run with this id exists', cur)
+end
 -- refuse before writing: a refused creation must leave no half-made run behind
 if not ALLOWED.NONE[ARGV[10]] then return reply(0, 'a run starts SCHEDULED or PENDING') end
 local ts = now_ms()
@@ -28,4 +34,4 @@ if ARGV[14] == '1' then
   id, reason = start(cur)
   if not id then return reply(0, reason, cur) end
 end
-return reply(1, id, cur, ts)
+return accepted(id, cur, ts)

@@ -4,6 +4,7 @@
 -- Reply: {1, event id, ...} the run is FAILED | {0, reason, ..., ms left or ""} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or (ARGV[4] ~= '' and cur.pause_key ~= ARGV[4]) then
   return reply(0, 'the run is no longer paused under this key', cur, '')
 end
@@ -12,4 +13,4 @@ if cur.pause_timeout_ms == 0 or left > 0 then
   return reply(0, 'the pause has not expired', cur, cur.pause_timeout_ms == 0 and '' or left)
 end
 local id = transition(cur, 'FAILED', 'Failed', {message = 'The flow was paused and never resumed.'})
-return reply(1, id, cur)
+return accepted(id, cur)

@@ -9,6 +9,9 @@
 --      | {0, reason, ...} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then
+  return reply(1, cur.op_detail, cur, cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or '')
+end
 local key, prefix = ARGV[4], ARGV[8]
 if redis.call('SISMEMBER', FIRED, key) == 1 then
   local response = false
@@ -27,4 +30,4 @@ if prefix ~= '' then
   redis.call('HSET', RUN, 'input_optional', ARGV[11] or '0')
   redis.call('HDEL', INPUT, prefix .. '-response')
 end
-return reply(1, id, cur, opts.pause_timeout_ms or '')
+return accepted(id, cur, opts.pause_timeout_ms or '')

@@ -6,6 +6,7 @@
 -- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or cur.reschedule or cur.name == 'Suspending' then
   return reply(0, 'the run is not paused in-process', cur)
 end
@@ -18,4 +19,4 @@ local id, reason = transition(cur, 'PAUSED', 'Suspended', {message = ARGV[5],
   pause_key = cur.pause_key, reschedule = true, input_prefix = prefix,
   pause_timeout_ms = deadline, deadline_ms = deadline})
 if not id then return reply(0, reason, cur) end
-return reply(1, id, cur)
+return accepted(id, cur)

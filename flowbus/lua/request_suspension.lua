@@ -5,6 +5,7 @@
 -- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type ~= 'RUNNING' then return reply(0, 'only a RUNNING run can be suspended', cur) end
 if cur.deployment == '' then
   return reply(0, 'cannot suspend a run without a deployment (no worker could resume it)', cur)
@@ -16,4 +17,4 @@ if ARGV[5] ~= '' then
 end
 local id, reason = transition(cur, 'PAUSED', 'Suspending', opts)
 if not id then return reply(0, reason, cur) end
-return reply(1, id, cur)
+return accepted(id, cur)

@@ -11,6 +11,7 @@
 local NEVER_RESUMED = 'The flow was paused and never resumed.'
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED then
   return reply(3, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
@@ -40,4 +41,4 @@ if cur.reschedule then
 else
   id = transition(cur, 'RUNNING', 'Running', {message = 'Resumed'})
 end
-return reply(1, id, cur)
+return accepted(id, cur)

@@ -6,13 +6,14 @@
 -- Reply: {1, "enqueued" | "dropped", ...} | {0, reason, ..., ms left} | {-1, ...}
 local cur = current()
 if not cur then return reply(-1, 'no such run') end
+if replayed(cur) then return reply(1, cur.op_detail, cur) end
 if cur.type == 'PAUSED' then return reply(0, 'the run is paused', cur, '') end
 if cur.type ~= 'SCHEDULED' then
   redis.call('ZREM', DEADLINES, cur.id)
-  return reply(1, 'dropped', cur)
+  return accepted('dropped', cur)
 end
 local left = (tonumber(redis.call('HGET', RUN, 'scheduled_ms') or '') or 0) - now_ms()
 if left > 0 then return reply(0, 'the start time has not come', cur, left) end
 redis.call('ZREM', DEADLINES, cur.id)
 enqueue(cur)
-return reply(1, 'enqueued', cur)
+return accepted('enqueued', cur)
