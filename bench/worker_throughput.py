@@ -43,7 +43,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -331,10 +330,9 @@ class Bench:
         self.flowbus_meter = Meter(counter, children, "flowbus-")
         self.arq_meter = Meter(counter, children, "arq-")
         self.arq_env = arq_env(url, CONCURRENCY, args.arq_poll_delay)
-        self.arq_python = Path()
+        self.arq_python = arq_python()  # before the loop runs: it may create arq's venv
 
     async def run(self) -> dict[str, Any]:
-        self.arq_python = await asyncio.to_thread(arq_python)
         events = EventReader(self.url, THROUGHPUT_QUEUE)
         result: dict[str, Any] = {"flowbus": {}, "arq": {}, "per_round_ratios": {}}
         try:

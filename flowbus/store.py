@@ -17,7 +17,7 @@ from flowbus.exceptions import (
     InvalidStateTransition,
     MalformedEntry,
 )
-from flowbus.keys import Keys, RunKeys, validate_queue_name
+from flowbus.keys import Keys, RunKeys
 from flowbus.models import FlowRun
 from flowbus.scripts import Reply, Scripts, Status, parse
 from flowbus.settings import Settings
@@ -172,12 +172,11 @@ class RunStore:
 
         ``start`` moves it on to RUNNING at once, for a run its creator executes.
         """
-        validate_queue_name(queue)
         rid = run_id or uuid4()
+        run_keys = self.keys.queue(queue).run(rid)  # ValueError for a bad queue name
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
-        run_keys = self.keys.queue(queue).run(rid)
         new_queue = queue not in self._known_queues
         args = (
             str(rid),
