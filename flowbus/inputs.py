@@ -48,18 +48,35 @@ class AutomaticRunInput(RunInput):
     """Marker base of the one-field (``value``) model wrapping a non-model input type."""
 
 
+def model_name(input_type: Any) -> str:
+    """The name Prefect gives the model of ``input_type`` (``PersonRunInput``,
+    ``intAutomaticRunInput``, ``tupleAutomaticRunInput`` for ``Tuple[str, str]``)."""
+    if isinstance(input_type, type) and issubclass(input_type, RunInput):
+        return input_type.__name__
+    if isinstance(input_type, type) and issubclass(input_type, BaseModel):
+        return f"{input_type.__name__}RunInput"
+    type_name = getattr(input_type, "__name__", getattr(input_type, "_name", None))
+    return f"{str(type_name or '').lower()}AutomaticRunInput"
+
+
+def default_prefix(input_type: Any) -> str:
+    """The key prefix of a type's messages unless one is given; sender and receiver of a
+    generic alias agree because both use the alias's name (``list[int]`` → ``list``)."""
+    return f"{model_name(input_type).lower()}-auto"
+
+
 def run_input_type(wait_for_input: Any) -> type[RunInput]:
     """The ``RunInput`` model for ``wait_for_input``: itself, upgraded, or wrapped in ``value``."""
     if isinstance(wait_for_input, type) and issubclass(wait_for_input, RunInput):
         return wait_for_input
     if isinstance(wait_for_input, type) and issubclass(wait_for_input, BaseModel):
         upgraded: type[RunInput] = create_model(
-            f"{wait_for_input.__name__}RunInput",
+            model_name(wait_for_input),
             __base__=cast("tuple[type[RunInput], ...]", (wait_for_input, RunInput)),
         )
         return upgraded
     wrapped: type[RunInput] = create_model(
-        "AutomaticRunInput", __base__=AutomaticRunInput, value=(wait_for_input, ...)
+        model_name(wait_for_input), __base__=AutomaticRunInput, value=(wait_for_input, ...)
     )
     return wrapped
 

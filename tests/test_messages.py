@@ -1,9 +1,11 @@
-"""send_input / receive_input: delivery, idempotency and a durable cursor."""
+"""send_input / receive_input: delivery, idempotency, non-destructive reads, durable cursors."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
+import anyio
 import pytest
 
 from flowbus import FlowRunContext, RunInput, flow, receive_input, send_input
@@ -36,26 +38,78 @@ async def test_inputs_arrive_in_order_and_a_repeated_idempotency_key_is_stored_o
     assert got == ["one", "two"]
 
 
-async def test_consumed_inputs_are_not_seen_again_by_a_new_receiver(runtime_closed: None) -> None:
+async def test_reads_are_non_destructive_and_exclude_keys_filters(runtime_closed: None) -> None:
+    run_id = await new_run_id()
+    await send_input(Greeting(text="one"), run_id)
+    await send_input(Greeting(text="two"), run_id)
+    first = [g async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id)]
+    # When a second receiver reads the same run, leaving out the first input's key
+    skip = {first[0].metadata.key}
+    again = [
+        g.text
+        async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, exclude_keys=skip)
+    ]
+    # Then it sees every other input again, as Prefect's receivers do
+    assert ([g.text for g in first], again) == (["one", "two"], ["two"])
+
+
+async def test_a_named_cursor_continues_after_what_it_consumed(runtime_closed: None) -> None:
     run_id = await new_run_id()
     await send_input(Greeting(text="once"), run_id)
-    first = [g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id)]
-    # When a second receiver (a restart, a re-run) reads the same run
-    again = [g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id)]
-    # Then it does not see what was consumed
-    assert (first, again) == (["once"], [])
+    got = [
+        g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, cursor="c")
+    ]
+    # When a new receiver (a restart, a re-run) reads with the same cursor
+    again = [
+        g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, cursor="c")
+    ]
+    # Then it does not see what was consumed; another cursor does
+    other = [
+        g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, cursor="d")
+    ]
+    assert (got, again, other) == (["once"], [], ["once"])
 
 
-async def test_an_input_that_was_delivered_but_not_acknowledged_is_delivered_again(
+async def test_a_cursor_delivers_again_an_input_it_did_not_acknowledge(
     runtime_closed: None,
 ) -> None:
     run_id = await new_run_id()
     await send_input(Greeting(text="x"), run_id)
-    async for greeting in receive_input(Greeting, timeout=0.2, flow_run_id=run_id):
+    async for greeting in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, cursor="c"):
         assert greeting.text == "x"
         break  # the receiver stops before asking for the next: "x" is not consumed
-    again = [g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id)]
+    again = [
+        g.text async for g in receive_input(Greeting, timeout=0.2, flow_run_id=run_id, cursor="c")
+    ]
     assert again == ["x"]
+
+
+async def test_timeout_none_waits_until_an_input_comes(runtime_closed: None) -> None:
+    run_id = await new_run_id()
+    receiver = receive_input(Greeting, timeout=None, flow_run_id=run_id)
+    async with anyio.create_task_group() as tg:
+
+        async def first() -> None:
+            results.append((await receiver.receive()).text)
+
+        results: list[str] = []
+        tg.start_soon(first)
+        await anyio.wait_all_tasks_blocked()
+        await send_input(Greeting(text="late"), run_id)
+    assert results == ["late"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [(tuple[str, str], ("a", "b")), (list[int], [1, 2]), (dict[str, int], {"a": 1})],
+)
+async def test_a_generic_alias_receives_what_a_value_of_its_origin_sends(
+    runtime_closed: None, annotation: Any, value: Any
+) -> None:
+    run_id = await new_run_id()
+    await send_input(value, run_id)
+    got = [v async for v in receive_input(annotation, timeout=0.2, flow_run_id=run_id)]
+    assert got == [value]
 
 
 async def test_plain_types_are_wrapped_and_metadata_is_available(runtime_closed: None) -> None:
@@ -67,7 +121,11 @@ async def test_plain_types_are_wrapped_and_metadata_is_available(runtime_closed:
     ]
     assert [m.value for m in received] == [41]
     meta = received[0].metadata
-    assert meta is not None and meta.key.startswith("int-auto-") and meta.sender == "tests"
+    assert (
+        meta is not None
+        and meta.key.startswith("intautomaticruninput-auto-")
+        and meta.sender == "tests"
+    )
 
 
 async def test_timeout_error_on_request(runtime_closed: None) -> None:
