@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/ruff format --check flowbus worker tests bench
 
 typecheck: install
-	$(BIN)/mypy flowbus worker tests
+	$(BIN)/mypy flowbus worker/flowbus_worker tests
 
 test: lint typecheck
 	$(BIN)/pytest -n auto

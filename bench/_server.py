@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from flowbus.embedded import EmbeddedServer
+from flowbus._redis.embedded import EmbeddedServer
 from flowbus.settings import get_settings
 
 #: Commands the counter itself sends (``INFO``, ``CONFIG RESETSTAT``); never counted.

@@ -33,8 +33,8 @@ import redis.asyncio
 from _server import CommandCounter, Counts, machine, point_flowbus_at, private_server
 
 from flowbus import flow, task
-from flowbus.bridge import run_blocking
-from flowbus.runtime import close_runtime
+from flowbus._core.bridge import run_blocking
+from flowbus._redis.runtime import close_runtime
 
 #: Runs before each scenario that are neither timed nor counted (connections, script loads).
 WARMUP_RUNS = 20

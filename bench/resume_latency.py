@@ -52,8 +52,8 @@ from flowbus import (
     resume_flow_run,
     wait_for_flow_run,
 )
-from flowbus.keys import Keys
-from flowbus.runtime import close_runtime, get_runtime
+from flowbus._redis.keys import Keys
+from flowbus._redis.runtime import close_runtime, get_runtime
 
 #: Samples before each timed series that are dropped.
 WARMUP = 20

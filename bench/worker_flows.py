@@ -1,7 +1,7 @@
 """Flows of ``bench/worker_throughput.py``; its worker processes import this module.
 
 Workers run with ``bench/`` on ``PYTHONPATH`` and are started as
-``python -m worker worker_flows --queue …``.
+``python -m flowbus_worker worker_flows --queue …``.
 """
 
 from __future__ import annotations

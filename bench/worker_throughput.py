@@ -4,7 +4,7 @@ On one private server (AOF on, as in the other benchmarks), with both systems' w
 
 1. ``flowbus``: batches of ``--jobs`` runs of a deployed async flow with one trivial task
    (``bench/worker_flows.py``), created with ``create_flow_run_from_deployment`` (64 calls in
-   flight) and executed by real ``python -m worker`` processes (``--concurrency 32``). Timed
+   flight) and executed by real ``python -m flowbus_worker`` processes (``--concurrency 32``). Timed
    from the first create to the last COMPLETED event, read with a blocking ``XREAD`` on the
    queue's events stream.
 2. ``arq``: batches of as many no-op jobs on the same server (database 1), enqueued with
@@ -54,8 +54,8 @@ from _workers import STEP_TIMEOUT, Children, Meter, bench_env, log, wait_until, 
 from worker_flows import SUSPENDER, TRIVIAL, now_ns
 
 from flowbus import FlowbusClient, get_client, resume_flow_run
-from flowbus.keys import Keys
-from flowbus.runtime import close_runtime
+from flowbus._redis.keys import Keys
+from flowbus._redis.runtime import close_runtime
 
 #: Runs a worker process executes at once: flowbus ``--concurrency``, arq ``max_jobs``.
 CONCURRENCY = 32
@@ -88,7 +88,7 @@ BAD_ENDS = {"FAILED", "CRASHED", "CANCELLED"}
 
 
 def start_flowbus_worker(children: Children, url: str, name: str) -> None:
-    """``python -m worker worker_flows`` on both bench queues; returns once it reads them."""
+    """``python -m flowbus_worker worker_flows`` on both bench queues; returns once read."""
     args = [
         sys.executable,
         "-m",
@@ -439,7 +439,7 @@ def run(args: Any) -> dict[str, Any]:
                 "server": server,
                 "setup": {
                     "flowbus_flow": "async flow calling one async task (returns its argument)",
-                    "flowbus_worker": f"python -m worker --concurrency {CONCURRENCY}, "
+                    "flowbus_worker": f"python -m flowbus_worker --concurrency {CONCURRENCY}, "
                     f"log level WARNING, --lease {LEASE:g} (stopped while arq runs)",
                     "arq_job": "async no-op job, result kept (arq's default)",
                     "arq_worker": f"arq.run_worker, max_jobs {CONCURRENCY}, log level WARNING, "

@@ -15,8 +15,8 @@ from flowbus.flow_runs import (
 )
 from flowbus.flows import Flow, flow
 from flowbus.futures import TaskRunFuture
-from flowbus.inputs import RunInput, RunInputMetadata
-from flowbus.messages import asend_input, receive_input, send_input
+from flowbus.input.messages import asend_input, receive_input, send_input
+from flowbus.input.run_input import RunInput, RunInputMetadata
 from flowbus.models import Deployment, FlowRun
 from flowbus.states import (
     Cancelled,

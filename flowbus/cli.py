@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flowbus._redis.runtime import close_runtime, get_runtime
 from flowbus.exceptions import FlowbusError, FlowRunWaitTimeout, InvalidRunInput
-from flowbus.runtime import close_runtime, get_runtime
 from flowbus.states import StateType
 
 app = typer.Typer(help="flowbus: flow runs, event-driven on Redis Streams.", no_args_is_help=True)
@@ -106,7 +106,7 @@ def wait(
 @app.command()
 def inspect(run_id: str) -> None:
     """Show a run and its state history, read from its event stream."""
-    from flowbus.watch import history
+    from flowbus._redis.watch import history
 
     async def load() -> tuple[Any, Any]:
         runtime = await get_runtime()
@@ -130,7 +130,7 @@ def inspect(run_id: str) -> None:
 @app.command()
 def watch(run_id: str) -> None:
     """Print a run's state changes as they are published, until it ends."""
-    from flowbus.watch import follow
+    from flowbus._redis.watch import follow
 
     async def go() -> None:
         runtime = await get_runtime()
@@ -168,7 +168,7 @@ def suspend(
     run_id: str, timeout: Annotated[float | None, typer.Option(help="Seconds")] = None
 ) -> None:
     """Ask a running run to suspend at its next task boundary."""
-    from flowbus.suspension import request_suspension
+    from flowbus._engine.suspension import request_suspension
 
     try:
         _run(request_suspension(run_id, timeout))
@@ -243,13 +243,13 @@ def run_deployment_cmd(
 def worker(ctx: typer.Context) -> None:
     """Start a worker: flowbus worker MODULE… --queue Q --concurrency N (see --help)."""
     # exec, not import: the worker package builds on flowbus, never the other way round
-    os.execv(sys.executable, [sys.executable, "-m", "worker", *ctx.args])
+    os.execv(sys.executable, [sys.executable, "-m", "flowbus_worker", *ctx.args])
 
 
 @server_app.command("start")
 def server_start() -> None:
     """Start (or find) the embedded default server and print its URL."""
-    from flowbus.embedded import default_server_url
+    from flowbus._redis.embedded import default_server_url
     from flowbus.settings import get_settings
 
     console.print(default_server_url(get_settings()))
@@ -258,7 +258,7 @@ def server_start() -> None:
 @server_app.command("stop")
 def server_stop() -> None:
     """Stop the embedded default server."""
-    from flowbus.embedded import stop_default_server
+    from flowbus._redis.embedded import stop_default_server
     from flowbus.settings import get_settings
 
     stopped = stop_default_server(get_settings())

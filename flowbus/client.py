@@ -7,11 +7,11 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.store import RunStore
 from flowbus.exceptions import ClientNotOpen, InvalidStateTransition
 from flowbus.models import Deployment, FlowRun
-from flowbus.runtime import Runtime, get_runtime
 from flowbus.states import State, StateType
-from flowbus.store import RunStore
 
 
 class FlowbusClient:

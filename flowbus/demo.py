@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from flowbus._redis.runtime import get_runtime, redact
+from flowbus._redis.watch import last_id, tail
 from flowbus.flow_runs import aresume_flow_run, pause_flow_run
 from flowbus.flows import flow
-from flowbus.inputs import RunInput
-from flowbus.runtime import get_runtime, redact
+from flowbus.input.run_input import RunInput
 from flowbus.states import StateType
 from flowbus.tasks import task
-from flowbus.watch import last_id, tail
 
 
 class Approval(RunInput):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from flowbus.bridge import sync_or_async
+from flowbus._core.bridge import sync_or_async
 from flowbus.client import get_client
 from flowbus.exceptions import FlowRunWaitTimeout
 from flowbus.flow_runs import await_for_flow_run

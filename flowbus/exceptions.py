@@ -4,7 +4,7 @@ Tree::
 
     FlowbusError
     ├── ConfigurationError          bad settings, unreachable Redis
-    │   └── ServerNotFound, ServerStartError, EmbeddedServerNotRunning  (flowbus.embedded)
+    │   └── ServerNotFound, ServerStartError, EmbeddedServerNotRunning  (flowbus._redis.embedded)
     ├── ObjectNotFound              unknown run or deployment
     │   ├── FlowRunNotFound
     │   └── DeploymentNotFound

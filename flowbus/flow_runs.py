@@ -15,9 +15,14 @@ from uuid import UUID
 
 import anyio
 
-from flowbus.bridge import on_loop, sync_or_async
-from flowbus.codec import blob, decode, encode, text
-from flowbus.context import FlowRunContext, TaskRunContext
+from flowbus._core.bridge import on_loop, sync_or_async
+from flowbus._core.codec import blob, decode, encode, text
+from flowbus._engine.context import FlowRunContext, TaskRunContext
+from flowbus._engine.suspension import request_suspension
+from flowbus._redis.runtime import get_runtime
+from flowbus._redis.scripts import Reply, Status
+from flowbus._redis.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
+from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
@@ -29,7 +34,7 @@ from flowbus.exceptions import (
     Pause,
     StillSuspending,
 )
-from flowbus.inputs import (
+from flowbus.input.run_input import (
     accepts_empty,
     check_against_schema,
     load_input,
@@ -37,12 +42,7 @@ from flowbus.inputs import (
     schema_json,
 )
 from flowbus.models import FlowRun
-from flowbus.runtime import get_runtime
-from flowbus.scripts import Reply, Status
 from flowbus.states import FINAL_TYPES, Paused, Running, StateType, Suspended
-from flowbus.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
-from flowbus.suspension import request_suspension
-from flowbus.waiters import Subscription
 
 logger = logging.getLogger("flowbus.flow_runs")
 

@@ -10,10 +10,10 @@ from uuid import UUID
 
 from pydantic import ConfigDict, validate_call
 
-from flowbus.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
-from flowbus.codec import Serializer
-from flowbus.engine import run_new_flow
-from flowbus.runtime import get_runtime
+from flowbus._core.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
+from flowbus._core.codec import Serializer
+from flowbus._engine.engine import run_new_flow
+from flowbus._redis.runtime import get_runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -14,8 +14,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
 from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
 
-from flowbus.codec import Serializer, decode, encode
-from flowbus.context import FlowRunContext, TaskRunContext
+from flowbus._core.codec import Serializer, decode, encode
+from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus.futures import TaskRunFuture
 from flowbus.states import Completed, Failed, State
 

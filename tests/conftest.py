@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flowbus import bridge
-from flowbus.embedded import EmbeddedServer
-from flowbus.runtime import close_runtime
+from flowbus._core import bridge
+from flowbus._redis.embedded import EmbeddedServer
+from flowbus._redis.runtime import close_runtime
 from flowbus.settings import get_settings
 
 

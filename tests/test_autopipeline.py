@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from flowbus.autopipeline import AutoPipeline
-from flowbus.runtime import open_redis
+from flowbus._redis.autopipeline import AutoPipeline
+from flowbus._redis.runtime import open_redis
 from flowbus.settings import get_settings
 
 pytestmark = pytest.mark.anyio

@@ -33,8 +33,8 @@ from flowbus import (
     get_client,
     pause_flow_run,
 )
-from flowbus.embedded import EmbeddedServer
-from flowbus.keys import Keys
+from flowbus._redis.embedded import EmbeddedServer
+from flowbus._redis.keys import Keys
 from tests.conftest import env_for_subprocess
 from tests.e2e.support import ROOT, WorkerProcess, dump_logs, spawn_worker
 from tests.test_flow_runs_support import current_run_id, launch, read, wait_for_ids, wait_until
@@ -399,14 +399,26 @@ async def test_run_wait_with_a_worker_exits_0(
 async def test_worker_with_bad_args_exits_with_the_workers_usage() -> None:
     done = await cli("worker", "--no-such-option")
     assert done.returncode == 2, done
-    assert "usage: python -m worker" in done.stderr
+    assert "usage: python -m flowbus_worker" in done.stderr
 
 
 async def test_worker_help_is_the_workers_help() -> None:
     done = await cli("worker", "--help")
     assert done.returncode == 0, done
-    assert "usage: python -m worker" in done.stdout
+    assert "usage: python -m flowbus_worker" in done.stdout
     assert "--concurrency" in done.stdout
+
+
+async def test_worker_runs_beside_a_users_own_worker_module(tmp_path: Path) -> None:
+    # Given a project with its own worker.py (and a worker/ package) in the current directory
+    (tmp_path / "worker.py").write_text("print('the user worker ran')\n")
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "__main__.py").write_text("print('the user worker ran')\n")
+    # When flowbus worker is started there, Then flowbus's worker answers, not the user's
+    done = await cli("worker", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done
+    assert "usage: python -m flowbus_worker" in done.stdout
+    assert "the user worker ran" not in done.stdout + done.stderr
 
 
 # -- embedded server -----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from flowbus import (
     flow,
     get_client,
 )
-from flowbus.bridge import run_blocking
-from flowbus.codec import text
+from flowbus._core.bridge import run_blocking
+from flowbus._core.codec import text
+from flowbus._redis.runtime import close_runtime
+from flowbus._redis.store import RunStore
 from flowbus.exceptions import (
     ClientNotOpen,
     ConfigurationError,
@@ -29,9 +31,7 @@ from flowbus.exceptions import (
     FlowRunNotFound,
     InvalidStateTransition,
 )
-from flowbus.runtime import close_runtime
 from flowbus.settings import get_settings
-from flowbus.store import RunStore
 
 anyio_test = pytest.mark.anyio
 

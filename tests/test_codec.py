@@ -11,7 +11,7 @@ import msgpack
 import pytest
 from pydantic import BaseModel
 
-from flowbus.codec import blob, decode, encode, text
+from flowbus._core.codec import blob, decode, encode, text
 from flowbus.exceptions import PayloadTooLarge, SerializationError
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from flowbus.embedded import (
+from flowbus._redis.embedded import (
     EmbeddedServer,
     EmbeddedServerNotRunning,
     ServerNotFound,
@@ -31,7 +31,7 @@ CHILD = """
 import json, sys
 from pathlib import Path
 import redis
-from flowbus.embedded import default_server_url
+from flowbus._redis.embedded import default_server_url
 from flowbus.settings import Settings
 
 url = default_server_url(Settings(home=Path(sys.argv[1])))

@@ -28,9 +28,9 @@ from flowbus import (
     get_client,
     pause_flow_run,
 )
+from flowbus._redis.scripts import Status
 from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
-from flowbus.inputs import run_input_type, schema_json
-from flowbus.scripts import Status
+from flowbus.input.run_input import run_input_type, schema_json
 from flowbus.settings import get_settings
 from flowbus.states import Pending
 from tests.test_flow_runs_support import (

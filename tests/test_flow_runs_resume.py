@@ -19,10 +19,10 @@ import anyio
 import pytest
 
 from flowbus import Flow, State, StateType, aresume_flow_run, flow, pause_flow_run, task
-from flowbus.bridge import run_blocking
+from flowbus._core.bridge import run_blocking
+from flowbus._redis.runtime import close_runtime
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.models import FlowRun
-from flowbus.runtime import close_runtime
 from tests.conftest import env_for_subprocess
 from tests.test_flow_runs_support import (
     close_background_runtime,
@@ -234,8 +234,8 @@ def test_the_example_fails_when_nobody_resumes_it(background_runtime_closed: Non
 RESUMER = """
 import sys
 import flowbus
-from flowbus.bridge import run_blocking
-from flowbus.runtime import get_runtime
+from flowbus._core.bridge import run_blocking
+from flowbus._redis.runtime import get_runtime
 
 run_blocking(get_runtime)  # connect before the pause starts: the pause lasts 2 s only
 print("ready", flush=True)

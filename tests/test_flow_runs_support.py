@@ -16,15 +16,15 @@ from uuid import UUID
 import anyio
 
 from flowbus import FlowRunContext, State
-from flowbus.bridge import background_loop, submit
-from flowbus.codec import blob, text
-from flowbus.events import parse_entries
+from flowbus._core.bridge import background_loop, submit
+from flowbus._core.codec import blob, text
+from flowbus._redis.events import parse_entries
+from flowbus._redis.keys import RunKeys
+from flowbus._redis.runtime import close_runtime, get_runtime
+from flowbus._redis.store import RunStore
 from flowbus.flows import Flow
-from flowbus.keys import RunKeys
 from flowbus.models import FlowRun
-from flowbus.runtime import close_runtime, get_runtime
 from flowbus.states import Pending, Running, StateType
-from flowbus.store import RunStore
 
 #: Seconds a helper waits for a run to reach a state before the test fails.
 WITHIN = 10.0

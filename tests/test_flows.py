@@ -26,12 +26,12 @@ from flowbus import (
     get_run_logger,
     task,
 )
-from flowbus.bridge import run_blocking
-from flowbus.codec import decode, encode, text
-from flowbus.engine import FlowEngine
+from flowbus._core.bridge import run_blocking
+from flowbus._core.codec import decode, encode, text
+from flowbus._engine.engine import FlowEngine
+from flowbus._redis.runtime import close_runtime, get_runtime
 from flowbus.exceptions import MissingContext, SerializationError
 from flowbus.models import FlowRun
-from flowbus.runtime import close_runtime, get_runtime
 from flowbus.states import Failed, Pending, Running, Scheduled
 
 LIFECYCLE = [

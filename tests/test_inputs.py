@@ -12,7 +12,7 @@ from pydantic import BaseModel, model_validator
 
 from flowbus import Flow, RunInput, StateType, aresume_flow_run, flow, pause_flow_run
 from flowbus.exceptions import InvalidRunInput, PayloadTooLarge
-from flowbus.inputs import (
+from flowbus.input.run_input import (
     AutomaticRunInput,
     check_against_schema,
     load_input,

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from flowbus.keys import Keys, validate_queue_name
+from flowbus._redis.keys import Keys, validate_queue_name
 
 
 def hash_tag(key: str) -> str:

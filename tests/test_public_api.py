@@ -7,8 +7,10 @@ import types
 from pathlib import Path
 
 import flowbus
+import flowbus_worker
 
 PACKAGE = Path(flowbus.__file__).parent
+WORKER = Path(flowbus_worker.__file__).parent
 
 
 def test_every_name_in_all_exists() -> None:
@@ -42,37 +44,96 @@ def test_every_public_name_defined_in_init_is_listed_in_all() -> None:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Top-level package names ``path`` imports, at module level or inside functions."""
+    """Absolute module names ``path`` imports at run time (``TYPE_CHECKING`` blocks excepted)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in TYPE_CHECKING_TESTS:
+            return
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
     return names
 
 
-def test_no_flowbus_module_imports_the_worker() -> None:
-    offenders = [
-        str(path.relative_to(PACKAGE))
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if "worker" in imported_modules(path)
-    ]
+TYPE_CHECKING_TESTS = {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
 
-    assert offenders == []
+#: The layers, lowest first: a module may import only from its own layer or a lower one.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("flowbus._core", "flowbus.exceptions", "flowbus.states", "flowbus.settings", "flowbus.models"),
+    ("flowbus._redis",),
+    ("flowbus._engine",),
+    ("flowbus",),  # the public API: every other module of the package
+    ("flowbus_worker",),
+)
 
 
-def test_the_import_scan_sees_worker_imports() -> None:
+def layer_of(module: str) -> int | None:
+    """The layer of a flowbus or worker module; ``None`` for third-party modules."""
+    best: tuple[int, int] | None = None
+    for level, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (level, len(prefix))
+    return None if best is None else best[0]
+
+
+def module_name(path: Path, root: Path, package: str) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join((package, *parts))
+
+
+def upward_imports(root: Path, package: str) -> list[str]:
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(path, root, package)
+        own = layer_of(name)
+        assert own is not None
+        for imported in imported_modules(path):
+            level = layer_of(imported)
+            if level is not None and level > own:
+                offenders.append(f"{name} imports {imported}")
+    return offenders
+
+
+def test_layers_point_one_way() -> None:
+    # Given every module of flowbus and of the worker, Then none imports from a higher layer:
+    # pure ← Redis ← engine ← public API ← worker, and flowbus never imports the worker
+    assert upward_imports(PACKAGE, "flowbus") == []
+    assert upward_imports(WORKER, "flowbus_worker") == []
+
+
+def test_the_import_scan_sees_upward_imports(tmp_path: Path) -> None:
     # Guards the test above against a scanner that finds nothing
-    assert "worker" in imported_modules_of("import worker.app\n")
-    assert "worker" in imported_modules_of("def f():\n    from worker import app\n")
-    assert "flowbus" in imported_modules(PACKAGE / "client.py")
+    (tmp_path / "_redis").mkdir()
+    (tmp_path / "_redis" / "m.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "def f():\n    from flowbus.flows import flow\n"
+        "if TYPE_CHECKING:\n    from flowbus_worker import app\n"
+    )
+    assert sorted(upward_imports(tmp_path, "flowbus")) == [
+        "flowbus._redis.m imports flowbus.flows",
+        "flowbus._redis.m imports flowbus.flows.flow",
+    ]
+    assert layer_of("flowbus_worker.app") == 4
+    assert layer_of("flowbus._engine.engine") == 2
+    assert layer_of("flowbus.states") == 0
+    assert layer_of("redis.asyncio") is None
 
 
-def imported_modules_of(source: str) -> set[str]:
-    import tempfile
+def test_no_top_level_worker_package() -> None:
+    # The wheel ships flowbus and flowbus_worker only: a user's own worker.py is never shadowed
+    import tomllib
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.py"
-        path.write_text(source)
-        return imported_modules(path)
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert [Path(p).name for p in packages] == ["flowbus", "flowbus_worker"]

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from flowbus import FlowRunContext, RunInput, StateType, flow, pause_flow_run
-from flowbus.embedded import EmbeddedServer
+from flowbus._redis.embedded import EmbeddedServer
+from flowbus._redis.runtime import get_runtime, open_redis
+from flowbus._redis.store import RunStore
 from flowbus.flow_runs import aresume_flow_run
-from flowbus.runtime import get_runtime, open_redis
 from flowbus.settings import get_settings
 from flowbus.states import State
-from flowbus.store import RunStore
 
 pytestmark = pytest.mark.anyio
 

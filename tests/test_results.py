@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from flowbus import FlowRunContext, flow, task
-from flowbus.codec import decode
-from flowbus.runtime import get_runtime
+from flowbus._core.codec import decode
+from flowbus._redis.runtime import get_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,6 @@ def test_sync_tasks_in_threads_are_batched_too() -> None:
         return sum(f.result() for f in futures)
 
     assert fan_out() == 55
-    from flowbus.bridge import run_blocking
+    from flowbus._core.bridge import run_blocking
 
     assert len(run_blocking(stored_results, run_ids[0])) == 10

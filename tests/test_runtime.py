@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from flowbus._redis.runtime import _runtimes, get_runtime, redact
 from flowbus.exceptions import ConfigurationError
-from flowbus.runtime import _runtimes, get_runtime, redact
 from flowbus.settings import get_settings
 
 pytestmark = pytest.mark.anyio

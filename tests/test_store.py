@@ -11,14 +11,14 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from flowbus.codec import encode, text
+from flowbus._core.codec import encode, text
+from flowbus._redis.keys import RunKeys
+from flowbus._redis.runtime import get_runtime
+from flowbus._redis.scripts import Reply, Status
+from flowbus._redis.store import RunStore
 from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
-from flowbus.keys import RunKeys
-from flowbus.runtime import get_runtime
-from flowbus.scripts import Reply, Status
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
-from flowbus.store import RunStore
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ S = StateType
 
 def allowed_table() -> dict[str, set[str]]:
     """The ``ALLOWED`` table of lua/_prelude.lua: kinds each non-final kind may move to."""
-    prelude = (files("flowbus") / "lua" / "_prelude.lua").read_text()
+    prelude = (files("flowbus._redis") / "lua" / "_prelude.lua").read_text()
     body = re.search(r"^local ALLOWED = \{\n(.*?)^\}", prelude, re.M | re.S)
     assert body is not None, "ALLOWED table not found in _prelude.lua"
     rows = re.findall(r"(\w+) = \{([^}]*)\}", re.sub(r"--[^\n]*", "", body.group(1)))

@@ -30,8 +30,8 @@ from flowbus import (
     pause_flow_run,
     wait_for_flow_run,
 )
+from flowbus._redis.waiters import QueueWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
-from flowbus.waiters import QueueWatcher, Subscription
 from tests.test_flow_runs_support import (
     close_background_runtime,
     current_run_id,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from flowbus.embedded import EmbeddedServer
+from flowbus._redis.embedded import EmbeddedServer
 from tests.conftest import env_for_subprocess
 from tests.e2e.support import WorkerProcess, dump_logs, spawn_worker
 

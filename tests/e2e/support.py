@@ -13,8 +13,8 @@ from uuid import UUID
 
 import anyio
 
+from flowbus._redis.runtime import get_runtime
 from flowbus.models import FlowRun
-from flowbus.runtime import get_runtime
 
 #: The repository root: workers run from here so ``tests.e2e.flows_module`` imports.
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ STOP_TIMEOUT = 30.0
 
 @dataclass
 class WorkerProcess:
-    """One ``python -m worker`` child process, its output in a log file."""
+    """One ``python -m flowbus_worker`` child process, its output in a log file."""
 
     name: str
     proc: subprocess.Popen[bytes]
@@ -69,7 +69,7 @@ def spawn_worker(
     args = [
         sys.executable,
         "-m",
-        "worker",
+        "flowbus_worker",
         "tests.e2e.flows_module",
         "--queue",
         queue,

@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aredis
 
 from flowbus import StateType, get_client
+from flowbus._redis.keys import Keys
+from flowbus._redis.runtime import get_runtime
 from flowbus.flow_runs import await_for_flow_run
-from flowbus.keys import Keys
-from flowbus.runtime import get_runtime
 from tests.e2e.conftest import StartWorker
 from tests.e2e.flows_module import key
 from tests.e2e.support import is_suspended, wait_for_run

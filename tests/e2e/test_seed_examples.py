@@ -17,10 +17,10 @@ import anyio
 import pytest
 
 from flowbus import StateType, get_client, run_deployment
+from flowbus._redis.runtime import get_runtime
+from flowbus._redis.watch import history
 from flowbus.flow_runs import aresume_flow_run, wait_for_flow_run
 from flowbus.models import FlowRun
-from flowbus.runtime import get_runtime
-from flowbus.watch import history
 from tests.e2e.conftest import StartWorker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -11,10 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from worker.app import load_flows, parser, use_uvloop
-from worker.executor import parse_run_id
-from worker.logs import JsonFormatter
+from flowbus_worker.app import load_flows, parser, use_uvloop
+from flowbus_worker.executor import parse_run_id
+from flowbus_worker.logs import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +47,7 @@ def test_bad_arguments_exit_with_usage(bad: list[str]) -> None:
 def test_unimportable_module_exits_2() -> None:
     # in a child process: main() configures the root logger
     out = subprocess.run(
-        [sys.executable, "-m", "worker", "no_such_module_for_flowbus_tests"],
+        [sys.executable, "-m", "flowbus_worker", "no_such_module_for_flowbus_tests"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -59,9 +58,9 @@ def test_unimportable_module_exits_2() -> None:
 
 
 def test_load_flows_returns_the_modules_flows() -> None:
-    flows = load_flows(["worker.examples"])
+    flows = load_flows(["flowbus_worker.examples"])
     # a second import defines nothing new, so compare with the module's own flows
-    from worker import examples
+    from flowbus_worker import examples
 
     assert set(flows) <= {"greet", "approve"}
     assert examples.greet.name == "greet"
@@ -86,7 +85,7 @@ def test_json_log_lines_carry_run_fields() -> None:
 
 def test_flowbus_never_imports_worker() -> None:
     code = (
-        "import sys, flowbus, flowbus.engine, flowbus.flow_runs, flowbus.client;"
+        "import sys, flowbus, flowbus._engine.engine, flowbus.flow_runs, flowbus.client;"
         "print(any(m == 'worker' or m.startswith('worker.') for m in sys.modules))"
     )
     out = subprocess.run(

@@ -34,8 +34,8 @@ def test_compose_and_dockerfile_shape() -> None:
     # Given the files as written, Then redis keeps an AOF and is health-checked, two worker
     # replicas serve the example module, and the image runs the worker entry point
     assert "--appendonly" in compose and "healthcheck" in compose
-    assert "replicas: 2" in compose and "worker.examples" in compose
+    assert "replicas: 2" in compose and "flowbus_worker.examples" in compose
     assert "condition: service_healthy" in compose
-    assert 'ENTRYPOINT ["python", "-m", "worker"]' in dockerfile
-    examples = importlib.import_module("worker.examples")
+    assert 'ENTRYPOINT ["python", "-m", "flowbus_worker"]' in dockerfile
+    examples = importlib.import_module("flowbus_worker.examples")
     assert {"greet", "approve"} <= {name for name in dir(examples)}

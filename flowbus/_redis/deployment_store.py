@@ -14,9 +14,9 @@ from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
 
-from flowbus.codec import blob, decode, encode, text
+from flowbus._core.codec import blob, decode, encode, text
+from flowbus._redis.keys import Keys, validate_queue_name
 from flowbus.exceptions import DeploymentNotFound
-from flowbus.keys import Keys, validate_queue_name
 from flowbus.models import Deployment
 
 #: Seconds a process trusts a deployment it read.

@@ -15,7 +15,7 @@ def default_name() -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """Everything ``python -m worker`` is told on its command line."""
+    """Everything ``python -m flowbus_worker`` is told on its command line."""
 
     modules: tuple[str, ...]
     queues: tuple[str, ...] = ("default",)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from flowbus.events import parse_entries, parse_xread
-from flowbus.runtime import Runtime
+from flowbus._redis.events import parse_entries, parse_xread
+from flowbus._redis.runtime import Runtime
+from flowbus._redis.store import ms_to_datetime
 from flowbus.states import FINAL_TYPES, StateType
-from flowbus.store import ms_to_datetime
 
 #: Milliseconds one blocking read of a follower waits before it reads again.
 _BLOCK_MS = 30_000

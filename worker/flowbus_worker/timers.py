@@ -16,11 +16,11 @@ import time
 
 import anyio
 
-from flowbus.codec import text
-from flowbus.runtime import Runtime
-from flowbus.scripts import Status
+from flowbus._core.codec import text
+from flowbus._redis.runtime import Runtime
+from flowbus._redis.scripts import Status
+from flowbus._redis.waiters import NEW_DEADLINES, Subscription
 from flowbus.states import StateType
-from flowbus.waiters import NEW_DEADLINES, Subscription
 
 logger = logging.getLogger("flowbus.worker")
 

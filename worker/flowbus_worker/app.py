@@ -1,4 +1,4 @@
-"""``python -m worker MODULE… --queue NAME``: the worker's command line.
+"""``python -m flowbus_worker MODULE… --queue NAME``: the worker's command line.
 
 The worker imports the given modules, so their ``@flow`` definitions register, and runs only
 those flows; nothing read from Redis is ever imported.
@@ -16,11 +16,11 @@ from typing import Any
 
 import anyio
 
+from flowbus._redis.keys import validate_queue_name
 from flowbus.flows import Flow, registry
-from flowbus.keys import validate_queue_name
-from worker.config import WorkerConfig, default_name
-from worker.logs import configure
-from worker.service import Worker
+from flowbus_worker.config import WorkerConfig, default_name
+from flowbus_worker.logs import configure
+from flowbus_worker.service import Worker
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -47,7 +47,7 @@ def _queue(value: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m worker",
+        prog="python -m flowbus_worker",
         description="Run the flows of MODULE(s) from flowbus queues in Redis.",
     )
     p.add_argument("modules", nargs="+", metavar="MODULE", help="module defining @flow functions")

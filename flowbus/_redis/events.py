@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowbus.codec import text
+from flowbus._core.codec import text
 from flowbus.exceptions import MalformedEntry
 
 #: An entry id and its fields, decoded as text.

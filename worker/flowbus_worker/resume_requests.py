@@ -14,11 +14,11 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from flowbus.codec import text
+from flowbus._core.codec import text
+from flowbus._redis.runtime import Runtime
 from flowbus.exceptions import FlowbusError, InvalidRunInput
 from flowbus.flow_runs import aresume_flow_run
-from flowbus.runtime import Runtime
-from worker import groups
+from flowbus_worker import groups
 
 logger = logging.getLogger("flowbus.worker")
 

@@ -16,12 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flowbus.deployment_store import DeploymentStore
+from flowbus._redis.deployment_store import DeploymentStore
+from flowbus._redis.packing import packed_by_hiredis
+from flowbus._redis.store import RunStore
+from flowbus._redis.waiters import Waiters
 from flowbus.exceptions import ConfigurationError
-from flowbus.packing import packed_by_hiredis
 from flowbus.settings import Settings, get_settings
-from flowbus.store import RunStore
-from flowbus.waiters import Waiters
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
     weakref.WeakKeyDictionary()
@@ -40,7 +40,7 @@ def resolve_url(settings: Settings) -> str:
     """The configured Redis URL, or the embedded default server's (started if needed)."""
     if settings.redis_url:
         return settings.redis_url
-    from flowbus.embedded import default_server_url
+    from flowbus._redis.embedded import default_server_url
 
     return default_server_url(settings)
 

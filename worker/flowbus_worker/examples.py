@@ -2,7 +2,7 @@
 
 Deploy and run one from any shell that reaches the same Redis::
 
-    flowbus deploy worker.examples:greet greet   # or, from Python:
+    flowbus deploy flowbus_worker.examples:greet greet   # or, from Python:
     # greet.deploy("greet"); get_client().create_flow_run_from_deployment("greet/greet")
 """
 

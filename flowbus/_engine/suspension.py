@@ -11,9 +11,9 @@ import math
 import uuid
 from uuid import UUID
 
+from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.scripts import Status
 from flowbus.exceptions import InvalidStateTransition
-from flowbus.runtime import Runtime, get_runtime
-from flowbus.scripts import Status
 
 
 async def request_suspension(flow_run_id: UUID | str, timeout: float | None = None) -> None:

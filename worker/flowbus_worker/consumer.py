@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flowbus.events import Entry
-from worker import groups
+from flowbus._redis.events import Entry
+from flowbus_worker import groups
 
 logger = logging.getLogger("flowbus.worker")
 

@@ -11,15 +11,15 @@ from uuid import UUID, uuid4
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from flowbus.codec import blob, decode, encode, text
+from flowbus._core.codec import blob, decode, encode, text
+from flowbus._redis.keys import Keys, RunKeys
+from flowbus._redis.scripts import Reply, Scripts, Status, parse
 from flowbus.exceptions import (
     FlowRunNotFound,
     InvalidStateTransition,
     MalformedEntry,
 )
-from flowbus.keys import Keys, RunKeys
 from flowbus.models import FlowRun
-from flowbus.scripts import Reply, Scripts, Status, parse
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from uuid import UUID
 
-from flowbus.store import RunStore
+from flowbus._redis.store import RunStore
 
 #: Seconds a finished task's result may wait to be written with others.
 BATCH_DELAY = 0.02

@@ -18,10 +18,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from flowbus.autopipeline import AutoPipeline, Build
-from flowbus.codec import text
+from flowbus._core.codec import text
+from flowbus._redis.autopipeline import AutoPipeline, Build
+from flowbus._redis.keys import RunKeys
 from flowbus.exceptions import MalformedEntry
-from flowbus.keys import RunKeys
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
 
@@ -58,14 +58,14 @@ class Reply:
 @cache
 def source(name: str) -> str:
     """The full text of script ``name``: the shared prelude and the script's own body."""
-    lua = files("flowbus") / "lua"
+    lua = files("flowbus._redis") / "lua"
     return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
 @cache
 def script_names() -> tuple[str, ...]:
     """Every script shipped in ``lua/`` (the prelude is not a script of its own)."""
-    lua = files("flowbus") / "lua"
+    lua = files("flowbus._redis") / "lua"
     names = (entry.name.removesuffix(".lua") for entry in lua.iterdir())
     return tuple(sorted(name for name in names if not name.startswith("_")))
 

@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from redis.exceptions import RedisError
 
-from flowbus.bridge import run_loop
-from flowbus.codec import encode
-from flowbus.context import FlowRunContext
+from flowbus._core.bridge import run_loop
+from flowbus._core.codec import encode
+from flowbus._engine.context import FlowRunContext
+from flowbus._engine.suspension import complete_suspension
+from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.scripts import Reply
+from flowbus._redis.store import Delivery, state_from_fields
+from flowbus._redis.waiters import Event
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
@@ -25,8 +30,6 @@ from flowbus.exceptions import (
     Pause,
 )
 from flowbus.models import FlowRun
-from flowbus.runtime import Runtime, get_runtime
-from flowbus.scripts import Reply
 from flowbus.states import (
     Cancelled,
     Completed,
@@ -37,14 +40,11 @@ from flowbus.states import (
     State,
     StateType,
 )
-from flowbus.store import Delivery, state_from_fields
-from flowbus.suspension import complete_suspension
-from flowbus.waiters import Event
 
 if TYPE_CHECKING:
     from flowbus.flows import Flow
 
-logger = logging.getLogger("flowbus.engine")
+logger = logging.getLogger("flowbus._engine.engine")
 
 #: What a run holder must do, by the state (name or kind) it finds its run in.
 _REQUESTS = {"Suspending": "suspend", "CANCELLING": "cancel", "CANCELLED": "cancel"}

@@ -25,13 +25,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flowbus.codec import text
-from flowbus.events import parse_xread
-from flowbus.keys import Keys
-from flowbus.packing import packed_by_hiredis
+from flowbus._core.codec import text
+from flowbus._redis.events import parse_xread
+from flowbus._redis.keys import Keys
+from flowbus._redis.packing import packed_by_hiredis
 from flowbus.settings import Settings
 
-logger = logging.getLogger("flowbus.waiters")
+logger = logging.getLogger("flowbus._redis.waiters")
 
 #: Entries read per wake-up of a watcher; no stream it reads is capped below this.
 _BATCH = 1000

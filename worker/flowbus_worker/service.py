@@ -19,16 +19,16 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from flowbus._redis.runtime import Runtime, close_runtime, get_runtime, open_redis
 from flowbus.flows import Flow
-from flowbus.runtime import Runtime, close_runtime, get_runtime, open_redis
-from worker import groups
-from worker.config import WorkerConfig
-from worker.consumer import EntryHandler, consume, consume_each
-from worker.executor import Executor
-from worker.heartbeat import heartbeat
-from worker.reclaim import orphans
-from worker.resume_requests import ResumeRequests
-from worker.timers import sweep_forever
+from flowbus_worker import groups
+from flowbus_worker.config import WorkerConfig
+from flowbus_worker.consumer import EntryHandler, consume, consume_each
+from flowbus_worker.executor import Executor
+from flowbus_worker.heartbeat import heartbeat
+from flowbus_worker.reclaim import orphans
+from flowbus_worker.resume_requests import ResumeRequests
+from flowbus_worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
 

@@ -24,20 +24,20 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 from redis.exceptions import ResponseError
 
-from flowbus.bridge import run_blocking, sync_or_async
-from flowbus.context import FlowRunContext
-from flowbus.events import Entry, parse_xread
+from flowbus._core.bridge import run_blocking, sync_or_async
+from flowbus._engine.context import FlowRunContext
+from flowbus._redis.events import Entry, parse_xread
+from flowbus._redis.keys import RunKeys
+from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.scripts import Status
 from flowbus.exceptions import FlowRunNotFound, MissingContext, PayloadTooLarge
-from flowbus.inputs import (
+from flowbus.input.run_input import (
     RunInput,
     RunInputMetadata,
     default_prefix,
     load_input,
     run_input_type,
 )
-from flowbus.keys import RunKeys
-from flowbus.runtime import Runtime, get_runtime
-from flowbus.scripts import Status
 
 #: Approximate cap of one run's message stream (entries).
 MESSAGES_MAXLEN = 10_000

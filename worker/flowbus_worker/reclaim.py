@@ -12,8 +12,8 @@ from collections.abc import Collection
 
 from redis.asyncio import Redis
 
-from worker import groups
-from worker.heartbeat import live_workers
+from flowbus_worker import groups
+from flowbus_worker.heartbeat import live_workers
 
 #: Pending entries examined per stream per round.
 BATCH = 100

@@ -11,8 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from flowbus.codec import text
-from flowbus.events import Entry, parse_entries, parse_xread
+from flowbus._core.codec import text
+from flowbus._redis.events import Entry, parse_entries, parse_xread
 
 #: Name of the consumer group every worker joins, on every stream it consumes.
 GROUP = "flowbus-workers"

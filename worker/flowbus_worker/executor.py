@@ -18,7 +18,9 @@ from uuid import UUID
 import anyio
 from redis.exceptions import RedisError
 
-from flowbus.engine import FlowEngine
+from flowbus._engine.engine import FlowEngine
+from flowbus._redis.runtime import Runtime
+from flowbus._redis.store import Delivery
 from flowbus.exceptions import (
     FlowRunNotFound,
     InvalidStateTransition,
@@ -27,12 +29,10 @@ from flowbus.exceptions import (
 )
 from flowbus.flows import Flow
 from flowbus.models import FlowRun
-from flowbus.runtime import Runtime
 from flowbus.states import Cancelled, Crashed, Failed, Scheduled, State, StateType
-from flowbus.store import Delivery
-from worker import groups
-from worker.config import WorkerConfig
-from worker.logs import log_transition
+from flowbus_worker import groups
+from flowbus_worker.config import WorkerConfig
+from flowbus_worker.logs import log_transition
 
 logger = logging.getLogger("flowbus.worker")
 

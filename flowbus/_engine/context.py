@@ -1,0 +1,140 @@
+"""Run contexts: how code inside a flow or task finds its run (``FlowRunContext.get()``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowbus._engine.results import ResultWriter
+from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause
+from flowbus.models import FlowRun
+from flowbus.states import State, Suspended
+
+if TYPE_CHECKING:
+    from flowbus._redis.runtime import Runtime
+    from flowbus.flows import Flow
+    from flowbus.tasks import Task
+
+_flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
+_task_ctx: ContextVar[TaskRunContext | None] = ContextVar("flowbus_task_run", default=None)
+
+
+@dataclass(eq=False)
+class FlowRunContext:
+    """The flow run being executed, with what its tasks and pauses need."""
+
+    flow: Flow[..., Any]
+    flow_run: FlowRun
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+    #: Encoded results of tasks completed by earlier executions of this run, by task-run key.
+    results: dict[str, bytes] = field(default_factory=dict)
+    task_counts: Counter[str] = field(default_factory=Counter)
+    pause_count: int = 0
+    #: Set from the queue's control stream: "suspend" or "cancel", acted on at a task boundary.
+    interrupt: str | None = None
+    #: Told of every state the run's own process moves it to (a worker logs them).
+    on_transition: Callable[[State], None] | None = None
+    #: The key of the pause this process is blocked in, if any.
+    paused_key: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    var: ClassVar[ContextVar[FlowRunContext | None]] = _flow_ctx
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        return _flow_ctx.get()
+
+    @classmethod
+    def require(cls, what: str) -> FlowRunContext:
+        ctx = _flow_ctx.get()
+        if ctx is None:
+            raise MissingContext(f"{what} must be called inside a flow run")
+        return ctx
+
+    def next_task_key(self, task_name: str) -> str:
+        """Deterministic key of the next call of ``task_name``: name + call order."""
+        with self._lock:
+            self.task_counts[task_name] += 1
+            return f"{task_name}-{self.task_counts[task_name]}"
+
+    def transitioned(self, state: State) -> None:
+        if self.on_transition is not None:
+            self.on_transition(state)
+
+    def checkpoint(self) -> None:
+        """A task boundary: leave the run here if a suspension or cancellation was asked."""
+        if self.interrupt == "suspend":
+            raise Pause(Suspended(message="Suspended at a task boundary"))
+        if self.interrupt == "cancel":
+            raise FlowRunCancelled(f"Flow run {self.flow_run.id} was cancelled")
+
+    def next_pause_key(self) -> str:
+        """Positional key of the next pause ("1", "2", …), as in Prefect."""
+        with self._lock:
+            self.pause_count += 1
+            return str(self.pause_count)
+
+    def persist(self, task_key: str, data: bytes) -> None:
+        """Save a task result (batched, see :mod:`flowbus._engine.results`)."""
+        self.results[task_key] = data
+        self.writer.persist(task_key, data)
+
+    async def flush(self) -> None:
+        """Wait until every task result persisted so far is in Redis."""
+        await self.writer.flush()
+
+    def __post_init__(self) -> None:
+        self.writer = ResultWriter(self.runtime.store, self.flow_run.id, self.loop)
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(
+            logging.getLogger("flowbus.flow_runs"),
+            {"flow_run_id": str(self.flow_run.id), "flow_name": self.flow_run.flow_name},
+        )
+
+
+@dataclass(eq=False)
+class TaskRunContext:
+    """The task run being executed."""
+
+    task: Task[..., Any]
+    task_run_key: str
+    flow_run_context: FlowRunContext
+    #: The call's arguments, bound by parameter name on first read (most tasks never ask).
+    bind: Callable[[], dict[str, Any]] = field(repr=False)
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        return self.bind()
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        return _task_ctx.get()
+
+    var: ClassVar[ContextVar[TaskRunContext | None]] = _task_ctx
+
+
+def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
+    """A logger that tags each record with the current flow run (and task run)."""
+    task_ctx = TaskRunContext.get()
+    flow_ctx = task_ctx.flow_run_context if task_ctx else FlowRunContext.get()
+    if flow_ctx is None:
+        raise MissingContext("get_run_logger() must be called inside a flow or task run")
+    extra: dict[str, str] = {
+        "flow_run_id": str(flow_ctx.flow_run.id),
+        "flow_name": flow_ctx.flow_run.flow_name,
+    }
+    name = "flowbus.flow_runs"
+    if task_ctx:
+        extra["task_run_key"] = task_ctx.task_run_key
+        name = "flowbus.task_runs"
+    return logging.LoggerAdapter(logging.getLogger(name), extra)
