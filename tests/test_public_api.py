@@ -6,8 +6,9 @@ import ast
 import types
 from pathlib import Path
 
-import flowbus
 import flowbus_worker
+
+import flowbus
 
 PACKAGE = Path(flowbus.__file__).parent
 WORKER = Path(flowbus_worker.__file__).parent
