@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
+from flowbus._redis import runtime as runtime_module
 from flowbus._redis.runtime import _runtimes, get_runtime, redact
 from flowbus.exceptions import ConfigurationError
-from flowbus.settings import get_settings
+from flowbus.settings import Settings, get_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +29,24 @@ async def test_an_unreachable_server_is_a_configuration_error_and_is_not_kept(
         await asyncio.gather(*(get_runtime() for _ in range(3)))
     assert "secret" not in str(caught.value)
     assert asyncio.get_running_loop() not in _runtimes
+
+
+async def test_the_server_is_resolved_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch, runtime_closed: None
+) -> None:
+    # Given a resolver that records where it runs (finding the embedded server takes a file
+    # lock and may start a process)
+    threads: list[int] = []
+    resolve = runtime_module.resolve_url
+
+    def recording(settings: Settings) -> str:
+        threads.append(threading.get_ident())
+        return resolve(settings)
+
+    monkeypatch.setattr(runtime_module, "resolve_url", recording)
+    # When the loop opens its runtime, Then the resolver ran once, on another thread
+    await asyncio.gather(get_runtime(), get_runtime())
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
 
 
 def test_redact_hides_the_password() -> None:

@@ -23,13 +23,10 @@ from flowbus._redis.waiters import Waiters
 from flowbus.exceptions import ConfigurationError
 from flowbus.settings import Settings, get_settings
 
-_runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
+#: The runtime of each loop, or the task still opening it (shared by concurrent first callers).
+_runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Runtime]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-#: The first reachability check of each runtime; every caller of get_runtime awaits it.
-_checks: weakref.WeakKeyDictionary[Runtime, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
 #: Attempts after the first for a command whose connection dropped, and their backoff (s).
@@ -102,30 +99,44 @@ class Runtime:
 
 
 async def get_runtime() -> Runtime:
-    """The runtime of the running loop, created (and checked) on first use.
+    """The runtime of the running loop, opened (and checked) on first use.
 
-    Concurrent first callers share one runtime and one check: it is stored before the
-    first await, or each caller would open a pool of its own.
+    Concurrent first callers share one opening task: it is stored before the first await, or
+    each caller would open a pool of its own. A failed opening is forgotten, so the next
+    call tries again.
     """
     loop = asyncio.get_running_loop()
-    runtime = _runtimes.get(loop)
-    if runtime is None:
-        settings = get_settings()
-        runtime = Runtime(settings, resolve_url(settings))
-        _checks[runtime] = loop.create_task(runtime.check())
-        _runtimes[loop] = runtime
+    opening = _runtimes.get(loop)
+    if opening is None:
+        opening = _runtimes[loop] = loop.create_task(_open(get_settings()))
     try:
-        await asyncio.shield(_checks[runtime])
-    except ConfigurationError:
-        if _runtimes.get(loop) is runtime:
+        return await asyncio.shield(opening)
+    except Exception:
+        if _runtimes.get(loop) is opening:
             del _runtimes[loop]
-            await runtime.aclose()
+        raise
+
+
+async def _open(settings: Settings) -> Runtime:
+    # finding or starting the embedded server takes a file lock and may wait for a process:
+    # never on the loop, where it would stall every other run
+    url = await asyncio.to_thread(resolve_url, settings)
+    runtime = Runtime(settings, url)
+    try:
+        await runtime.check()
+    except ConfigurationError:
+        await runtime.aclose()
         raise
     return runtime
 
 
 async def close_runtime() -> None:
     """Close the running loop's runtime (a new one is made on next use)."""
-    runtime = _runtimes.pop(asyncio.get_running_loop(), None)
-    if runtime is not None:
-        await runtime.aclose()
+    opening = _runtimes.pop(asyncio.get_running_loop(), None)
+    if opening is None:
+        return
+    try:
+        runtime = await opening
+    except Exception:
+        return  # it never opened: nothing to close
+    await runtime.aclose()
