@@ -13,6 +13,7 @@ from flowbus._core import bridge
 from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.runtime import close_runtime
 from flowbus.settings import get_settings
+from tests.runs import close_background_runtime
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,20 @@ async def runtime_closed() -> AsyncIterator[None]:
     """Close the test loop's runtime at the end of an async test."""
     yield
     await close_runtime()
+
+
+@pytest.fixture
+async def background_closed() -> AsyncIterator[None]:
+    """Close the background loop's runtime at the end of an async test that ran sync flows."""
+    yield
+    await close_background_runtime()
+
+
+@pytest.fixture
+def background_runtime_closed() -> Iterator[None]:
+    """Close the background loop's runtime after a sync test, so the next sees its own env."""
+    yield
+    bridge.run_blocking(close_runtime)
 
 
 def env_for_subprocess(redis_url: str, prefix: str) -> dict[str, str]:

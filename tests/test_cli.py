@@ -37,7 +37,7 @@ from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.keys import Keys
 from tests.conftest import env_for_subprocess
 from tests.e2e.support import ROOT, WorkerProcess, dump_logs, spawn_worker
-from tests.test_flow_runs_support import current_run_id, launch, read, wait_for_ids, wait_until
+from tests.runs import current_run_id, launch, read, wait_for_ids, wait_until
 
 pytestmark = pytest.mark.anyio
 

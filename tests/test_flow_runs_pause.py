@@ -8,7 +8,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -33,7 +32,7 @@ from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
 from flowbus.input.run_input import run_input_type, schema_json
 from flowbus.settings import get_settings
 from flowbus.states import Pending
-from tests.test_flow_runs_support import (
+from tests.runs import (
     close_background_runtime,
     current_run_id,
     fired_keys,
@@ -51,13 +50,6 @@ from tests.test_flow_runs_support import (
 pytestmark = pytest.mark.anyio
 
 KINDS = ["sync", "async"]
-
-
-@pytest.fixture
-async def background_closed() -> AsyncIterator[None]:
-    """Sync flows run on the background loop: close its runtime after the test."""
-    yield
-    await close_background_runtime()
 
 
 class Approval(RunInput):

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from time import sleep
@@ -20,12 +19,10 @@ import pytest
 
 from flowbus import Flow, State, StateType, aresume_flow_run, flow, pause_flow_run, task
 from flowbus._core.bridge import run_blocking
-from flowbus._redis.runtime import close_runtime
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.models import FlowRun
 from tests.conftest import env_for_subprocess
-from tests.test_flow_runs_support import (
-    close_background_runtime,
+from tests.runs import (
     current_run_id,
     gather_outcomes,
     launch,
@@ -44,19 +41,6 @@ NEVER_RESUMED = "The flow was paused and never resumed."
 RACE_TIMEOUT: Any = 0.2
 
 KINDS = ["sync", "async"]
-
-
-@pytest.fixture
-async def background_closed() -> AsyncIterator[None]:
-    yield
-    await close_background_runtime()
-
-
-@pytest.fixture
-def background_runtime_closed() -> Iterator[None]:
-    """Close the background loop's runtime after a sync test."""
-    yield
-    run_blocking(close_runtime)
 
 
 # -- one compare-and-set -------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -29,7 +28,7 @@ from flowbus import (
 from flowbus._core.bridge import run_blocking
 from flowbus._core.codec import decode, encode, text
 from flowbus._engine.engine import FlowEngine
-from flowbus._redis.runtime import close_runtime, get_runtime
+from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import MissingContext, SerializationError
 from flowbus.models import FlowRun
 from flowbus.states import Failed, Pending, Running, Scheduled
@@ -52,13 +51,6 @@ class Opaque:
 
     def __init__(self, value: int) -> None:
         self.value = value
-
-
-@pytest.fixture
-def background_runtime_closed() -> Iterator[None]:
-    """Close the background loop's runtime after a sync test, so the next sees its own env."""
-    yield
-    run_blocking(close_runtime)
 
 
 async def only_run(flow_name: str) -> FlowRun:

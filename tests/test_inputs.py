@@ -4,7 +4,6 @@ the compare-and-set (against a real Redis, for sync and async flows)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from flowbus.input.run_input import (
     schema_json,
 )
 from flowbus.settings import get_settings
-from tests.test_flow_runs_support import (
+from tests.runs import (
     close_background_runtime,
     current_run_id,
     input_hash,
@@ -101,12 +100,6 @@ def test_loaded_input_carries_its_metadata() -> None:
 
 
 # -- validation before the compare-and-set -------------------------------------------------------
-
-
-@pytest.fixture
-async def background_closed() -> AsyncIterator[None]:
-    yield
-    await close_background_runtime()
 
 
 def waits_for(kind: str, ids: list[str], wait_for_input: Any) -> Flow[..., Any]:

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 from uuid import uuid4
@@ -32,7 +31,7 @@ from flowbus import (
 )
 from flowbus._redis.waiters import QueueWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
-from tests.test_flow_runs_support import (
+from tests.runs import (
     close_background_runtime,
     current_run_id,
     launch,
@@ -42,12 +41,6 @@ from tests.test_flow_runs_support import (
 pytestmark = pytest.mark.anyio
 
 CALLERS = ["sync", "async"]
-
-
-@pytest.fixture
-async def background_closed() -> AsyncIterator[None]:
-    yield
-    await close_background_runtime()
 
 
 async def wait_from(caller: str, run_id: Any, **options: Any) -> FlowRun:
