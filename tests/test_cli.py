@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 import redis
+from anyio.streams.text import TextReceiveStream
 
 from flowbus import (
     Cancelled,
@@ -243,18 +244,24 @@ async def test_inspect_prints_the_state_history(runtime_closed: None) -> None:
     assert any("RUNNING" in r and "COMPLETED" in r for r in rows), out
 
 
-async def test_watch_prints_each_state_until_the_run_ends(runtime_closed: None) -> None:
-    # Given a running run and a watcher following it
+async def test_watch_follows_the_run_live_until_it_ends(runtime_closed: None) -> None:
+    # Given a running run and a watcher that has printed its history so far
     run_id = await new_run(Pending(), Running())
-    watching = asyncio.ensure_future(cli("watch", run_id))
-    await asyncio.sleep(0.5)
-    # When it completes
-    async with get_client() as client:
-        await client.set_flow_run_state(run_id, Completed())
-    done = await watching
-    # Then the watcher printed its history and the new state, and exited
-    assert done.returncode == 0, done
-    kinds = [line.split()[1] for line in done.stdout.splitlines()]
+    with anyio.fail_after(CLI_TIMEOUT):
+        async with await anyio.open_process([FLOWBUS, "watch", run_id], env={**os.environ}) as proc:
+            assert proc.stdout is not None
+            lines = TextReceiveStream(proc.stdout)
+            printed = ""
+            while "RUNNING" not in printed:
+                printed += await lines.receive()
+            # When the run completes only now
+            async with get_client() as client:
+                await client.set_flow_run_state(run_id, Completed())
+            # Then the watcher prints the new state as it happens, and exits
+            async for chunk in lines:
+                printed += chunk
+            assert await proc.wait() == 0
+    kinds = [line.split()[1] for line in printed.splitlines()]
     assert kinds == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
 
 
