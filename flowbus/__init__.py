@@ -77,3 +77,15 @@ __all__ = [
     "task",
     "wait_for_flow_run",
 ]
+
+
+def _show_public_home() -> None:
+    # names implemented in private layers (flowbus._engine, flowbus._redis…) present
+    # themselves as flowbus.X in reprs, tracebacks and docs
+    for name in __all__:
+        value = globals()[name]
+        if getattr(value, "__module__", "").startswith("flowbus._"):
+            value.__module__ = __name__
+
+
+_show_public_home()

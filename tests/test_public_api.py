@@ -138,3 +138,13 @@ def test_no_top_level_worker_package() -> None:
     project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
     packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     assert [Path(p).name for p in packages] == ["flowbus", "flowbus_worker"]
+
+
+def test_public_names_present_themselves_under_flowbus() -> None:
+    private = [
+        name
+        for name in flowbus.__all__
+        if getattr(getattr(flowbus, name), "__module__", "").startswith("flowbus._")
+    ]
+    assert private == []
+    assert repr(flowbus.FlowRunContext).startswith("<class 'flowbus.")
