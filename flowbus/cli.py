@@ -252,7 +252,11 @@ def server_start() -> None:
     from flowbus._redis.embedded import default_server_url
     from flowbus.settings import get_settings
 
-    console.print(default_server_url(get_settings()))
+    try:
+        url = default_server_url(get_settings())
+    except FlowbusError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(url, soft_wrap=True)
 
 
 @server_app.command("stop")
@@ -263,6 +267,31 @@ def server_stop() -> None:
 
     stopped = stop_default_server(get_settings())
     console.print("stopped" if stopped else "not running")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show the embedded default server: URL (password masked), pid, program, files, uptime."""
+    from flowbus._redis import embedded
+    from flowbus._redis.runtime import redact
+    from flowbus.settings import get_settings
+
+    settings = get_settings()
+    status = embedded.server_status(settings)
+    if status is None:
+        console.print(f"not running (home {settings.home})")
+        raise typer.Exit(1)
+    minutes, seconds = divmod(status.uptime_seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    for label, value in (
+        ("url", redact(status.url)),
+        ("pid", status.pid),
+        ("program", status.program),
+        ("data", status.data_dir),
+        ("log", status.log_file),
+        ("uptime", f"{hours}h {minutes:02d}m {seconds:02d}s"),
+    ):
+        console.print(f"{label + ':':<9}{value}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

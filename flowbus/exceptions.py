@@ -4,7 +4,8 @@ Tree::
 
     FlowbusError
     ├── ConfigurationError          bad settings, unreachable Redis
-    │   └── ServerNotFound, ServerStartError, EmbeddedServerNotRunning  (flowbus._redis.embedded)
+    │   └── ServerNotFound, ServerMismatch, ServerStartError, EmbeddedServerNotRunning
+    │                               (flowbus._redis.embedded)
     ├── ObjectNotFound              unknown run or deployment
     │   ├── FlowRunNotFound
     │   └── DeploymentNotFound

@@ -212,12 +212,13 @@ def test_concurrent_first_starts_share_one_server(default_settings: Settings) ->
     assert len(urls) == 1
 
 
-def test_stop_default_server_stops_it_and_forgets_the_url(default_settings: Settings) -> None:
+def test_stop_default_server_stops_it_and_keeps_its_address(default_settings: Settings) -> None:
     url = default_server_url(default_settings)
 
     assert stop_default_server(default_settings)
 
-    assert not (default_settings.home / "redis.url").exists()
+    # the URL file stays, so the next start comes back where the clients look
+    assert (default_settings.home / "redis.url").read_text().strip() == url
     with client_for(url) as client, pytest.raises(redis.ConnectionError):
         client.ping()
     assert not stop_default_server(default_settings)

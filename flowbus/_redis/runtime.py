@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowbus._redis.deployment_store import DeploymentStore
-from flowbus._redis.packing import packed_by_hiredis
 from flowbus._redis.store import RunStore
+from flowbus._redis.url_file import prepared
 from flowbus._redis.waiters import Waiters
 from flowbus.exceptions import ConfigurationError
 from flowbus.settings import Settings, get_settings
@@ -57,6 +57,7 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
     one, a few times. That is safe for flowbus's commands: reads, idempotent writes, and
     compare-and-set scripts, which carry a call id, so a copy of a call that was applied is
     answered as the first one was (not refused by the state it made) and applied once.
+    Connections to the default server look its address up in its URL file each time.
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -69,7 +70,7 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
         retry=Retry(ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE), _RETRIES),
         retry_on_error=[RedisConnectionError],
     )
-    return Redis(connection_pool=packed_by_hiredis(pool))
+    return Redis(connection_pool=prepared(pool, settings))
 
 
 class Runtime:

@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from flowbus._core.codec import text
 from flowbus._redis.events import parse_xread
 from flowbus._redis.keys import Keys
-from flowbus._redis.packing import packed_by_hiredis
+from flowbus._redis.url_file import prepared
 from flowbus.settings import Settings
 
 logger = logging.getLogger("flowbus._redis.waiters")
@@ -142,14 +142,16 @@ class Waiters:
         self.recheck = settings.recheck_interval
         self.url = url
         self.connect_timeout = settings.connect_timeout
-        self.pool = packed_by_hiredis(
+        self.settings = settings
+        self.pool = prepared(
             BlockingConnectionPool.from_url(
                 url,
                 max_connections=settings.max_watch_connections,
                 socket_connect_timeout=settings.connect_timeout,
                 socket_timeout=None,
                 socket_keepalive=True,
-            )
+            ),
+            settings,
         )
         self.redis = Redis(connection_pool=self.pool)
         self.watchers: dict[str, QueueWatcher] = {}
@@ -204,7 +206,7 @@ class Waiters:
             socket_timeout=None,
             socket_keepalive=True,
         )
-        packed_by_hiredis(client.connection_pool)  # before its one connection is made
+        prepared(client.connection_pool, self.settings)  # before its one connection is made
         return client
 
     async def aclose(self) -> None:

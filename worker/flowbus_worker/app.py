@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from flowbus._redis.keys import validate_queue_name
+from flowbus.exceptions import ConfigurationError
 from flowbus.flows import Flow, registry
 from flowbus_worker.config import WorkerConfig, default_name
 from flowbus_worker.logs import configure
@@ -149,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         json_logs=args.json,
     )
     worker = Worker(config, flows)
-    code = anyio.run(worker.run, backend_options={"use_uvloop": use_uvloop(args.loop)})
+    try:
+        code = anyio.run(worker.run, backend_options={"use_uvloop": use_uvloop(args.loop)})
+    except ConfigurationError as exc:  # no server to serve: one line, not a traceback
+        logger.error("Cannot start: %s", exc)
+        return EXIT_USAGE
     if worker.abandoned_threads:  # a sync flow's thread may never end: do not wait for it
         for handler in logging.getLogger().handlers:
             handler.flush()
