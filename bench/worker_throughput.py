@@ -92,7 +92,7 @@ def start_flowbus_worker(children: Children, url: str, name: str) -> None:
     args = [
         sys.executable,
         "-m",
-        "worker",
+        "flowbus_worker",
         "worker_flows",
         "--queue",
         THROUGHPUT_QUEUE,
