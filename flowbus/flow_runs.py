@@ -16,11 +16,11 @@ from uuid import UUID
 import anyio
 
 from flowbus._core.bridge import on_loop, sync_or_async
-from flowbus._core.codec import blob, decode, encode, text
+from flowbus._core.codec import decode, encode
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
+from flowbus._redis.replies import PauseReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
-from flowbus._redis.scripts import Reply, Status
 from flowbus._redis.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
 from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
@@ -111,24 +111,22 @@ async def _pause(
     schema = schema_json(model) if model else ""
     waiters = ctx.runtime.waiters
     async with waiters.subscribe(ctx.flow_run.queue, str(run_id), control=True) as sub:
-        reply = await store.scripts.call(
-            "pause",
+        reply = await store.scripts.pause(
             keys,
-            key,
-            "" if timeout is None else math.ceil(timeout * 1000),
-            "1" if reschedule else "0",
-            "Suspended" if reschedule else "Paused",
-            prefix,
-            schema,
-            (model.description or "") if model else "",
-            "1" if model and accepts_empty(schema) else "0",
+            key=key,
+            timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
+            reschedule=reschedule,
+            state_name="Suspended" if reschedule else "Paused",
+            input_prefix=prefix,
+            schema=schema,
+            description=(model.description or "") if model else "",
+            optional=bool(model) and accepts_empty(schema),
         )
         if reply.status is Status.ALREADY_FIRED:
-            return _loaded(model, reply.extra, key)
+            return load_input(model, _response(reply), key) if model else None
         if not reply.accepted:
             raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
-        deadline = reply.extra[0]
-        deadline_ms = int(deadline) if deadline not in (None, b"") else None
+        deadline_ms = reply.deadline_ms
         expires = None if deadline_ms is None else ms_to_datetime(deadline_ms)
         state = (Suspended if reschedule else Paused)(pause_key=key, pause_expiration_time=expires)
         logger.info("Flow run %s paused (key %s)", run_id, key)
@@ -144,11 +142,9 @@ async def _pause(
         return value
 
 
-def _loaded(model: Any, extra: tuple[Any, ...], key: str) -> Any:
-    if model is None:
-        return None
-    response = decode(blob(extra[0])) if extra and text(extra[1]) == "1" else None
-    return load_input(model, response, key)
+def _response(reply: PauseReply) -> Any:
+    """The input stored by the resume of a pause that already fired (``None``: none)."""
+    return None if reply.response is None else decode(reply.response)
 
 
 async def _wait_until_resumed(
@@ -167,12 +163,11 @@ async def _wait_until_resumed(
         with anyio.move_on_after(left) as scope:
             event = await sub.next()
         if scope.cancelled_caught:
-            reply = await store.scripts.call("expire_pause", keys, key)
+            reply = await store.scripts.expire_pause(keys, key=key)
             if reply.accepted:
                 raise FlowPauseTimeout(NEVER_RESUMED)
-            left_ms = text(reply.extra[0]) if reply.extra else ""
-            if left_ms:  # Redis's clock is behind ours: wait out the rest
-                deadline_ms = int(time.time() * 1000) + int(left_ms)
+            if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
+                deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
         elif event is not None and event.get("type") == StateType.PAUSED:
             continue
@@ -228,7 +223,7 @@ async def aresume_flow_run(
         raise FlowPauseTimeout(f"Flow run {flow_run_id} can no longer be resumed: it expired.")
     if view.state_type != StateType.PAUSED:
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
-    data = b""
+    data = None
     if view.input_prefix:
         check_against_schema(view.schema, run_input if run_input is not None else {})
         if run_input is not None:
@@ -236,13 +231,7 @@ async def aresume_flow_run(
     elif run_input:
         raise InvalidRunInput([("", "this pause does not wait for input")], flow_run_id)
     keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.call(
-        "resume",
-        keys,
-        view.pause_key,
-        data,
-        "1" if view.input_prefix and run_input is not None else "0",
-    )
+    reply = await store.scripts.resume(keys, key=view.pause_key, data=data)
     _raise_for_refusal(flow_run_id, reply)
     if not reply.accepted:
         raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
@@ -255,7 +244,7 @@ async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> boo
     reads the run and explains exactly why.
     """
     keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.call("resume", keys, "", b"", "0")
+    reply = await store.scripts.resume(keys)
     if reply.status is Status.NOT_FOUND:
         raise FlowRunNotFound(flow_run_id)
     _raise_for_refusal(flow_run_id, reply)

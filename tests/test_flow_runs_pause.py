@@ -27,7 +27,7 @@ from flowbus import (
     get_client,
     pause_flow_run,
 )
-from flowbus._redis.scripts import Status
+from flowbus._redis.replies import Status
 from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
 from flowbus.input.run_input import run_input_type, schema_json
 from flowbus.settings import get_settings
@@ -155,7 +155,13 @@ async def test_only_a_running_run_can_be_paused(runtime_closed: None) -> None:
     assert (await s.set_state(pending.id, Pending())).accepted
     paused = await running_run()
     assert (
-        await s.scripts.call("pause", await run_keys(paused.id), "a", "", "0", "Paused", "", "", "")
+        await s.scripts.pause(
+            await run_keys(paused.id),
+            key="a",
+            timeout_ms=None,
+            reschedule=False,
+            state_name="Paused",
+        )
     ).accepted
     cancelling = await running_run()
     assert (await s.set_state(cancelling.id, Cancelling())).accepted
@@ -165,8 +171,14 @@ async def test_only_a_running_run_can_be_paused(runtime_closed: None) -> None:
     for run in (scheduled, pending, paused, cancelling, completed):
         before = (await read(run.id)).state
         # When it is asked to pause (with an input schema)
-        reply = await s.scripts.call(
-            "pause", await run_keys(run.id), "b", 1000, "0", "Paused", "paused-b", "{}", ""
+        reply = await s.scripts.pause(
+            await run_keys(run.id),
+            key="b",
+            timeout_ms=1000,
+            reschedule=False,
+            state_name="Paused",
+            input_prefix="paused-b",
+            schema="{}",
         )
         # Then it is refused, and neither the state nor the input hash changed
         assert reply.status is Status.REFUSED, (before.type, reply)
@@ -277,8 +289,15 @@ async def test_a_reader_never_sees_paused_without_its_schema(runtime_closed: Non
     # When they pause concurrently with the reader
     task = asyncio.ensure_future(reader())
     for run in runs:
-        reply = await s.scripts.call(
-            "pause", await run_keys(run.id), "k", "", "0", "Paused", "paused-k", "{}", "d"
+        reply = await s.scripts.pause(
+            await run_keys(run.id),
+            key="k",
+            timeout_ms=None,
+            reschedule=False,
+            state_name="Paused",
+            input_prefix="paused-k",
+            schema="{}",
+            description="d",
         )
         assert reply.accepted
         await asyncio.sleep(0)

@@ -98,8 +98,12 @@ async def test_of_100_concurrent_resumers_exactly_one_wins(
 async def paused_without_process(timeout_ms: int) -> FlowRun:
     run = await running_run()
     s = await store()
-    reply = await s.scripts.call(
-        "pause", await run_keys(run.id), "1", timeout_ms, "0", "Paused", "", "", ""
+    reply = await s.scripts.pause(
+        await run_keys(run.id),
+        key="1",
+        timeout_ms=timeout_ms,
+        reschedule=False,
+        state_name="Paused",
     )
     assert reply.accepted
     return await read(run.id)

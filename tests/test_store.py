@@ -11,8 +11,9 @@ import pytest
 
 from flowbus._core.codec import encode, text
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.replies import CreateReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
-from flowbus._redis.scripts import Reply, Status
+from flowbus._redis.scripts import Call
 from flowbus._redis.store import RunStore
 from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.settings import Settings
@@ -123,7 +124,9 @@ async def reach(store: RunStore, kind: StateType) -> UUID:
     if kind is S.PAUSED:
         # pause.lua owns RUNNING → PAUSED (set_state refuses it): key "1", no timeout or input
         keys = await store.run_keys(run.id)
-        reply = await store.scripts.call("pause", keys, "1", "", "0", "Paused", "", "", "")
+        reply = await store.scripts.pause(
+            keys, key="1", timeout_ms=None, reschedule=False, state_name="Paused"
+        )
         assert reply.accepted, reply.detail
     return run.id
 
@@ -515,9 +518,9 @@ async def test_pipelined_scripts_survive_a_script_cache_flush(store: RunStore) -
 # -- a call resent after its reply was lost ----------------------------------------------------
 
 
-def moved(kind: StateType) -> tuple[str, ...]:
-    """set_state's own arguments for a plain move to ``kind``."""
-    return (kind.value, kind.value.title(), "", "0", "", "", "0", "", "")
+def moved(store: RunStore, keys: RunKeys, kind: StateType) -> Call[Reply]:
+    """A set_state call making a plain move to ``kind``."""
+    return store.scripts.set_state(keys, kind=kind.value, name=kind.value.title())
 
 
 async def test_a_resent_call_gets_the_first_reply_and_applies_nothing_twice(
@@ -526,17 +529,18 @@ async def test_a_resent_call_gets_the_first_reply_and_applies_nothing_twice(
     # Given a move applied under a call id, whose reply the client never saw
     run = await store.create_run("flow-a")
     keys = await store.run_keys(run.id)
-    first = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-1")
+    call = moved(store, keys, S.PENDING)
+    first = await call
 
     # When the same call is sent again (as redis-py resends after a dropped connection)
-    again = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-1")
+    again = await call
 
     # Then it is answered as the first time, and the run moved (and published) once
     assert first.accepted and again.accepted
     assert again.detail == first.detail
     assert [e["type"] for e in await entries(store, keys.events)] == ["SCHEDULED", "PENDING"]
     # while another call making the same move is refused by the state the first one made
-    other = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="call-2")
+    other = await moved(store, keys, S.PENDING)
     assert other.status is Status.REFUSED
 
 
@@ -544,10 +548,11 @@ async def test_a_resent_call_is_refused_once_another_call_moved_the_run(store: R
     # Given a move, then another call's move
     run = await store.create_run("flow-a")
     keys = await store.run_keys(run.id)
-    assert (await store.scripts.call("set_state", keys, *moved(S.PENDING), op="a")).accepted
-    assert (await store.scripts.call("set_state", keys, *moved(S.RUNNING), op="b")).accepted
+    first = moved(store, keys, S.PENDING)
+    assert (await first).accepted
+    assert (await moved(store, keys, S.RUNNING)).accepted
     # When the first is resent late, Then it is judged against the run as it is now
-    late = await store.scripts.call("set_state", keys, *moved(S.PENDING), op="a")
+    late = await first
     assert late.status is Status.REFUSED
 
 
@@ -555,12 +560,13 @@ async def test_a_resent_claim_still_hands_the_run_to_its_worker(store: RunStore)
     # Given a waiting run claimed by a worker whose connection dropped before the reply
     run = await store.create_run("flow-a", queue="claims", enqueue=True)
     keys = await store.run_keys(run.id)
-    first = await store.scripts.call("claim_run", keys, op="claim-1")
+    claim = store.scripts.claim_run(keys)
+    first = await claim
     # When the claim is resent
-    again = await store.scripts.call("claim_run", keys, op="claim-1")
+    again = await claim
     # Then the worker is told it started the run (and gets the run), which started once
     assert first.accepted and again.accepted
-    fields = dict(zip(again.extra[::2], again.extra[1::2], strict=True))
+    fields = again.run_hash
     assert fields[b"state_type"] == b"RUNNING" and fields[b"run_count"] == b"1"
     types = [e["type"] for e in await entries(store, keys.events)]
     assert types == ["SCHEDULED", "PENDING", "RUNNING"]
@@ -570,13 +576,30 @@ async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:
     # Given a run created under a call id
     run_id = str(uuid4())
     keys = store.keys.queue("creates").run(run_id)
-    args = (run_id, "flow-a", "flow-a-1", "creates", "", encode({}), "SCHEDULED", "1", "", "", "0")
-    first = await store.scripts.call("create_run", keys, *args, op="create-1")
+
+    def create() -> Call[CreateReply]:
+        return store.scripts.create_run(
+            keys,
+            run_id=run_id,
+            flow_name="flow-a",
+            name="flow-a-1",
+            queue="creates",
+            deployment_id="",
+            parameters=encode({}),
+            initial="SCHEDULED",
+            enqueue=True,
+            parent_id="",
+            scheduled_ms=None,
+            start=False,
+        )
+
+    creation = create()
+    first = await creation
     # When the creation is resent, Then it is not refused as a duplicate, and made once
-    again = await store.scripts.call("create_run", keys, *args, op="create-1")
+    again = await creation
     assert first.accepted and again.accepted
-    assert again.extra == first.extra  # the creation time
+    assert again.created_ms == first.created_ms  # the creation time
     assert await store.redis.xlen(keys.queue_stream) == 1
     # while a creation under another call id is a duplicate
-    other = await store.scripts.call("create_run", keys, *args, op="create-2")
+    other = await create()
     assert other.status is Status.REFUSED

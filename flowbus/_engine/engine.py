@@ -17,8 +17,8 @@ from flowbus._core.bridge import run_loop
 from flowbus._core.codec import encode
 from flowbus._engine.context import FlowRunContext
 from flowbus._engine.suspension import complete_suspension
+from flowbus._redis.replies import Reply
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.scripts import Reply
 from flowbus._redis.store import Delivery, state_from_fields
 from flowbus._redis.waiters import Event
 from flowbus.exceptions import (
@@ -86,7 +86,7 @@ class FlowEngine:
         """SCHEDULED/PENDING → RUNNING in one step; refused if anyone else started the run."""
         keys = await self.store.run_keys(self.flow_run.id)
         scheduled = self.flow_run.state.is_scheduled()
-        reply = await self.store.scripts.call("start_run", keys)
+        reply = await self.store.scripts.start_run(keys)
         if scheduled and reply.accepted:
             self._tell(Pending())
         self._accepted(reply, Running())

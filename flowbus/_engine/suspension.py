@@ -11,8 +11,8 @@ import math
 import uuid
 from uuid import UUID
 
+from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.scripts import Status
 from flowbus.exceptions import InvalidStateTransition
 
 
@@ -20,11 +20,10 @@ async def request_suspension(flow_run_id: UUID | str, timeout: float | None = No
     """Ask a running run to suspend; :class:`InvalidStateTransition` if it is not RUNNING."""
     runtime = await get_runtime()
     keys = await runtime.store.run_keys(flow_run_id)
-    reply = await runtime.store.scripts.call(
-        "request_suspension",
+    reply = await runtime.store.scripts.request_suspension(
         keys,
-        str(uuid.uuid4()),
-        "" if timeout is None else math.ceil(timeout * 1000),
+        key=str(uuid.uuid4()),
+        timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
     )
     if reply.status is Status.NOT_FOUND or not reply.accepted:
         raise InvalidStateTransition(flow_run_id, f"cannot suspend: {reply.detail}")
@@ -33,6 +32,6 @@ async def request_suspension(flow_run_id: UUID | str, timeout: float | None = No
 async def complete_suspension(runtime: Runtime, flow_run_id: UUID | str) -> None:
     """Record that a Suspending run has checkpointed and left its process."""
     keys = await runtime.store.run_keys(flow_run_id)
-    reply = await runtime.store.scripts.call("complete_suspension", keys)
+    reply = await runtime.store.scripts.complete_suspension(keys)
     if not reply.accepted:
         raise InvalidStateTransition(flow_run_id, f"cannot complete suspension: {reply.detail}")

@@ -1,58 +1,42 @@
-"""Typed facade over the Lua transition scripts: one method per script, replies parsed here.
+"""Typed calls of the Lua transition scripts: one method per script, ARGV order written here.
 
 Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.lua``, run by
 EVALSHA through the client's :class:`AutoPipeline` (calls made in one loop turn share a round
-trip) and loaded again on NOSCRIPT.
+trip) and loaded again on NOSCRIPT. A method returns a :class:`Call`: awaited, it runs alone;
+``add``-ed to a pipeline built for :meth:`Scripts.pipeline`, it shares the round trip with
+other commands, and ``reply`` reads its result.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from enum import IntEnum
+from collections.abc import Generator, Mapping
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, Generic
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from flowbus._core.codec import text
+from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build
 from flowbus._redis.keys import RunKeys
-from flowbus.exceptions import MalformedEntry
+from flowbus._redis.replies import (
+    ClaimReply,
+    CreateReply,
+    DueReply,
+    Parser,
+    PauseReply,
+    R,
+    Reply,
+    Status,
+)
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
 
 _FINAL = frozenset(t.value for t in FINAL_TYPES)
-
-
-class Status(IntEnum):
-    """First element of every script reply (see ``_prelude.lua``)."""
-
-    ACCEPTED = 1
-    REFUSED = 0
-    NOT_FOUND = -1
-    ALREADY_FIRED = 2
-    EXPIRED = 3
-    SUSPENDING = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A parsed script reply: outcome, event id or reason, and the run's state after it."""
-
-    status: Status
-    detail: str
-    state_type: str
-    state_name: str
-    run_count: int
-    extra: tuple[bytes | int | None, ...]
-
-    @property
-    def accepted(self) -> bool:
-        return self.status is Status.ACCEPTED
+Arg = str | bytes | int
 
 
 @cache
@@ -70,19 +54,37 @@ def script_names() -> tuple[str, ...]:
     return tuple(sorted(name for name in names if not name.startswith("_")))
 
 
-def parse(raw: Any) -> Reply:
-    """A script's raw reply as a :class:`Reply`."""
-    if not isinstance(raw, list) or len(raw) < 5:
-        raise MalformedEntry("script reply", repr(raw))
-    status, detail, state_type, state_name, run_count, *extra = raw
-    return Reply(
-        Status(int(status)),
-        text(detail),
-        text(state_type),
-        text(state_name),
-        int(run_count),
-        tuple(extra),
-    )
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+class Call(Generic[R]):
+    """One script call, its arguments and call id fixed: awaited alone, or added to a pipeline.
+
+    The call id lets a copy resent after a dropped connection find the call on the run and
+    get the first reply, not a refusal; awaiting a call again sends that same copy.
+    """
+
+    __slots__ = ("_command", "_read", "_scripts", "keys")
+
+    def __init__(
+        self, scripts: Scripts, name: str, keys: RunKeys, args: tuple[Arg, ...], read: Parser[R]
+    ) -> None:
+        self._scripts = scripts
+        self._read = read
+        self.keys = keys
+        self._command = scripts.command(name, keys, args)
+
+    def add(self, pipe: Pipeline) -> None:
+        """Add the call to a pipeline built for :meth:`Scripts.pipeline`."""
+        pipe.evalsha(*self._command)
+
+    def reply(self, raw: Any) -> R:
+        """The call's typed reply from its raw one (:class:`MalformedEntry` if it is none)."""
+        return replies.parse(raw, self._read)
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._scripts.run(self).__await__()
 
 
 class Scripts:
@@ -91,40 +93,29 @@ class Scripts:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._retention = settings.retention_seconds
-        self._head = [
+        self._head = (
             settings.run_events_maxlen,
             settings.queue_events_maxlen,
             settings.retention_seconds,
-        ]
+        )
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in script_names()
         }
         self._batch = AutoPipeline(redis, self._load_all)
 
-    def queue(
-        self,
-        pipe: Pipeline,
-        name: str,
-        keys: RunKeys,
-        *args: str | bytes | int,
-        op: str | None = None,
-    ) -> None:
-        """Add script ``name`` to a pipeline built for :meth:`pipeline`.
-
-        ``op`` identifies the call (a fresh one by default): a copy resent after a dropped
-        connection finds it on the run and gets the first reply, not a refusal.
-        """
+    def command(self, name: str, keys: RunKeys, args: tuple[Arg, ...]) -> tuple[Any, ...]:
+        """EVALSHA's arguments for script ``name``: the shared head, ``args``, a new call id."""
         names = keys.as_list()
-        op = op or secrets.token_hex(8)
-        pipe.evalsha(self._scripts[name].sha, len(names), *names, *self._head, *args, op)
+        op = secrets.token_hex(8)  # fixed before any build, which a NOSCRIPT repeats
+        return (self._scripts[name].sha, len(names), *names, *self._head, *args, op)
 
     async def pipeline(self, build: Build) -> list[Any]:
-        """Run the commands ``build`` adds to a pipeline, scripts among them, in one round trip.
+        """Run the commands ``build`` adds to a pipeline, script calls among them, in one round
+        trip, shared with every other call of this loop turn.
 
-        The round trip is shared with every other call of this loop turn. redis-py's own
-        script support would first ask ``SCRIPT EXISTS`` (another round trip) on every
-        execution; instead, a NOSCRIPT reply (a restarted server) loads every script and sends
-        ``build``'s commands once more, so its other commands must be idempotent.
+        redis-py's own script support would first ask ``SCRIPT EXISTS`` (another round trip)
+        on every execution; instead, a NOSCRIPT reply (a restarted server) loads every script
+        and sends ``build``'s commands once more, so its other commands must be idempotent.
         """
         return await self._batch.execute(build)
 
@@ -134,14 +125,126 @@ class Scripts:
             pipe.script_load(script.script)
         await pipe.execute()
 
-    async def call(
-        self, name: str, keys: RunKeys, *args: str | bytes | int, op: str | None = None
-    ) -> Reply:
-        """Run script ``name`` on one run's keys with the script's own arguments."""
-        op = op or secrets.token_hex(8)  # fixed before the build, which a NOSCRIPT repeats
-        (raw,) = await self._batch.execute(lambda pipe: self.queue(pipe, name, keys, *args, op=op))
-        reply = parse(raw)
+    async def run(self, call: Call[R]) -> R:
+        """Run one call alone; a run it ends has its index (another slot) expired after it."""
+        (raw,) = await self._batch.execute(call.add)
+        reply = call.reply(raw)
         if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
-            # the run's keys now expire; its index lives in another slot, so expire it here
-            await self._redis.expire(keys.index, self._retention)
+            await self._redis.expire(call.keys.index, self._retention)
         return reply
+
+    # -- runs (create_run.lua, claim_run.lua, start_run.lua, set_state.lua, start_scheduled.lua)
+
+    def create_run(
+        self,
+        keys: RunKeys,
+        *,
+        run_id: str,
+        flow_name: str,
+        name: str,
+        queue: str,
+        deployment_id: str,
+        parameters: bytes,
+        initial: str,
+        enqueue: bool,
+        parent_id: str,
+        scheduled_ms: int | None,
+        start: bool,
+    ) -> Call[CreateReply]:
+        """Create a run in ``initial`` (SCHEDULED or PENDING); ``start`` runs it at once."""
+        args = (run_id, flow_name, name, queue, deployment_id, parameters, initial)
+        tail = (_flag(enqueue), parent_id, "" if scheduled_ms is None else scheduled_ms)
+        return Call(self, "create_run", keys, (*args, *tail, _flag(start)), replies.created)
+
+    def claim_run(self, keys: RunKeys) -> Call[ClaimReply]:
+        """Start a waiting run and read its hash, in one step."""
+        return Call(self, "claim_run", keys, (), replies.claimed)
+
+    def start_run(self, keys: RunKeys) -> Call[Reply]:
+        """SCHEDULED/PENDING → RUNNING."""
+        return Call(self, "start_run", keys, (), replies.plain)
+
+    def set_state(
+        self,
+        keys: RunKeys,
+        *,
+        kind: str,
+        name: str,
+        message: str = "",
+        retry: bool = False,
+        result: bytes | None = None,
+        expect: str | None = None,
+        enqueue: bool = False,
+        ack_group: str = "",
+        ack_entry_id: str = "",
+        task_results: Mapping[str, bytes] | None = None,
+    ) -> Call[Reply]:
+        """Propose a state (not PAUSED); ``expect`` guards the current kind, ``ack_*``
+        acknowledges a queue delivery and ``task_results`` are written in the same step."""
+        args = (kind, name, message, _flag(retry), b"" if result is None else result)
+        tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id)
+        results = (item for pair in (task_results or {}).items() for item in pair)
+        return Call(self, "set_state", keys, (*args, *tail, *results), replies.plain)
+
+    def start_scheduled(self, keys: RunKeys) -> Call[DueReply]:
+        """Enqueue a SCHEDULED run whose start came; drop a stale deadline."""
+        return Call(self, "start_scheduled", keys, (), replies.due)
+
+    # -- pauses (pause.lua, resume.lua, expire_pause.lua and the suspension scripts) ---------
+
+    def pause(
+        self,
+        keys: RunKeys,
+        *,
+        key: str,
+        timeout_ms: int | None,
+        reschedule: bool,
+        state_name: str,
+        input_prefix: str = "",
+        schema: str = "",
+        description: str = "",
+        optional: bool = False,
+    ) -> Call[PauseReply]:
+        """Pause a RUNNING run under ``key``; ``input_prefix`` ("" none) names its input and
+        ``optional`` says an empty input is valid."""
+        timeout = "" if timeout_ms is None else timeout_ms
+        args = (key, timeout, _flag(reschedule), state_name, input_prefix, schema, description)
+        return Call(self, "pause", keys, (*args, _flag(optional)), replies.paused)
+
+    def resume(self, keys: RunKeys, *, key: str = "", data: bytes | None = None) -> Call[Reply]:
+        """Resume the pause under ``key`` ("" any) with the encoded input ``data``, if any."""
+        given = data is not None
+        return Call(self, "resume", keys, (key, data or b"", _flag(given)), replies.plain)
+
+    def expire_pause(self, keys: RunKeys, *, key: str = "") -> Call[DueReply]:
+        """Fail the run if its pause under ``key`` ("" any) has expired."""
+        return Call(self, "expire_pause", keys, (key,), replies.due)
+
+    def request_suspension(self, keys: RunKeys, *, key: str, timeout_ms: int | None) -> Call[Reply]:
+        """RUNNING → PAUSED "Suspending" under ``key``."""
+        timeout = "" if timeout_ms is None else timeout_ms
+        return Call(self, "request_suspension", keys, (key, timeout), replies.plain)
+
+    def complete_suspension(self, keys: RunKeys) -> Call[Reply]:
+        """Suspending → Suspended."""
+        return Call(self, "complete_suspension", keys, (), replies.plain)
+
+    def pause_to_suspension(self, keys: RunKeys, *, key: str = "", message: str) -> Call[Reply]:
+        """An in-process pause under ``key`` ("" any) becomes a suspension."""
+        return Call(self, "pause_to_suspension", keys, (key, message), replies.plain)
+
+    # -- messages (send_input.lua) -----------------------------------------------------------
+
+    def send_input(
+        self,
+        keys: RunKeys,
+        *,
+        key: str,
+        payload: bytes,
+        sender: str,
+        idempotency_key: str,
+        maxlen: int,
+    ) -> Call[Reply]:
+        """Add a message (JSON text) for ``receive_input``, once per ``idempotency_key``."""
+        args = (key, payload, sender, idempotency_key, maxlen)
+        return Call(self, "send_input", keys, args, replies.plain)

@@ -13,7 +13,8 @@ from redis.asyncio.client import Pipeline
 
 from flowbus._core.codec import blob, decode, encode, text
 from flowbus._redis.keys import Keys, RunKeys
-from flowbus._redis.scripts import Reply, Scripts, Status, parse
+from flowbus._redis.replies import Reply, Status
+from flowbus._redis.scripts import Scripts
 from flowbus.exceptions import (
     FlowRunNotFound,
     InvalidStateTransition,
@@ -178,28 +179,29 @@ class RunStore:
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
         new_queue = queue not in self._known_queues
-        args = (
-            str(rid),
-            flow_name,
-            name or f"{flow_name}-{str(rid)[:8]}",
-            queue,
-            str(deployment_id or ""),
-            params,
-            initial.value,
-            "1" if enqueue else "0",
-            str(parent_id or ""),
-            "" if scheduled_time is None else datetime_to_ms(scheduled_time),
-            "1" if start else "0",
+        call = self.scripts.create_run(
+            run_keys,
+            run_id=str(rid),
+            flow_name=flow_name,
+            name=name or f"{flow_name}-{str(rid)[:8]}",
+            queue=queue,
+            deployment_id=str(deployment_id or ""),
+            parameters=params,
+            initial=initial.value,
+            enqueue=enqueue,
+            parent_id=str(parent_id or ""),
+            scheduled_ms=None if scheduled_time is None else datetime_to_ms(scheduled_time),
+            start=start,
         )
 
         def build(pipe: Pipeline) -> None:
             pipe.set(self.keys.run_index(rid), queue, nx=True)
             if new_queue:
                 pipe.sadd(self.keys.queues(), queue)
-            self.scripts.queue(pipe, "create_run", run_keys, *args)
+            call.add(pipe)
 
         replies = await self.scripts.pipeline(build)
-        indexed, reply = replies[0], parse(replies[-1])
+        indexed, reply = replies[0], call.reply(replies[-1])
         self._known_queues.add(queue)
         if not reply.accepted:
             if indexed:  # the index was ours: leave no trace of a run that was not created
@@ -207,7 +209,7 @@ class RunStore:
             raise InvalidStateTransition(rid, reply.detail)
         self._remember(str(rid), run_keys)
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
-        created = ms_to_datetime(int(text(reply.extra[0])))
+        created = ms_to_datetime(reply.created_ms or 0)
         # what the script wrote (already valid): neither read back nor validated again
         return FlowRun.model_construct(
             id=rid,
@@ -255,12 +257,11 @@ class RunStore:
         keys = self._runs.get(rid)
         if keys is None or keys.queue != queue:
             keys = self.keys.queue(queue).run(rid)
-        reply = await self.scripts.call("claim_run", keys)
+        reply = await self.scripts.claim_run(keys)
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)
-        raw = reply.extra
-        return run_from_hash(dict(zip(raw[::2], raw[1::2], strict=True))), reply.accepted
+        return run_from_hash(reply.run_hash), reply.accepted
 
     async def read_result(self, run_id: UUID | str) -> Any:
         """The decoded return value of a completed run (``None`` if it returned nothing)."""
@@ -347,25 +348,26 @@ class RunStore:
         """
         keys = await self.run_keys(run_id)
         final = state.is_final()
-        args = (
-            state.type.value,
-            state.name,
-            state.message or "",
-            "1" if retry else "0",
-            result if result is not None else "",
-            expect.value if expect else "",
-            "1" if enqueue else "0",
-            ack.group if ack else "",
-            ack.entry_id if ack else "",
-            *(item for pair in (task_results or {}).items() for item in pair),
+        call = self.scripts.set_state(
+            keys,
+            kind=state.type.value,
+            name=state.name,
+            message=state.message or "",
+            retry=retry,
+            result=result,
+            expect=expect.value if expect else None,
+            enqueue=enqueue,
+            ack_group=ack.group if ack else "",
+            ack_entry_id=ack.entry_id if ack else "",
+            task_results=task_results,
         )
 
         def build(pipe: Pipeline) -> None:
-            self.scripts.queue(pipe, "set_state", keys, *args)
+            call.add(pipe)
             if final:
                 pipe.expire(keys.index, self.settings.retention_seconds)
 
-        reply = parse((await self.scripts.pipeline(build))[0])
+        reply = call.reply((await self.scripts.pipeline(build))[0])
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
         refused_while_live = final and not reply.accepted and reply.state_type not in _FINAL

@@ -28,8 +28,8 @@ from flowbus._core.bridge import run_blocking, sync_or_async
 from flowbus._engine.context import FlowRunContext
 from flowbus._redis.events import Entry, parse_xread
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.scripts import Status
 from flowbus.exceptions import FlowRunNotFound, MissingContext, PayloadTooLarge
 from flowbus.input.run_input import (
     RunInput,
@@ -77,14 +77,13 @@ async def asend_input(
     if len(data) > runtime.settings.max_payload_bytes:
         raise PayloadTooLarge("run input", len(data), runtime.settings.max_payload_bytes)
     keys = await runtime.store.run_keys(flow_run_id)
-    reply = await runtime.store.scripts.call(
-        "send_input",
+    reply = await runtime.store.scripts.send_input(
         keys,
-        f"{prefix}-{uuid.uuid4()}",
-        data,
-        sender or "",
-        idempotency_key or "",
-        MESSAGES_MAXLEN,
+        key=f"{prefix}-{uuid.uuid4()}",
+        payload=data,
+        sender=sender or "",
+        idempotency_key=idempotency_key or "",
+        maxlen=MESSAGES_MAXLEN,
     )
     if reply.status is Status.NOT_FOUND:
         raise FlowRunNotFound(flow_run_id)

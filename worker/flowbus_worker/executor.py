@@ -201,9 +201,9 @@ class Executor:
             return
         keys = await self.store.run_keys(run.id)
         if state.name == "Suspending":
-            await self.store.scripts.call("complete_suspension", keys)
+            await self.store.scripts.complete_suspension(keys)
         elif not state.state_details.pause_reschedule:
-            await self.store.scripts.call("pause_to_suspension", keys, "", HANDED_OFF)
+            await self.store.scripts.pause_to_suspension(keys, message=HANDED_OFF)
 
     async def _end(self, run_id: UUID, state: State) -> None:
         try:
@@ -287,7 +287,7 @@ class Executor:
         keys = await self.store.run_keys(execution.run_id)
         # the key, when known, guards against a pause that ended meanwhile
         key = execution.paused_key or ""
-        reply = await self.store.scripts.call("pause_to_suspension", keys, key, HANDED_OFF)
+        reply = await self.store.scripts.pause_to_suspension(keys, key=key, message=HANDED_OFF)
         if reply.accepted:
             execution.handed_off = True
             self.abandoned_threads |= not execution.is_async

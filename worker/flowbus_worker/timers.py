@@ -16,9 +16,8 @@ import time
 
 import anyio
 
-from flowbus._core.codec import text
+from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime
-from flowbus._redis.scripts import Status
 from flowbus._redis.waiters import NEW_DEADLINES, Subscription
 from flowbus.states import StateType
 
@@ -41,17 +40,16 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
         if deadline_ms > now_ms:
             return deadline_ms / 1000
         keys = qkeys.run(run_id)
-        reply = await store.scripts.call("expire_pause", keys, "")
+        reply = await store.scripts.expire_pause(keys)
         if reply.status is Status.NOT_FOUND:
             await runtime.redis.zrem(qkeys.deadlines(), run_id)
         elif reply.accepted:
             logger.info("Run %s: its pause expired; the run is FAILED", run_id)
         elif reply.state_type == StateType.PAUSED:
-            left = text(reply.extra[0]) if reply.extra else ""
-            if left:  # not due by the server's clock yet
-                return time.time() + max(CLOCK_SLACK, int(left) / 1000)
+            if reply.left_ms is not None:  # not due by the server's clock yet
+                return time.time() + max(CLOCK_SLACK, reply.left_ms / 1000)
         else:
-            started = await store.scripts.call("start_scheduled", keys)
+            started = await store.scripts.start_scheduled(keys)
             if started.accepted and started.detail == "enqueued":
                 logger.info("Run %s: its scheduled start came; enqueued", run_id)
     return time.time() if len(first) == BATCH else None  # a full batch: sweep again now

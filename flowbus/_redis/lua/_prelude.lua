@@ -10,8 +10,9 @@
 -- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
 --
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
---   status 1 accepted (detail = event id), 0 refused (detail = reason), -1 no such run,
---   2 pause key already fired, 3 pause expired, 4 run is suspending.
+--   status ACCEPTED (detail = event id), REFUSED (detail = reason), NOT_FOUND (no such run),
+--   ALREADY_FIRED (the pause key fired), EXPIRED (the pause expired), SUSPENDING (the run is
+--   suspending); flowbus/_redis/replies.py reads them (Status) and each script's extra values.
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -23,6 +24,10 @@ local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
 -- The caller's id of this call: the same call sent again (its reply was lost with a dropped
 -- connection, and the client resent it) finds it on the run and is answered as the first time.
 local OP = ARGV[#ARGV]
+
+-- The reply statuses (the first value of every reply; Status in replies.py).
+local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
+local ALREADY_FIRED, EXPIRED, SUSPENDING = 2, 3, 4
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -70,7 +75,7 @@ end
 -- (see OP) is answered as this one was, instead of being refused by the state it made.
 local function accepted(detail, cur, ...)
   redis.call('HSET', RUN, 'op', OP, 'op_detail', detail)
-  return reply(1, detail, cur, ...)
+  return reply(ACCEPTED, detail, cur, ...)
 end
 
 -- Whether this call was already applied to the run (and nothing was applied since).

@@ -1,14 +1,15 @@
 -- The process of a Suspending run has checkpointed and let go: Suspending → Suspended,
 -- keeping the pause key and deadline the request set.
--- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}
+-- No arguments of its own.
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-if replayed(cur) then return reply(1, cur.op_detail, cur) end
+if not cur then return reply(NOT_FOUND, 'no such run') end
+if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or cur.name ~= 'Suspending' then
-  return reply(0, 'the run is not suspending', cur)
+  return reply(REFUSED, 'the run is not suspending', cur)
 end
 local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
 local id, reason = transition(cur, 'PAUSED', 'Suspended', {pause_key = cur.pause_key,
   reschedule = true, pause_timeout_ms = deadline, deadline_ms = deadline})
-if not id then return reply(0, reason, cur) end
+if not id then return reply(REFUSED, reason, cur) end
 return accepted(id, cur)

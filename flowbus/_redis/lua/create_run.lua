@@ -3,35 +3,39 @@
 -- ARGV[9] parameters (msgpack)  [10] initial kind  [11] enqueue "1"/"0"  [12] parent run id
 -- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
 -- ARGV[14] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
--- Reply: {1, event id, ..., created ms} or {0, reason, ...}.
+-- Reply: {ACCEPTED, event id, ..., created ms} | {REFUSED, reason, ...}
+local run_id, flow_name, run_name, queue = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local deployment_id, parameters, initial = ARGV[8], ARGV[9], ARGV[10]
+local enqueue_it, parent_id, scheduled = ARGV[11] == '1', ARGV[12], tonumber(ARGV[13])
+local start_now = ARGV[14] == '1'
+
 if redis.call('EXISTS', RUN) == 1 then
   local cur = current()
   if replayed(cur) then
-    return reply(1, cur.op_detail, cur, tonumber(redis.call('HGET', RUN, 'created_ms')))
+    return reply(ACCEPTED, cur.op_detail, cur, tonumber(redis.call('HGET', RUN, 'created_ms')))
   end
-  return reply(0, 'a run with this id exists', cur)
+  return reply(REFUSED, 'a run with this id exists', cur)
 end
 -- refuse before writing: a refused creation must leave no half-made run behind
-if not ALLOWED.NONE[ARGV[10]] then return reply(0, 'a run starts SCHEDULED or PENDING') end
+if not ALLOWED.NONE[initial] then return reply(REFUSED, 'a run starts SCHEDULED or PENDING') end
 local ts = now_ms()
-redis.call('ZADD', RUNS, ts, ARGV[4])
+redis.call('ZADD', RUNS, ts, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
-local cur = {id = ARGV[4], flow = ARGV[5], type = 'NONE', name = '', run_count = 0,
-  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = ARGV[8]}
-local initial = ARGV[10]
-local scheduled = tonumber(ARGV[13])
-local opts = {fields = {'id', ARGV[4], 'flow_name', ARGV[5], 'name', ARGV[6], 'queue', ARGV[7],
-  'deployment_id', ARGV[8], 'parameters', ARGV[9], 'parent_id', ARGV[12], 'created_ms', ts}}
+local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
+  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id}
+local opts = {fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
+  'deployment_id', deployment_id, 'parameters', parameters, 'parent_id', parent_id,
+  'created_ms', ts}}
 if scheduled then
   table.insert(opts.fields, 'scheduled_ms')
   table.insert(opts.fields, scheduled)
   if scheduled > ts then opts.deadline_ms = scheduled end
 end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
-if not id then return reply(0, reason, cur) end
-if ARGV[11] == '1' and not opts.deadline_ms then enqueue(cur) end
-if ARGV[14] == '1' then
+if not id then return reply(REFUSED, reason, cur) end
+if enqueue_it and not opts.deadline_ms then enqueue(cur) end
+if start_now then
   id, reason = start(cur)
-  if not id then return reply(0, reason, cur) end
+  if not id then return reply(REFUSED, reason, cur) end
 end
 return accepted(id, cur, ts)

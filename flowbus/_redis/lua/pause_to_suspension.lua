@@ -3,20 +3,22 @@
 -- keeping the pause key, deadline and input prefix. A later resume then re-enqueues the run
 -- (resume.lua) and any worker re-runs it; the fired key makes the pause return the input.
 -- ARGV[4] expected pause key ("" = any)  [5] message
--- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
+local key, message = ARGV[4], ARGV[5]
+
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-if replayed(cur) then return reply(1, cur.op_detail, cur) end
+if not cur then return reply(NOT_FOUND, 'no such run') end
+if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or cur.reschedule or cur.name == 'Suspending' then
-  return reply(0, 'the run is not paused in-process', cur)
+  return reply(REFUSED, 'the run is not paused in-process', cur)
 end
-if ARGV[4] ~= '' and cur.pause_key ~= ARGV[4] then
-  return reply(0, 'the run is paused under another key', cur)
+if key ~= '' and cur.pause_key ~= key then
+  return reply(REFUSED, 'the run is paused under another key', cur)
 end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
 local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
-local id, reason = transition(cur, 'PAUSED', 'Suspended', {message = ARGV[5],
+local id, reason = transition(cur, 'PAUSED', 'Suspended', {message = message,
   pause_key = cur.pause_key, reschedule = true, input_prefix = prefix,
   pause_timeout_ms = deadline, deadline_ms = deadline})
-if not id then return reply(0, reason, cur) end
+if not id then return reply(REFUSED, reason, cur) end
 return accepted(id, cur)

@@ -5,33 +5,35 @@
 -- ARGV[4] expected pause key ("" = any: a resume without input that read nothing first;
 --         it is refused when the pause needs input, so the caller can explain why)
 -- ARGV[5] input (msgpack)  [6] "1" if an input is given
--- Reply: {1, event id, ...} | {0, reason, ...} | {3, "expired", ...} (the run is FAILED: now,
---        or earlier by its timer)
---      | {4, "suspending", ...} | {-1, ...}
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...}
+--      | {EXPIRED, reason, ...} (the run is FAILED: now, or earlier by its timer)
+--      | {SUSPENDING, reason, ...} | {NOT_FOUND, ...}
+local key, input, input_given = ARGV[4], ARGV[5], ARGV[6] == '1'
 local NEVER_RESUMED = 'The flow was paused and never resumed.'
+
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-if replayed(cur) then return reply(1, cur.op_detail, cur) end
+if not cur then return reply(NOT_FOUND, 'no such run') end
+if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED then
-  return reply(3, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
+  return reply(EXPIRED, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
-if cur.type ~= 'PAUSED' then return reply(0, 'the run is not paused', cur) end
-if ARGV[4] ~= '' and cur.pause_key ~= ARGV[4] then
-  return reply(0, 'the run is paused under another key', cur)
+if cur.type ~= 'PAUSED' then return reply(REFUSED, 'the run is not paused', cur) end
+if key ~= '' and cur.pause_key ~= key then
+  return reply(REFUSED, 'the run is paused under another key', cur)
 end
 if cur.name == 'Suspending' then
-  return reply(4, 'the run is still suspending; resume it once it is Suspended', cur)
+  return reply(SUSPENDING, 'the run is still suspending; resume it once it is Suspended', cur)
 end
 if cur.pause_timeout_ms > 0 and now_ms() >= cur.pause_timeout_ms then
   transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
-  return reply(3, 'the pause expired', cur)
+  return reply(EXPIRED, 'the pause expired', cur)
 end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
-if ARGV[4] == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
-  return reply(0, 'this pause needs input', cur)
+if key == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
+  return reply(REFUSED, 'this pause needs input', cur)
 end
-if ARGV[6] == '1' and prefix ~= '' then
-  redis.call('HSET', INPUT, prefix .. '-response', ARGV[5])
+if input_given and prefix ~= '' then
+  redis.call('HSET', INPUT, prefix .. '-response', input)
 end
 redis.call('SADD', FIRED, cur.pause_key)
 local id

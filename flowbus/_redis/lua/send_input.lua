@@ -1,19 +1,21 @@
 -- Add a message for a run's receive_input, at most once per idempotency key.
 -- ARGV[4] message key  [5] payload (JSON text)  [6] sender  [7] idempotency key ("" none)
--- [8] messages stream maxlen
--- Reply: {1, entry id, ...} | {2, entry id of the earlier send, ...} | {-1, ...}
+-- ARGV[8] messages stream maxlen
+-- Reply: {ACCEPTED, entry id, ...} | {ALREADY_FIRED, entry id of the earlier send, ...}
+--      | {NOT_FOUND, ...}
+local key, payload, sender, idem, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-local idem = ARGV[7]
+if not cur then return reply(NOT_FOUND, 'no such run') end
 if idem ~= '' then
   local earlier = redis.call('HGET', INPUT, 'sent:' .. idem)
-  if earlier then return reply(2, earlier, cur) end
+  if earlier then return reply(ALREADY_FIRED, earlier, cur) end
 end
-local id = redis.call('XADD', MESSAGES, 'MAXLEN', '~', ARGV[8], '*', 'key', ARGV[4],
-  'payload', ARGV[5], 'sender', ARGV[6])
+local id = redis.call('XADD', MESSAGES, 'MAXLEN', '~', maxlen, '*', 'key', key,
+  'payload', payload, 'sender', sender)
 if idem ~= '' then redis.call('HSET', INPUT, 'sent:' .. idem, id) end
 if FINAL[cur.type] then  -- a finished run's keys expire; so do late messages
   redis.call('EXPIRE', MESSAGES, RETENTION)
   redis.call('EXPIRE', INPUT, RETENTION)
 end
-return reply(1, id, cur)
+return reply(ACCEPTED, id, cur)

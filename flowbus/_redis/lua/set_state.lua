@@ -7,26 +7,32 @@
 --          ("" none; a worker's final transition)
 -- ARGV[13…] task-run key, result, … : task results written in the same step (before the
 --          call id, the last ARGV)
--- Reply: {1, event id, ...} | {0, reason, ...} | {-1, ...}.
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
+local to_type, to_name, message, retry = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
+local result, expected, enqueue_it = ARGV[8], ARGV[9], ARGV[10] == '1'
+local group, entry_id = ARGV[11], ARGV[12]
+local FIRST_TASK_RESULT, LAST_TASK_RESULT = 13, #ARGV - 1
+
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-if replayed(cur) then return reply(1, cur.op_detail, cur) end
-if ARGV[4] == 'PAUSED' then return reply(0, 'pause a run through pause_flow_run', cur) end
-if ARGV[9] ~= '' and cur.type ~= ARGV[9] then
-  return reply(0, 'expected ' .. ARGV[9] .. ', found ' .. cur.type, cur)
+if not cur then return reply(NOT_FOUND, 'no such run') end
+if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
+if to_type == 'PAUSED' then return reply(REFUSED, 'pause a run through pause_flow_run', cur) end
+if expected ~= '' and cur.type ~= expected then
+  return reply(REFUSED, 'expected ' .. expected .. ', found ' .. cur.type, cur)
 end
-local to_type, to_name = ARGV[4], ARGV[5]
 local idle = cur.type == 'PAUSED' or cur.type == 'SCHEDULED' or cur.type == 'PENDING'
 if to_type == 'CANCELLING' and idle then
   -- no code of the run is executing: there is nothing to wait for, it is cancelled at once
   -- (a process blocked in an in-process pause is woken by the control stream)
   to_type, to_name = 'CANCELLED', 'Cancelled'
 end
-local opts = {message = ARGV[6], retry = ARGV[7] == '1'}
-if ARGV[8] ~= '' then opts.fields = {'result', ARGV[8]} end
+local opts = {message = message, retry = retry}
+if result ~= '' then opts.fields = {'result', result} end
 local id, reason = transition(cur, to_type, to_name, opts)
-if not id then return reply(0, reason, cur) end
-if #ARGV > 13 then redis.call('HSET', RESULTS, unpack(ARGV, 13, #ARGV - 1)) end
-if ARGV[10] == '1' then enqueue(cur) end
-if ARGV[11] ~= '' then redis.call('XACK', QUEUE, ARGV[11], ARGV[12]) end
+if not id then return reply(REFUSED, reason, cur) end
+if LAST_TASK_RESULT >= FIRST_TASK_RESULT then
+  redis.call('HSET', RESULTS, unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT))
+end
+if enqueue_it then enqueue(cur) end
+if group ~= '' then redis.call('XACK', QUEUE, group, entry_id) end
 return accepted(id, cur)

@@ -3,17 +3,18 @@
 -- state (it is stale). Checked and done in one step, so a run that moves meanwhile keeps its
 -- new deadline.
 -- No arguments of its own.
--- Reply: {1, "enqueued" | "dropped", ...} | {0, reason, ..., ms left} | {-1, ...}
+-- Reply: {ACCEPTED, "enqueued" | "dropped", ...} | {REFUSED, reason, ..., ms left or ""}
+--      | {NOT_FOUND, ...}
 local cur = current()
-if not cur then return reply(-1, 'no such run') end
-if replayed(cur) then return reply(1, cur.op_detail, cur) end
-if cur.type == 'PAUSED' then return reply(0, 'the run is paused', cur, '') end
+if not cur then return reply(NOT_FOUND, 'no such run') end
+if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
+if cur.type == 'PAUSED' then return reply(REFUSED, 'the run is paused', cur, '') end
 if cur.type ~= 'SCHEDULED' then
   redis.call('ZREM', DEADLINES, cur.id)
   return accepted('dropped', cur)
 end
 local left = (tonumber(redis.call('HGET', RUN, 'scheduled_ms') or '') or 0) - now_ms()
-if left > 0 then return reply(0, 'the start time has not come', cur, left) end
+if left > 0 then return reply(REFUSED, 'the start time has not come', cur, left) end
 redis.call('ZREM', DEADLINES, cur.id)
 enqueue(cur)
 return accepted('enqueued', cur)

@@ -1,0 +1,133 @@
+"""The replies of the Lua transition scripts, typed: what each position of a reply means.
+
+Every reply starts ``{status, detail, state_type, state_name, run_count}`` (see
+``lua/_prelude.lua``); some scripts add values after it, read here by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeVar
+
+from flowbus._core.codec import blob, text
+from flowbus.exceptions import MalformedEntry, SerializationError
+
+
+class Status(IntEnum):
+    """First element of every script reply (named alike in ``_prelude.lua``)."""
+
+    ACCEPTED = 1
+    REFUSED = 0
+    NOT_FOUND = -1
+    ALREADY_FIRED = 2
+    EXPIRED = 3
+    SUSPENDING = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A script's outcome, its event id or reason (``detail``), and the run's state after it."""
+
+    status: Status
+    detail: str
+    state_type: str
+    state_name: str
+    run_count: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is Status.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class CreateReply(Reply):
+    """``create_run``: the creation time (server clock), once the run exists."""
+
+    created_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimReply(Reply):
+    """``claim_run``: the run hash as the claim left it (empty when there is no such run)."""
+
+    run_hash: dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseReply(Reply):
+    """``pause``: the pause's deadline when accepted; when the key already fired, the input
+    response stored by its resume (``None``: none was stored)."""
+
+    deadline_ms: int | None
+    response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueReply(Reply):
+    """``expire_pause`` and ``start_scheduled``: milliseconds left before the deadline, when
+    refused because it has not come by the server's clock (else ``None``)."""
+
+    left_ms: int | None
+
+
+R = TypeVar("R", bound=Reply)
+#: Reads a script's reply (a list of at least the five shared values) as its type.
+Parser = Callable[[list[Any]], R]
+
+
+def _head(raw: Any) -> tuple[Status, str, str, str, int]:
+    status, detail, state_type, state_name, run_count = raw[:5]
+    return Status(int(status)), text(detail), text(state_type), text(state_name), int(run_count)
+
+
+def _number(value: Any) -> int | None:
+    """An integer reply value; ``""`` (and a missing one) is ``None``."""
+    if value is None or value == b"" or value == "":
+        return None
+    return int(value)
+
+
+def _extra(raw: list[Any], index: int) -> Any:
+    return raw[5 + index] if len(raw) > 5 + index else None
+
+
+def parse(raw: Any, read: Parser[R]) -> R:
+    """``raw`` read by ``read``; :class:`MalformedEntry` for anything that is not a reply."""
+    if not isinstance(raw, list) or len(raw) < 5:
+        raise MalformedEntry("script reply", repr(raw)[:200])
+    try:
+        return read(raw)
+    except (TypeError, ValueError, UnicodeDecodeError, SerializationError) as exc:
+        raise MalformedEntry("script reply", f"{exc}: {raw!r}"[:200]) from exc
+
+
+def plain(raw: list[Any]) -> Reply:
+    return Reply(*_head(raw))
+
+
+def created(raw: list[Any]) -> CreateReply:
+    return CreateReply(*_head(raw), created_ms=_number(_extra(raw, 0)))
+
+
+def claimed(raw: list[Any]) -> ClaimReply:
+    fields = raw[5:]
+    return ClaimReply(*_head(raw), run_hash=dict(zip(fields[::2], fields[1::2], strict=True)))
+
+
+def paused(raw: list[Any]) -> PauseReply:
+    head = _head(raw)
+    if head[0] is Status.ALREADY_FIRED:
+        stored = text(_extra(raw, 1) or b"") == "1"
+        return PauseReply(
+            *head, deadline_ms=None, response=blob(_extra(raw, 0)) if stored else None
+        )
+    deadline = _number(_extra(raw, 0)) if head[0] is Status.ACCEPTED else None
+    return PauseReply(*head, deadline_ms=deadline, response=None)
+
+
+def due(raw: list[Any]) -> DueReply:
+    head = _head(raw)
+    left = _number(_extra(raw, 0)) if head[0] is Status.REFUSED else None
+    return DueReply(*head, left_ms=left)
