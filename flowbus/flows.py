@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from functools import update_wrapper
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from uuid import UUID
 
 from pydantic import ConfigDict, validate_call
 
 from flowbus._core.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
 from flowbus._core.codec import Serializer
+from flowbus._core.options import FlowOptions
 from flowbus._engine.engine import run_new_flow
 from flowbus._redis.runtime import get_runtime
+from flowbus.states import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 #: Flows defined in this process by name; a worker runs only these.
 registry: dict[str, Flow[..., Any]] = {}
@@ -25,31 +29,16 @@ registry: dict[str, Flow[..., Any]] = {}
 class Flow(Generic[P, R]):
     """A flow; calling it creates a flow run and executes it in this process."""
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        name: str | None = None,
-        retries: int = 0,
-        retry_delay_seconds: float = 0,
-        timeout_seconds: float | None = None,
-        validate_parameters: bool = True,
-        serializer: Serializer = "msgpack",
-        description: str | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], options: FlowOptions | None = None) -> None:
         self.fn = fn
-        self.name = name or fn.__name__.replace("_", "-")
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
-        self.timeout_seconds = timeout_seconds
-        self.validate_parameters = validate_parameters
-        self.serializer: Serializer = serializer
-        self.description = description or inspect.getdoc(fn)
+        self.options = options = options or FlowOptions()
+        self.name = options.name or fn.__name__.replace("_", "-")
+        self.description = options.description or inspect.getdoc(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._body: Callable[..., Any] = (
             validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn)
-            if validate_parameters
+            if options.validate_parameters
             else fn
         )
         update_wrapper(self, fn)
@@ -63,7 +52,21 @@ class Flow(Generic[P, R]):
         """Call the function with stored parameters (validated into the annotated types)."""
         return self._body(**parameters)
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    @overload
+    def __call__(
+        self: Flow[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State]: ...
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    # (a flow's own parameter could be named return_state: mypy cannot rule that out)
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, **kwargs: Any
+    ) -> Any:
         """Run the flow: its value (or final ``State``); awaitable for an async flow."""
         parameters = self.bind(*args, **kwargs)
         if self.is_async:
@@ -79,17 +82,8 @@ class Flow(Generic[P, R]):
         return state if return_state else state.result()
 
     def with_options(self, **options: Any) -> Flow[P, R]:
-        """A copy with some options changed."""
-        current = {
-            "name": self.name,
-            "retries": self.retries,
-            "retry_delay_seconds": self.retry_delay_seconds,
-            "timeout_seconds": self.timeout_seconds,
-            "validate_parameters": self.validate_parameters,
-            "serializer": self.serializer,
-            "description": self.description,
-        }
-        return Flow(self.fn, **{**current, **options})
+        """A copy with some options changed (the keywords of :func:`flow`)."""
+        return Flow(self.fn, replace(self.options, **options))
 
     def deploy(
         self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None
@@ -126,5 +120,5 @@ def flow(
 def flow(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     """Make a function a flow; usable bare (``@flow``) or with options (``@flow(retries=1)``)."""
     if fn is not None:
-        return Flow(fn, **options)
-    return lambda f: Flow(f, **options)
+        return Flow(fn, FlowOptions(**options))
+    return lambda f: Flow(f, FlowOptions(**options))

@@ -7,20 +7,22 @@ import concurrent.futures
 import contextvars
 import inspect
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from functools import cached_property, update_wrapper
-from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_type_hints, overload
 
 from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
 
 from flowbus._core.codec import Serializer, decode, encode
+from flowbus._core.options import TaskOptions
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus.futures import TaskRunFuture
 from flowbus.states import Completed, Failed, State
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 #: Threads that run submitted tasks, shared by every flow run of the process.
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="flowbus-task")
@@ -29,44 +31,33 @@ _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_pr
 class Task(Generic[P, R]):
     """A unit of work inside a flow; see :func:`task`."""
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        name: str | None = None,
-        retries: int = 0,
-        retry_delay_seconds: float = 0,
-        cache_key: str | None = None,
-        cache_key_fn: Callable[[dict[str, Any]], str] | None = None,
-        persist_result: bool = True,
-        serializer: Serializer = "msgpack",
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], options: TaskOptions | None = None) -> None:
         self.fn = fn
-        self.name = name or fn.__name__
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
-        self.cache_key = cache_key
-        self.cache_key_fn = cache_key_fn
-        self.persist_result = persist_result
-        self.serializer: Serializer = serializer
+        self.options = options = options or TaskOptions()
+        self.name = options.name or fn.__name__
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Task[P, R]:
-        """A copy with some options changed (e.g. ``cache_key=``)."""
-        current = {
-            "name": self.name,
-            "retries": self.retries,
-            "retry_delay_seconds": self.retry_delay_seconds,
-            "cache_key": self.cache_key,
-            "cache_key_fn": self.cache_key_fn,
-            "persist_result": self.persist_result,
-            "serializer": self.serializer,
-        }
-        return Task(self.fn, **{**current, **options})
+        """A copy with some options changed (the keywords of :func:`task`, e.g. ``cache_key=``)."""
+        return Task(self.fn, replace(self.options, **options))
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    @overload
+    def __call__(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State]: ...
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    # (a task's own parameter could be named return_state: mypy cannot rule that out)
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, **kwargs: Any
+    ) -> Any:
         """Run the task inline: its value, or its final ``State`` with ``return_state``.
 
         An async task returns an awaitable, as an async function does.
@@ -105,7 +96,7 @@ class Task(Generic[P, R]):
 
     def restore(self, data: bytes) -> Any:
         """Decode a persisted result back into the annotated return type."""
-        value = decode(data, allow_pickle=self.serializer == "pickle")
+        value = decode(data, allow_pickle=self.options.serializer == "pickle")
         adapter = self._return_adapter
         return adapter.validate_python(value) if adapter is not None else value
 
@@ -141,10 +132,10 @@ class _TaskCall:
         self.key: str | None = None
         if self.flow_ctx is not None:
             self.flow_ctx.checkpoint()
-            if task.cache_key is not None:
-                self.key = task.cache_key
-            elif task.cache_key_fn is not None:
-                self.key = task.cache_key_fn(self.parameters)
+            if task.options.cache_key is not None:
+                self.key = task.options.cache_key
+            elif task.options.cache_key_fn is not None:
+                self.key = task.options.cache_key_fn(self.parameters)
             else:
                 self.key = self.flow_ctx.next_task_key(task.name)
 
@@ -163,11 +154,12 @@ class _TaskCall:
         return _Outcome(self.task.restore(data), cached=True)
 
     def succeeded(self, value: Any) -> _Outcome:
-        if self.flow_ctx is not None and self.key is not None and self.task.persist_result:
+        options = self.task.options
+        if self.flow_ctx is not None and self.key is not None and options.persist_result:
             try:
                 data = encode(
                     value,
-                    serializer=self.task.serializer,
+                    serializer=options.serializer,
                     limit=self.flow_ctx.runtime.settings.max_payload_bytes,
                     what=f"result of task {self.key!r}",
                 )
@@ -190,36 +182,36 @@ class _TaskCall:
     def finish(self, outcome: _Outcome, return_state: bool) -> Any:
         return outcome.state() if return_state else outcome.result()
 
+    def failed(self, error: Exception, attempt: int) -> tuple[_Outcome | None, float]:
+        """The outcome of failed attempt ``attempt`` (1 for the first): a failure once no retry
+        is left, else ``None`` and the seconds to wait before the next attempt."""
+        delay = self.task.options.retry.delay_before(attempt)
+        return (_Outcome(error=error), 0.0) if delay is None else (None, delay)
+
     def run_sync(self, return_state: bool) -> Any:
-        outcome = self.cached()
-        attempt = 0
+        outcome, attempt = self.cached(), 0
         while outcome is None:
+            attempt += 1
             token = self.enter()
             try:
                 outcome = self.succeeded(self.task.fn(*self.args, **self.kwargs))
             except Exception as exc:  # a task failure is a state
-                if attempt < self.task.retries:
-                    attempt += 1
-                    time.sleep(self.task.retry_delay_seconds)
-                    continue
-                outcome = _Outcome(error=exc)
+                outcome, delay = self.failed(exc, attempt)
+                time.sleep(delay)
             finally:
                 self.leave(token)
         return self.finish(outcome, return_state)
 
     async def run_async(self, return_state: bool) -> Any:
-        outcome = self.cached()
-        attempt = 0
+        outcome, attempt = self.cached(), 0
         while outcome is None:
+            attempt += 1
             token = self.enter()
             try:
                 outcome = self.succeeded(await self.task.fn(*self.args, **self.kwargs))
             except Exception as exc:  # a task failure is a state
-                if attempt < self.task.retries:
-                    attempt += 1
-                    await asyncio.sleep(self.task.retry_delay_seconds)
-                    continue
-                outcome = _Outcome(error=exc)
+                outcome, delay = self.failed(exc, attempt)
+                await asyncio.sleep(delay)
             finally:
                 self.leave(token)
         return self.finish(outcome, return_state)
@@ -246,5 +238,5 @@ def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     without running the task again.
     """
     if fn is not None:
-        return Task(fn, **options)
-    return lambda f: Task(f, **options)
+        return Task(fn, TaskOptions(**options))
+    return lambda f: Task(f, TaskOptions(**options))

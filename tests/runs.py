@@ -44,7 +44,8 @@ def launch(fl: Flow[..., Any], *args: Any) -> asyncio.Task[State]:
     if fl.is_async:
         coro = fl(*args, return_state=True)
     else:
-        coro = anyio.to_thread.run_sync(partial(fl, *args, return_state=True))
+        call: Callable[[], Any] = partial(fl, *args, return_state=True)
+        coro = anyio.to_thread.run_sync(call)
     return asyncio.ensure_future(coro)
 
 

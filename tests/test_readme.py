@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mypy.api
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -47,6 +49,13 @@ def test_quickstart_pauses_and_cli_resumes(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_quickstart_passes_mypy_strict(tmp_path: Path) -> None:
+    script = tmp_path / "quickstart.py"
+    script.write_text(quickstart())
+    out, err, status = mypy.api.run(["--strict", "--no-incremental", str(script)])
+    assert status == 0, out + err
 
 
 def test_cli_resume_reports_invalid_input_per_field(tmp_path: Path) -> None:

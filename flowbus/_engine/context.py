@@ -53,6 +53,15 @@ class FlowRunContext:
         return _flow_ctx.get()
 
     @classmethod
+    def current(cls) -> FlowRunContext:
+        """The context of the flow run this code executes in; :class:`MissingContext` outside one.
+
+        Unlike :meth:`get` (Prefect's, which returns ``None`` outside a run), its result needs
+        no ``None`` check.
+        """
+        return cls.require("FlowRunContext.current()")
+
+    @classmethod
     def require(cls, what: str) -> FlowRunContext:
         ctx = _flow_ctx.get()
         if ctx is None:

@@ -160,11 +160,12 @@ class FlowEngine:
                 return (await self._settle_interrupted()).with_data(exc)
             except Exception as exc:
                 await ctx.flush()
-                if attempt < self.flow.retries:
-                    attempt += 1
+                attempt += 1
+                delay = self.flow.options.retry.delay_before(attempt)
+                if delay is not None:
                     logger.info("Flow run %s failed (%s); retry %d", self.flow_run.id, exc, attempt)
                     await self.propose(Scheduled(name="AwaitingRetry", message=str(exc)))
-                    await anyio.sleep(self.flow.retry_delay_seconds)
+                    await anyio.sleep(delay)
                     await self.propose(Running(name="Retrying"))
                     continue
                 return await self._fail(exc)
@@ -175,13 +176,12 @@ class FlowEngine:
         token = FlowRunContext.var.set(ctx)
         loop_token = run_loop.set(ctx.loop)
         try:
-            if self.flow.timeout_seconds is None:
+            timeout = self.flow.options.timeout_seconds
+            if timeout is None:
                 return await self._body(parameters)
-            with anyio.move_on_after(self.flow.timeout_seconds):
+            with anyio.move_on_after(timeout):
                 return await self._body(parameters)
-            raise FlowRunTimeout(
-                f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
-            )
+            raise FlowRunTimeout(f"Flow run exceeded timeout of {timeout} second(s)")
         finally:
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
@@ -212,7 +212,7 @@ class FlowEngine:
         try:
             data = encode(
                 value,
-                serializer=self.flow.serializer,
+                serializer=self.flow.options.serializer,
                 limit=self.runtime.settings.max_payload_bytes,
                 what=f"result of flow {self.flow.name!r}",
             )
