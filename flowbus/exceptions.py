@@ -12,8 +12,9 @@ Tree::
     ├── InvalidStateTransition      the run store refused a state change
     │   └── NotPausedError          resume of a run that is not paused
     │       └── StillSuspending     resume of a run still on its way to Suspended
+    ├── PauseNotAllowed (RuntimeError)  pause/suspend from a task, a subflow, no deployment
     ├── FlowPauseTimeout            the pause expired before a resume
-    ├── FlowRunTimeout              a run exceeded its flow's timeout_seconds
+    ├── FlowRunTimeout (TimeoutError)   a run exceeded its flow's timeout_seconds
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
     ├── PayloadTooLarge             an encoded payload is over the limit
@@ -21,8 +22,11 @@ Tree::
     ├── MalformedEntry              a stream entry flowbus cannot read
     ├── FlowRunCancelled            the run was cancelled while it waited
     ├── ClientNotOpen               a client used outside ``async with``
-    └── MissingContext              a run-only call made outside a run
+    └── MissingContext (RuntimeError)  a run-only call made outside a run
     Pause (BaseException)           control flow: the run leaves its process
+
+Where Prefect raises a built-in type, the flowbus class also derives from it and carries
+Prefect's message, so ``except RuntimeError`` and ``pytest.raises(..., match=...)`` port.
 """
 
 from __future__ import annotations
@@ -77,7 +81,25 @@ class InvalidStateTransition(FlowbusError):
 
 
 class NotPausedError(InvalidStateTransition):
-    """Raised when resuming a run that is not paused (or that another resumer won)."""
+    """Raised when resuming a run that is not paused (or that another resumer won).
+
+    The message is Prefect's; ``reason`` and ``state`` say more.
+    """
+
+    def __init__(self, run_id: UUID | str, reason: str, state: State | None = None) -> None:
+        super().__init__(run_id, reason, state)
+        self.args = (NOT_PAUSED,)
+
+    def __str__(self) -> str:
+        return NOT_PAUSED
+
+
+#: Prefect's message for a resume of a run that is not paused.
+NOT_PAUSED = "Cannot resume a run that isn't paused!"
+
+
+class PauseNotAllowed(FlowbusError, RuntimeError):
+    """Raised when a run cannot pause or suspend from where it is asked to (Prefect's message)."""
 
 
 class StillSuspending(NotPausedError):
@@ -137,7 +159,7 @@ class ClientNotOpen(FlowbusError):
     """Raised when a client is used outside ``async with get_client() as client:``."""
 
 
-class MissingContext(FlowbusError):
+class MissingContext(FlowbusError, RuntimeError):
     """Raised when a call that needs a running flow or task is made outside one."""
 
 

@@ -30,8 +30,10 @@ from flowbus.exceptions import (
     FlowRunWaitTimeout,
     InvalidRunInput,
     InvalidStateTransition,
+    MissingContext,
     NotPausedError,
     Pause,
+    PauseNotAllowed,
     StillSuspending,
 )
 from flowbus.input.run_input import (
@@ -46,8 +48,12 @@ from flowbus.states import FINAL_TYPES, Paused, Running, StateType, Suspended
 
 logger = logging.getLogger("flowbus.flow_runs")
 
-#: Prefect's message for a pause that was never resumed.
+#: The message of the FAILED state of a pause that was never resumed (Prefect's).
 NEVER_RESUMED = "The flow was paused and never resumed."
+#: What the paused flow raises then (Prefect's message).
+PAUSE_EXPIRED = "Flow run was paused and never resumed."
+#: What a resumer that came too late gets (Prefect's message).
+TOO_LATE = "Flow run can no longer be resumed."
 
 
 async def apause_flow_run(
@@ -63,33 +69,43 @@ async def apause_flow_run(
     its input at once. Raises :class:`FlowPauseTimeout` (the run is FAILED) if no resume comes
     within ``timeout`` seconds, :class:`FlowRunCancelled` if the run is cancelled meanwhile.
     """
-    ctx = FlowRunContext.require("pause_flow_run")
+    if TaskRunContext.get() is not None:
+        raise PauseNotAllowed("Cannot pause task runs.")
+    ctx = FlowRunContext.get()
+    if ctx is None:
+        raise MissingContext("Flow runs can only be paused from within a flow run.")
     return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=False))
 
 
 async def asuspend_flow_run(
     wait_for_input: Any = None,
     flow_run_id: UUID | str | None = None,
-    timeout: int | None = None,
+    timeout: int | None = 3600,
     key: str | None = None,
+    client: Any = None,
 ) -> Any:
     """Suspend a run: it leaves its process and a resume re-enqueues it to a worker.
 
     In the current run this raises :class:`~flowbus.exceptions.Pause` (the engine catches it);
     when the run re-executes, the same call (same key) returns the resume input. The run must
-    come from a deployment, and this cannot be called from inside a task.
+    come from a deployment, and this cannot be called from inside a task. With a
+    ``flow_run_id`` (even the current run's) it returns at once and that run stops at its next
+    task boundary. ``client`` is accepted for Prefect compatibility and not needed.
     """
     ctx = FlowRunContext.get()
-    if flow_run_id is not None and (ctx is None or str(ctx.flow_run.id) != str(flow_run_id)):
+    if flow_run_id is not None:
         await request_suspension(flow_run_id, timeout)
+        if ctx is not None and str(ctx.flow_run.id) == str(flow_run_id):
+            ctx.interrupt = "suspend"  # its own next task boundary, without waiting for the event
         return None
-    ctx = FlowRunContext.require("suspend_flow_run")
     if TaskRunContext.get() is not None:
-        raise InvalidStateTransition(ctx.flow_run.id, "cannot suspend from inside a task")
+        raise PauseNotAllowed("Cannot suspend task runs.")
+    if ctx is None:
+        raise MissingContext("Flow runs can only be suspended from within a flow run.")
+    if ctx.flow_run.parent_flow_run_id is not None:
+        raise PauseNotAllowed("Cannot suspend subflows.")
     if ctx.flow_run.deployment_id is None:
-        raise InvalidStateTransition(
-            ctx.flow_run.id, "cannot suspend a run without a deployment (no worker could resume it)"
-        )
+        raise PauseNotAllowed("Cannot suspend flows without a deployment.")
     return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=True))
 
 
@@ -165,7 +181,7 @@ async def _wait_until_resumed(
         if scope.cancelled_caught:
             reply = await store.scripts.expire_pause(keys, key=key)
             if reply.accepted:
-                raise FlowPauseTimeout(NEVER_RESUMED)
+                raise FlowPauseTimeout(PAUSE_EXPIRED)
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
@@ -187,7 +203,7 @@ def _outcome(run_id: UUID, view: ResumeView, key: str, model: Any) -> Any:
     if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
         raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
     if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
-        raise FlowPauseTimeout(NEVER_RESUMED)
+        raise FlowPauseTimeout(PAUSE_EXPIRED)
     raise FlowRunCancelled(
         f"Flow run {run_id} left its pause for {view.state_type} {view.state_name!r}"
     )
@@ -220,7 +236,7 @@ async def aresume_flow_run(
         return
     view = await store.pause_view(flow_run_id)
     if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
-        raise FlowPauseTimeout(f"Flow run {flow_run_id} can no longer be resumed: it expired.")
+        raise FlowPauseTimeout(TOO_LATE)
     if view.state_type != StateType.PAUSED:
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
     data = None
@@ -253,7 +269,7 @@ async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> boo
 
 def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
     if reply.status is Status.EXPIRED:
-        raise FlowPauseTimeout("Flow run can no longer be resumed: the pause expired.")
+        raise FlowPauseTimeout(TOO_LATE)
     if reply.status is Status.SUSPENDING:
         raise StillSuspending(flow_run_id, reply.detail)
 
@@ -262,6 +278,7 @@ async def await_for_flow_run(
     flow_run_id: UUID | str,
     timeout: float | None = 10800,
     poll_interval: int = 5,
+    client: Any = None,
     log_states: bool = False,
 ) -> FlowRun:
     """Block until the run reaches a final state and return it.
@@ -288,7 +305,9 @@ async def await_for_flow_run(
                         update={"state": state, "run_count": int(event.get("run_count") or 0)}
                     )
             return run
-    raise FlowRunWaitTimeout(f"Flow run {flow_run_id} did not finish within {timeout} s")
+    raise FlowRunWaitTimeout(
+        f"Flow run with ID {flow_run_id} exceeded watch timeout of {timeout} seconds"
+    )
 
 
 def _state_fields(event: dict[str, str]) -> dict[str, str]:

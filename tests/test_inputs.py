@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 
 from flowbus import Flow, RunInput, StateType, aresume_flow_run, flow, pause_flow_run
 from flowbus.exceptions import InvalidRunInput, PayloadTooLarge
@@ -205,10 +205,10 @@ async def test_a_custom_validator_fails_inside_the_flow(
     # When it is resumed with an input the schema accepts but the validator does not
     await aresume_flow_run(run_id, {"low": 5, "high": 1})
 
-    # Then the flow fails with InvalidRunInput naming the problem
+    # Then the flow fails with pydantic's ValidationError naming the problem (as in Prefect)
     state = await handle
     assert state.type is StateType.FAILED
-    with pytest.raises(InvalidRunInput, match="low must not exceed high"):
+    with pytest.raises(ValidationError, match="low must not exceed high"):
         state.result()
 
 

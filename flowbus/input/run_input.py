@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar, cast
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from flowbus.exceptions import InvalidRunInput
 
@@ -104,11 +104,12 @@ def accepts_empty(schema: str) -> bool:
 
 
 def load_input(model: type[RunInput], data: Any, key: str) -> Any:
-    """Parse stored input with the real type (custom validators run here, in the flow)."""
-    try:
-        value = model.model_validate(data if data is not None else {})
-    except ValidationError as exc:
-        raise InvalidRunInput([(_path(err["loc"]), err["msg"]) for err in exc.errors()]) from exc
+    """Parse stored input with the real type (custom validators run here, in the flow).
+
+    A failing validator raises ``pydantic.ValidationError`` as in Prefect, so a flow can
+    catch it and pause again for a better input.
+    """
+    value = model.model_validate(data if data is not None else {})
     value._metadata = RunInputMetadata(key=key)
     if isinstance(value, AutomaticRunInput):
         return getattr(value, "value")  # noqa: B009 - a field of a model made at run time
