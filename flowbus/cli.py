@@ -154,7 +154,7 @@ def cancel(run_id: str) -> None:
 
     async def go() -> State:
         async with get_client() as client:
-            return await client.set_flow_run_state(run_id, Cancelling())
+            return (await client.set_flow_run_state(run_id, Cancelling())).state or Cancelling()
 
     try:
         state = _run(go())

@@ -80,5 +80,5 @@ async def run_demo(echo: Callable[[str], None]) -> int:
         if event.is_final:
             break
     state = await flow_task
-    echo(f"result: {state.result(raise_on_failure=False)}")
+    echo(f"result: {await state.aresult(raise_on_failure=False)}")
     return 0 if state.is_completed() else 1

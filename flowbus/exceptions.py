@@ -17,12 +17,17 @@ Tree::
     ├── FlowRunTimeout (TimeoutError)   a run exceeded its flow's timeout_seconds
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
+    ├── InvalidInputKey (ValueError)  a flow run input key with invalid characters
+    ├── ObjectAlreadyExists
+    │   └── InputKeyExists          a flow run input key that is taken
     ├── PayloadTooLarge             an encoded payload is over the limit
     ├── SerializationError          a value cannot be encoded or decoded
     ├── MalformedEntry              a stream entry flowbus cannot read
     ├── FlowRunCancelled            the run was cancelled while it waited
     ├── ClientNotOpen               a client used outside ``async with``
-    └── MissingContext (RuntimeError)  a run-only call made outside a run
+    ├── MissingContext (RuntimeError)  a run-only call made outside a run
+    └── PausedRun, CancelledRun, CrashedRun, FailedRun, UnfinishedRun  state.result() of a
+        run that did not complete
     Pause (BaseException)           control flow: the run leaves its process
 
 Where Prefect raises a built-in type, the flowbus class also derives from it and carries
@@ -128,6 +133,18 @@ class InvalidRunInput(FlowbusError):
         super().__init__(f"Invalid run input: {lines}")
 
 
+class InvalidInputKey(FlowbusError, ValueError):
+    """Raised for a flow run input key with characters Prefect does not accept."""
+
+
+class ObjectAlreadyExists(FlowbusError):
+    """Raised when creating something under a name or key that is taken."""
+
+
+class InputKeyExists(ObjectAlreadyExists):
+    """Raised when creating a flow run input under a key the run already has."""
+
+
 class PayloadTooLarge(FlowbusError):
     """Raised when an encoded payload exceeds ``max_payload_bytes``."""
 
@@ -161,6 +178,32 @@ class ClientNotOpen(FlowbusError):
 
 class MissingContext(FlowbusError, RuntimeError):
     """Raised when a call that needs a running flow or task is made outside one."""
+
+
+class PausedRun(FlowbusError):
+    """Raised by ``State.result()`` of a run that is paused or suspended (as in Prefect)."""
+
+
+class CancelledRun(FlowbusError):
+    """Raised by ``State.result()`` of a cancelled run that holds no exception."""
+
+
+class CrashedRun(FlowbusError):
+    """Raised by ``State.result()`` of a crashed run that holds no exception."""
+
+
+class FailedRun(FlowbusError):
+    """Raised by ``State.result()`` of a failed run that holds no exception."""
+
+
+class UnfinishedRun(FlowbusError):
+    """Raised by ``State.result()`` of a run that has not finished."""
+
+
+#: Prefect's names of flowbus's classes.
+PrefectException = FlowbusError
+MissingContextError = MissingContext
+FlowWaitTimeout = FlowRunWaitTimeout
 
 
 class Pause(BaseException):

@@ -40,7 +40,7 @@ from flowbus.input.run_input import (
     accepts_empty,
     check_against_schema,
     load_input,
-    run_input_type,
+    run_input_subclass_from_type,
     schema_json,
 )
 from flowbus.models import FlowRun
@@ -58,7 +58,7 @@ TOO_LATE = "Flow run can no longer be resumed."
 
 async def apause_flow_run(
     wait_for_input: Any = None,
-    timeout: int | None = 3600,
+    timeout: float | None = 3600,
     poll_interval: int = 10,
     key: str | None = None,
 ) -> Any:
@@ -80,7 +80,7 @@ async def apause_flow_run(
 async def asuspend_flow_run(
     wait_for_input: Any = None,
     flow_run_id: UUID | str | None = None,
-    timeout: int | None = 3600,
+    timeout: float | None = 3600,
     key: str | None = None,
     client: Any = None,
 ) -> Any:
@@ -120,7 +120,7 @@ async def _pause(
     store = ctx.runtime.store
     run_id = ctx.flow_run.id
     key = key or ctx.next_pause_key()
-    model = run_input_type(wait_for_input) if wait_for_input is not None else None
+    model = run_input_subclass_from_type(wait_for_input) if wait_for_input is not None else None
     prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if model else ""
     await ctx.flush()  # a re-execution must find every task result finished so far
     keys = await store.run_keys(run_id)
@@ -135,7 +135,7 @@ async def _pause(
             state_name="Suspended" if reschedule else "Paused",
             input_prefix=prefix,
             schema=schema,
-            description=(model.description or "") if model else "",
+            description=(model._description or "") if model else "",
             optional=bool(model) and accepts_empty(schema),
         )
         if reply.status is Status.ALREADY_FIRED:

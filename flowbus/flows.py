@@ -79,7 +79,7 @@ class Flow(Generic[P, R]):
 
     async def _run(self, parameters: Mapping[str, Any], return_state: bool) -> Any:
         state = await run_new_flow(self, parameters)
-        return state if return_state else state.result()
+        return state if return_state else state.result(_sync=True)
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy with some options changed (the keywords of :func:`flow`)."""

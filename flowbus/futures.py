@@ -30,7 +30,7 @@ class TaskRunFuture(Generic[R]):
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The task's value; re-raises its exception if it failed."""
-        value: Any = self._future.result(timeout=timeout).result(raise_on_failure)
+        value: Any = self._future.result(timeout=timeout).result(raise_on_failure, _sync=True)
         return value  # type: ignore[no-any-return]
 
     def done(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -48,3 +49,20 @@ class Deployment(BaseModel):
     def full_name(self) -> str:
         """``flow-name/deployment-name``, accepted wherever a deployment id is."""
         return f"{self.flow_name}/{self.name}"
+
+
+class FlowRunInput(BaseModel):
+    """One input of a run: a sent message, a created input or a pause's schema/description."""
+
+    id: UUID
+    created: datetime = Field(default_factory=now)
+    flow_run_id: UUID
+    key: str
+    #: The value as JSON text.
+    value: str
+    sender: str | None = None
+
+    @property
+    def decoded_value(self) -> Any:
+        """The value parsed from JSON."""
+        return json.loads(self.value)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from flowbus._core.bridge import in_async_context
+from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, PausedRun, UnfinishedRun
 
 
 class StateType(StrEnum):
@@ -48,6 +52,10 @@ class StateDetails(BaseModel):
     run_input_keyset: dict[str, str] | None = None
     scheduled_time: datetime | None = None
     retry: bool = False
+    #: The run this state belongs to (set on the states flowbus returns and reads).
+    flow_run_id: UUID | None = None
+    #: The task run of a task's state (derived from its flow run and task-run key).
+    task_run_id: UUID | None = None
 
 
 class State(BaseModel):
@@ -68,10 +76,29 @@ class State(BaseModel):
         self._data = data
         return self
 
-    def result(self, raise_on_failure: bool = True) -> Any:
-        """The value the run returned; re-raises its exception if it failed."""
-        if isinstance(self._data, BaseException) and raise_on_failure:
-            raise self._data
+    def result(self, raise_on_failure: bool = True, _sync: bool | None = None) -> Any:
+        """The value the run returned; re-raises its exception if it failed.
+
+        As in Prefect 3 this is awaitable in async code (it dispatches to :meth:`aresult`)
+        and plain in sync code; ``_sync=True`` forces the plain value.
+        """
+        if _sync is None and in_async_context():
+            return self.aresult(raise_on_failure)
+        return self._value(raise_on_failure)
+
+    async def aresult(self, raise_on_failure: bool = True) -> Any:
+        """:meth:`result` for async code."""
+        return self._value(raise_on_failure)
+
+    def _value(self, raise_on_failure: bool) -> Any:
+        if isinstance(self._data, BaseException):
+            if raise_on_failure:
+                raise self._data
+            return self._data
+        if raise_on_failure and not self.is_completed():
+            error = _unfinished_error(self)
+            if error is not None:
+                raise error
         return self._data
 
     def is_scheduled(self) -> bool:
@@ -112,46 +139,115 @@ class State(BaseModel):
         return f"{self.name}{suffix}"
 
 
-def _state(type_: StateType, default_name: str, name: str | None, message: str | None) -> State:
-    return State(type=type_, name=name or default_name, message=message)
+def _unfinished_error(state: State) -> Exception | None:
+    """Prefect's exception for the result of a state that did not complete."""
+    errors: dict[StateType, type[Exception]] = {
+        StateType.PAUSED: PausedRun,
+        StateType.CANCELLED: CancelledRun,
+        StateType.CRASHED: CrashedRun,
+        StateType.FAILED: FailedRun,
+    }
+    error = errors.get(state.type)
+    if error is not None:
+        return error(state.message or f"Run is {state.name}.")
+    if state.is_final():
+        return None
+    return UnfinishedRun(f"Run is in {state.type.value} state, its result is not available.")
+
+
+def _state(
+    type_: StateType,
+    default_name: str,
+    name: str | None,
+    message: str | None,
+    data: Any = None,
+    **details: Any,
+) -> State:
+    state = State(
+        type=type_,
+        name=name or default_name,
+        message=message,
+        state_details=StateDetails(**details),
+    )
+    return state.with_data(data)
 
 
 # Constructors keep Prefect's capitalised names so imports port unchanged.
 def Scheduled(
-    scheduled_time: datetime | None = None, name: str | None = None, message: str | None = None
+    scheduled_time: datetime | None = None,
+    name: str | None = None,
+    message: str | None = None,
+    data: Any = None,
+    **details: Any,
 ) -> State:
-    details = StateDetails(scheduled_time=scheduled_time or now())
-    return State(
-        type=StateType.SCHEDULED, name=name or "Scheduled", message=message, state_details=details
+    return _state(
+        StateType.SCHEDULED,
+        "Scheduled",
+        name,
+        message,
+        data,
+        scheduled_time=scheduled_time or now(),
+        **details,
     )
 
 
-def Pending(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.PENDING, "Pending", name, message)
+def AwaitingRetry(
+    scheduled_time: datetime | None = None, message: str | None = None, **details: Any
+) -> State:
+    """A SCHEDULED state named "AwaitingRetry" (a run waiting for its next attempt)."""
+    return Scheduled(scheduled_time, name="AwaitingRetry", message=message, **details)
 
 
-def Running(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.RUNNING, "Running", name, message)
+def Late(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    """A SCHEDULED state named "Late" (a run past its start time)."""
+    return Scheduled(scheduled_time, name="Late", message=message)
 
 
-def Completed(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.COMPLETED, "Completed", name, message)
+def Retrying(message: str | None = None, **details: Any) -> State:
+    """A RUNNING state named "Retrying"."""
+    return Running(name="Retrying", message=message, **details)
 
 
-def Failed(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.FAILED, "Failed", name, message)
+def Pending(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.PENDING, "Pending", name, message, data, **details)
 
 
-def Crashed(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.CRASHED, "Crashed", name, message)
+def Running(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.RUNNING, "Running", name, message, data, **details)
 
 
-def Cancelling(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.CANCELLING, "Cancelling", name, message)
+def Completed(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.COMPLETED, "Completed", name, message, data, **details)
 
 
-def Cancelled(name: str | None = None, message: str | None = None) -> State:
-    return _state(StateType.CANCELLED, "Cancelled", name, message)
+def Failed(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.FAILED, "Failed", name, message, data, **details)
+
+
+def Crashed(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.CRASHED, "Crashed", name, message, data, **details)
+
+
+def Cancelling(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.CANCELLING, "Cancelling", name, message, data, **details)
+
+
+def Cancelled(
+    name: str | None = None, message: str | None = None, data: Any = None, **details: Any
+) -> State:
+    return _state(StateType.CANCELLED, "Cancelled", name, message, data, **details)
 
 
 def Paused(

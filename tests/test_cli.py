@@ -160,7 +160,7 @@ async def test_resume_with_valid_input_resumes_the_flow(paused: PausedRun) -> No
     assert f"resumed {paused.id}" in done.stdout
     state = await paused.final_state()
     assert state.type is StateType.COMPLETED
-    assert state.result() == "True:ok"
+    assert (await state.result()) == "True:ok"
 
 
 async def test_resume_with_an_input_file(paused: PausedRun, tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ async def test_resume_with_an_input_file(paused: PausedRun, tmp_path: Path) -> N
     answer.write_text('{"approved": false}')
     done = await cli("resume", paused.id, "--input-file", str(answer))
     assert done.returncode == 0, done
-    assert (await paused.final_state()).result() == "False:"
+    assert (await (await paused.final_state()).result()) == "False:"
 
 
 async def test_resume_of_a_run_that_is_not_paused_exits_1(runtime_closed: None) -> None:

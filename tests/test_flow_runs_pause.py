@@ -29,7 +29,7 @@ from flowbus import (
 )
 from flowbus._redis.replies import Status
 from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
-from flowbus.input.run_input import run_input_type, schema_json
+from flowbus.input.run_input import run_input_subclass_from_type, schema_json
 from flowbus.settings import get_settings
 from flowbus.states import Pending
 from tests.runs import (
@@ -95,7 +95,7 @@ async def test_default_pause_keys_count_pauses_of_the_run(
     await aresume_flow_run(run_id)
     state = await handle
     assert state.type is StateType.COMPLETED
-    assert state.result() == [None, None]
+    assert (await state.result()) == [None, None]
     assert await fired_keys(run_id) == {"1", "2"}
 
 
@@ -134,7 +134,7 @@ async def test_a_fired_key_returns_its_stored_input_at_once_and_resets_on_retry(
     state = await handle
 
     # Then the second pause returned the same input without pausing again (sync = async)
-    assert state.result() == [7, 7]
+    assert (await state.result()) == [7, 7]
     paused = [e for e in await run_events(run_id) if e["type"] == "PAUSED"]
     assert [e["pause_key"] for e in paused] == ["approval"]
     assert await fired_keys(run_id) == {"approval"}
@@ -248,7 +248,9 @@ async def test_paused_state_schema_and_deadline_are_published_together(
         "description": "paused-1-description",
     }
     stored = await input_hash(run_id)
-    assert json.loads(stored["paused-1-schema"]) == json.loads(schema_json(run_input_type(model)))
+    assert json.loads(stored["paused-1-schema"]) == json.loads(
+        schema_json(run_input_subclass_from_type(model))
+    )
     assert stored["paused-1-description"] == b"Ship **v2**?"
     assert "paused-1-response" not in stored
 
@@ -264,7 +266,7 @@ async def test_paused_state_schema_and_deadline_are_published_together(
 
     # When it is resumed, the flow gets the input; the deadline leaves the index
     await aresume_flow_run(run_id, {"approved": True})
-    assert (await handle).result() is True
+    assert (await (await handle).result()) is True
     assert await (await store()).redis.zscore(keys.deadlines, str(run_id)) is None
 
 
@@ -350,7 +352,7 @@ async def test_cancelling_a_paused_run_wakes_it_at_once(
     assert time.monotonic() - started < 2
     assert state.type is StateType.CANCELLED
     with pytest.raises(FlowRunCancelled):
-        state.result()
+        (await state.result())
     assert (await read(run_id)).state.type is StateType.CANCELLED
 
 
@@ -410,7 +412,7 @@ async def test_a_resume_before_the_pause_is_refused_and_not_remembered(
     await asyncio.sleep(0.1)
     assert (await read(run_id)).state.type is StateType.PAUSED
     await aresume_flow_run(run_id)
-    assert (await handle).result() == "resumed"
+    assert (await (await handle).result()) == "resumed"
 
 
 # -- no polling ----------------------------------------------------------------------------------
@@ -448,4 +450,4 @@ async def test_a_paused_run_costs_one_bounded_blocking_read(
     assert 1 <= delta.get("cmdstat_xread", 0) <= 4, delta
 
     await aresume_flow_run(run_id)
-    assert (await handle).result() == "resumed"
+    assert (await (await handle).result()) == "resumed"

@@ -88,7 +88,7 @@ async def test_of_100_concurrent_resumers_exactly_one_wins(
         # Then exactly one wins, every other gets NotPausedError, and the flow resumed once
         assert outcomes.count(None) == 1
         assert sum(isinstance(o, NotPausedError) for o in outcomes) == 99
-        assert (await handle).result() == "resumed"
+        assert (await (await handle).result()) == "resumed"
         run = await read(run_id)
         assert (run.state.type, run.run_count) == (StateType.COMPLETED, 1)
         resumed = [e for e in await run_events(run_id) if e["from_type"] == "PAUSED"]
@@ -165,7 +165,7 @@ async def test_a_resume_racing_the_deadline_has_one_winner(
             assert (state.type, final.type) == (StateType.FAILED, StateType.FAILED)
             assert final.message == NEVER_RESUMED
             with pytest.raises(FlowPauseTimeout):
-                state.result()
+                (await state.result())
 
 
 # -- Prefect's example, imports changed ----------------------------------------------------------

@@ -113,7 +113,7 @@ async def test_an_async_flow_completes_and_publishes_its_lifecycle(
     state = await adder(2, 3, return_state=True)
 
     assert isinstance(state, State) and state.is_completed()
-    assert state.result() == 5
+    assert (await state.result()) == 5
     run = await only_run("async-adder")
     assert run.state.type is StateType.COMPLETED
     assert await (await get_runtime()).store.read_result(run.id) == 5
@@ -413,7 +413,7 @@ async def test_the_engine_reuses_a_stored_result_when_it_reruns_a_run(
     final = await FlowEngine(rerun, await store.read_run(run.id), runtime).run({})
 
     # Then the task did not run and its stored value was used
-    assert final.is_completed() and final.result() == 42
+    assert final.is_completed() and (await final.result()) == 42
     assert calls == []
     assert (await store.read_run(run.id)).run_count == 2
 
@@ -691,7 +691,8 @@ async def test_a_running_run_stops_at_its_next_task_boundary_when_cancelled(
     await started.wait()
     async with get_client() as client:
         run_id = contexts[0].flow_run.id
-        assert (await client.set_flow_run_state(run_id, Cancelling())).is_cancelling()
+        result = await client.set_flow_run_state(run_id, Cancelling())
+        assert result.state is not None and result.state.is_cancelling()
     with anyio.fail_after(10):  # the request reaches the process through the control stream
         while contexts[0].interrupt != "cancel":  # noqa: ASYNC110 - a test-side wait
             await asyncio.sleep(0.01)

@@ -15,7 +15,7 @@ from flowbus.input.run_input import (
     AutomaticRunInput,
     check_against_schema,
     load_input,
-    run_input_type,
+    run_input_subclass_from_type,
     schema_json,
 )
 from flowbus.settings import get_settings
@@ -58,12 +58,12 @@ class Point(BaseModel):
 
 def test_input_types_are_used_upgraded_or_wrapped_in_value() -> None:
     # A RunInput is used as is; a BaseModel gains RunInput's rules; anything else is wrapped
-    assert run_input_type(Order) is Order
-    upgraded = run_input_type(Point)
+    assert run_input_subclass_from_type(Order) is Order
+    upgraded = run_input_subclass_from_type(Point)
     assert issubclass(upgraded, RunInput) and issubclass(upgraded, Point)
     with pytest.raises(ValueError):
         upgraded.model_validate({"x": 1, "y": 2, "z": 3})
-    wrapped = run_input_type(list[int])
+    wrapped = run_input_subclass_from_type(list[int])
     assert issubclass(wrapped, AutomaticRunInput)
     assert load_input(wrapped, {"value": [1, 2]}, "k") == [1, 2]
 
@@ -77,10 +77,11 @@ def test_with_initial_data_sets_defaults_and_a_description() -> None:
     assert schema["required"] == ["item"]
     assert schema["properties"]["quantity"]["default"] == 2
     assert schema["additionalProperties"] is False
-    assert prefilled.description == "How **many**?"
-    assert Order.description is None
-    with pytest.raises(ValueError, match="no field 'colour'"):
-        Order.with_initial_data(colour="red")
+    assert prefilled._description == "How **many**?"
+    assert Order._description is None
+    # And an unknown name adds a field of its value's type, as in Prefect
+    coloured = Order.with_initial_data(colour="red")
+    assert coloured(item="tea", quantity=1).colour == "red"  # type: ignore[attr-defined]
 
 
 def test_schema_check_lists_every_bad_field() -> None:
@@ -157,7 +158,7 @@ async def test_invalid_input_is_refused_and_the_run_stays_paused(
 
     # When a valid input comes, the flow receives it
     await aresume_flow_run(run_id, {"item": "tea", "quantity": 2})
-    assert (await handle).result() == {"item": "tea", "quantity": 2}
+    assert (await (await handle).result()) == {"item": "tea", "quantity": 2}
 
 
 @pytest.mark.anyio
@@ -172,7 +173,7 @@ async def test_no_input_resumes_with_the_initial_data(
     await aresume_flow_run(run_id)
 
     # Then the flow gets the defaults (no response was stored)
-    assert (await handle).result() == {"item": "coffee", "quantity": 3}
+    assert (await (await handle).result()) == {"item": "coffee", "quantity": 3}
     assert "paused-1-response" not in await input_hash(run_id)
 
 
@@ -191,7 +192,7 @@ async def test_a_plain_type_is_wrapped_in_value(
     await aresume_flow_run(run_id, {"value": 3})
 
     # Then the flow gets 3 itself
-    assert (await handle).result() == 3
+    assert (await (await handle).result()) == 3
 
 
 @pytest.mark.anyio
@@ -209,7 +210,7 @@ async def test_a_custom_validator_fails_inside_the_flow(
     state = await handle
     assert state.type is StateType.FAILED
     with pytest.raises(ValidationError, match="low must not exceed high"):
-        state.result()
+        (await state.result())
 
 
 @pytest.mark.anyio
@@ -227,7 +228,7 @@ async def test_input_for_a_pause_that_wants_none_is_refused(
 
     # And a plain resume works
     await aresume_flow_run(run_id)
-    assert (await handle).result() is None
+    assert (await (await handle).result()) is None
 
 
 @pytest.mark.anyio
@@ -248,4 +249,4 @@ async def test_an_input_over_the_payload_limit_is_refused(
     await assert_still_paused(run_id)
 
     await aresume_flow_run(run_id, {"value": "small"})
-    assert (await handle).result() == "small"
+    assert (await (await handle).result()) == "small"

@@ -68,7 +68,7 @@ async def test_a_paused_run_survives_a_redis_crash_and_resumes(
     assert (await store.read_run(ids[0])).state.type is StateType.PAUSED
     await aresume_flow_run(ids[0], {"approved": True})
     state = await asyncio.wait_for(running, timeout=30)
-    assert state.is_completed() and state.result() is True
+    assert state.is_completed() and (await state.result()) is True
 
 
 class ReplyDropper:

@@ -193,7 +193,7 @@ async def test_thousands_of_paused_runs_share_a_few_connections(runtime_closed: 
 
         # Then only that one continues; the others stay paused
         with anyio.fail_after(5):
-            assert (await handles[0]).result() == 0
+            assert (await (await handles[0]).result()) == 0
         await asyncio.sleep(0.1)
         assert not any(h.done() for h in handles[1:])
         assert await paused_count("many") == size - 1

@@ -115,7 +115,10 @@ class FlowEngine:
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
         waiters = self.runtime.waiters
         async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
-            return await self._attempts(parameters)
+            state = await self._attempts(parameters)
+        details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
+        state.state_details = details  # as in Prefect: the state names its run
+        return state
 
     def _interrupt(self, event: Event) -> None:
         """A request from the control stream, acted on at the run's next task boundary.

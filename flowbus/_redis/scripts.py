@@ -133,7 +133,7 @@ class Scripts:
             await self._redis.expire(call.keys.index, self._retention)
         return reply
 
-    # -- runs (create_run.lua, claim_run.lua, start_run.lua, set_state.lua, start_scheduled.lua)
+    # -- runs (create_run, claim_run, start_run, set_state, force_state, start_scheduled .lua)
 
     def create_run(
         self,
@@ -185,6 +185,23 @@ class Scripts:
         tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id)
         results = (item for pair in (task_results or {}).items() for item in pair)
         return Call(self, "set_state", keys, (*args, *tail, *results), replies.plain)
+
+    def force_state(
+        self,
+        keys: RunKeys,
+        *,
+        kind: str,
+        name: str,
+        message: str = "",
+        pause_key: str = "",
+        pause_deadline_ms: int | None = None,
+        reschedule: bool = False,
+    ) -> Call[Reply]:
+        """Move to any state, skipping the rules (Prefect's ``force=True``); a PAUSED state
+        takes its pause key, deadline and ``reschedule``."""
+        deadline = "" if pause_deadline_ms is None else pause_deadline_ms
+        args = (kind, name, message, pause_key, deadline, _flag(reschedule))
+        return Call(self, "force_state", keys, args, replies.plain)
 
     def start_scheduled(self, keys: RunKeys) -> Call[DueReply]:
         """Enqueue a SCHEDULED run whose start came; drop a stale deadline."""

@@ -39,6 +39,13 @@ def datetime_to_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _uuid_or_none(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
 def state_from_fields(fields: Mapping[str, str]) -> State:
     """Build a :class:`State` from the run hash's (or an event's) flat fields."""
     pause_key = fields.get("pause_key") or None
@@ -60,6 +67,7 @@ def state_from_fields(fields: Mapping[str, str]) -> State:
         pause_reschedule=fields.get("pause_reschedule") == "1",
         run_input_keyset=keyset,
         scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
+        flow_run_id=_uuid_or_none(fields.get("id") or fields.get("run_id")),
     )
     return State(
         type=StateType(fields["state_type"]),
@@ -224,7 +232,7 @@ class RunStore:
                 name=reply.state_name,
                 message=None,
                 timestamp=created,
-                state_details=StateDetails(),
+                state_details=StateDetails(flow_run_id=rid),
             ),
             run_count=reply.run_count,
             created=created,

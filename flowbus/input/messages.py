@@ -24,36 +24,27 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 from redis.exceptions import ResponseError
 
-from flowbus._core.bridge import run_blocking, sync_or_async
-from flowbus._engine.context import FlowRunContext
+from flowbus._core.bridge import in_async_context, run_blocking, sync_or_async
+from flowbus._redis import run_inputs
 from flowbus._redis.events import Entry, parse_xread
 from flowbus._redis.keys import RunKeys
-from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus.exceptions import FlowRunNotFound, MissingContext, PayloadTooLarge
+from flowbus.input.actions import current_sender, ensure_flow_run_id
 from flowbus.input.run_input import (
+    AutomaticRunInput,
     RunInput,
-    RunInputMetadata,
     default_prefix,
-    load_input,
-    run_input_type,
+    run_input_subclass_from_type,
 )
+from flowbus.models import FlowRunInput
 
-#: Approximate cap of one run's message stream (entries).
-MESSAGES_MAXLEN = 10_000
+#: What ``_take`` returns for an entry the receiver passes over.
+_SKIP = object()
 #: Consumer name inside a cursor's group (one logical receiver per group).
 _CONSUMER = "receiver"
 #: Entries fetched per stream read.
 _BATCH = 100
-
 logger = logging.getLogger("flowbus.input")
-
-
-def _current_run_id(what: str) -> UUID:
-    ctx = FlowRunContext.get()
-    if ctx is None:
-        raise MissingContext(f"{what} needs flow_run_id outside a flow run")
-    return ctx.flow_run.id
 
 
 async def asend_input(
@@ -70,23 +61,15 @@ async def asend_input(
     else:
         payload = {"value": run_input}
     prefix = key_prefix or default_prefix(type(run_input))  # Prefect's rule, on both sides
-    ctx = FlowRunContext.get()
-    if sender is None and ctx is not None:
-        sender = f"flowbus.flow-run.{ctx.flow_run.id}"
     data = to_json(payload)  # JSON text: stream fields stay readable from any language
-    if len(data) > runtime.settings.max_payload_bytes:
-        raise PayloadTooLarge("run input", len(data), runtime.settings.max_payload_bytes)
-    keys = await runtime.store.run_keys(flow_run_id)
-    reply = await runtime.store.scripts.send_input(
-        keys,
-        key=f"{prefix}-{uuid.uuid4()}",
-        payload=data,
-        sender=sender or "",
-        idempotency_key=idempotency_key or "",
-        maxlen=MESSAGES_MAXLEN,
+    await run_inputs.add(
+        runtime.store,
+        flow_run_id,
+        f"{prefix}-{uuid.uuid4()}",
+        data,
+        sender or current_sender(),
+        idempotency_key,
     )
-    if reply.status is Status.NOT_FOUND:
-        raise FlowRunNotFound(flow_run_id)
 
 
 send_input = sync_or_async(asend_input)
@@ -107,12 +90,12 @@ class InputReceiver:
         with_metadata: bool,
         cursor: str | None = None,
     ) -> None:
-        self.model: type[RunInput] = run_input_type(input_type)
+        self.model: type[RunInput] = run_input_subclass_from_type(input_type)
         self.prefix = key_prefix or default_prefix(input_type)
         self.timeout = timeout
         self.raise_timeout_error = raise_timeout_error
         self.exclude_keys: set[str] = set(exclude_keys or ())
-        self.run_id = flow_run_id or _current_run_id("receive_input")
+        self.run_id = ensure_flow_run_id(flow_run_id)
         self.with_metadata = with_metadata
         self.cursor = cursor
         self.group = f"receive:{cursor}:{self.prefix}"
@@ -121,8 +104,8 @@ class InputReceiver:
         self._unacked: str | None = None
         self._backlog = True  # a cursor first re-reads what it got but did not acknowledge
 
-    async def receive(self) -> Any:
-        """The next matching input; ``StopAsyncIteration`` (or ``TimeoutError``) on timeout."""
+    async def anext(self) -> Any:
+        """The next matching input; ``TimeoutError`` if none comes within ``timeout``."""
         runtime = await get_runtime()
         keys = await runtime.store.run_keys(self.run_id)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -131,23 +114,49 @@ class InputReceiver:
                 self._buffer.extend(await self._read(runtime, keys, deadline))
             if not self._buffer:
                 if deadline is not None and time.monotonic() >= deadline:
-                    return self._timed_out()
+                    raise TimeoutError(f"No input for {self.prefix!r} within {self.timeout} s")
                 continue
             entry_id, fields = self._buffer.popleft()
-            key = fields.get("key", "")
-            if not key.startswith(f"{self.prefix}-") or key in self.exclude_keys:
+            value = self._take(entry_id, fields)
+            if value is _SKIP:
                 if self.cursor is not None:
                     await runtime.waiters.redis.xack(keys.messages, self.group, entry_id)
                 continue
-            self.exclude_keys.add(key)
             if self.cursor is not None:
                 self._unacked = entry_id
-            return self._value(key, fields)
+            return value
 
-    def _timed_out(self) -> Any:
-        if self.raise_timeout_error:
-            raise TimeoutError(f"No input for {self.prefix!r} within {self.timeout} s")
-        raise StopAsyncIteration
+    def next(self) -> Any:
+        """:meth:`anext`, awaitable in async code and blocking in sync code (as in Prefect)."""
+        if in_async_context():
+            return self.anext()
+        return run_blocking(self.anext)
+
+    async def receive(self) -> Any:
+        """The next input; at the timeout ``StopAsyncIteration``, or ``TimeoutError`` with
+        ``raise_timeout_error``."""
+        try:
+            return await self.anext()
+        except TimeoutError:
+            if self.raise_timeout_error:
+                raise
+            raise StopAsyncIteration from None
+
+    async def filter_for_inputs(self) -> list[FlowRunInput]:
+        """The next stored input not yet seen (at most one), without waiting."""
+        store = (await get_runtime()).store
+        found = await run_inputs.filter_inputs(
+            store, self.run_id, self.prefix, 1, self.exclude_keys
+        )
+        self.exclude_keys.update(i.key for i in found)
+        return found
+
+    def to_instance(self, flow_run_input: FlowRunInput) -> Any:
+        """What iteration yields for a stored input."""
+        model = self.model.load_from_flow_run_input(flow_run_input)
+        if isinstance(model, AutomaticRunInput) and not self.with_metadata:
+            return getattr(model, "value")  # noqa: B009 - a field of a model made at run time
+        return model
 
     def _block_ms(self, runtime: Runtime, deadline: float | None) -> int | None:
         """How long the next read blocks: ``None`` not at all (the deadline passed)."""
@@ -195,23 +204,18 @@ class InputReceiver:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def _value(self, key: str, fields: dict[str, str]) -> Any:
+    def _take(self, entry_id: str, fields: dict[str, str]) -> Any:
+        """The input of a stream entry, or ``_SKIP`` (another prefix, excluded, not JSON)."""
+        key = fields.get("key", "")
+        if not key.startswith(self.prefix) or key in self.exclude_keys:
+            return _SKIP
+        self.exclude_keys.add(key)
         try:
-            raw = json.loads(fields["payload"]) if fields.get("payload") else {}
+            json.loads(fields.get("payload") or "{}")
         except ValueError:
             logger.warning("Skipping input %s of run %s: its payload is not JSON", key, self.run_id)
-            raw = {}
-        metadata = RunInputMetadata(
-            key=key, sender=fields.get("sender") or None, receiver=str(self.run_id)
-        )
-        value = load_input(self.model, raw, key)
-        if not self.with_metadata:
-            if isinstance(value, RunInput):
-                value._metadata = metadata
-            return value
-        model = self.model.model_validate(raw)
-        model._metadata = metadata
-        return model
+            return _SKIP
+        return self.to_instance(run_inputs.record(self.run_id, (entry_id, fields)))
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -227,6 +231,11 @@ class InputReceiver:
             return run_blocking(self.receive)
         except StopAsyncIteration:
             raise StopIteration from None
+
+
+#: Prefect's names of the receiver (one class serves models and plain types here).
+GetInputHandler = InputReceiver
+GetAutomaticInputHandler = InputReceiver
 
 
 def receive_input(

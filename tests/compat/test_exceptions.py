@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import anyio
 import pydantic
 import pytest
 
@@ -9,12 +12,16 @@ from flowbus import flow, task
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from flowbus.input import RunInput
+from flowbus.states import StateType
+from tests.test_flow_runs_support import current_run_id, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_pausing_or_suspending_outside_a_run_is_a_runtime_error() -> None:
-    with pytest.raises(RuntimeError, match=r"^Flow runs can only be paused from within a flow run\.$"):
+    with pytest.raises(
+        RuntimeError, match=r"^Flow runs can only be paused from within a flow run\.$"
+    ):
         await pause_flow_run()
     with pytest.raises(
         RuntimeError, match=r"^Flow runs can only be suspended from within a flow run\.$"
@@ -98,44 +105,27 @@ class Range(RunInput):
 
 
 async def test_the_documented_validation_loop_pauses_again(runtime_closed: None) -> None:
-    import anyio
-
-    from flowbus.context import FlowRunContext
-
+    # Given Prefect's documented loop: pause again while the input fails its validator
+    started = anyio.Event()
     run_ids: list[str] = []
-    asked = anyio.Event()
 
     @flow
     async def validating() -> tuple[int, int]:
-        ctx = FlowRunContext.get()
-        assert ctx is not None
-        run_ids.append(str(ctx.flow_run.id))
-        attempts = 0
+        run_ids.append(current_run_id())
+        started.set()
         while True:
-            attempts += 1
-            asked.set()
             try:
-                got = await pause_flow_run(wait_for_input=Range, key=f"try-{attempts}")
+                got = await pause_flow_run(wait_for_input=Range)
                 return got.low, got.high
             except pydantic.ValidationError:
                 continue
 
-    async def resumer() -> None:
-        from flowbus.client.orchestration import get_client
-
-        async with get_client() as client:
-            for answer in ({"low": 5, "high": 1}, {"low": 1, "high": 5}):
-                while True:
-                    run = await client.read_flow_run(run_ids[0]) if run_ids else None
-                    if run is not None and run.state.is_paused():
-                        break
-                    await anyio.sleep(0.01)
-                await resume_flow_run(run_ids[0], run_input=answer)
-                await anyio.sleep(0)
-                while (await client.read_flow_run(run_ids[0])).state.is_paused():
-                    await anyio.sleep(0.01)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(resumer)
-        result = await validating()
-    assert result == (1, 5)
+    handle = asyncio.ensure_future(validating())
+    await started.wait()
+    # When a bad input and then a good one are sent to its first and second pause
+    await wait_until(run_ids[0], StateType.PAUSED, key="1")
+    await resume_flow_run(run_ids[0], run_input={"low": 5, "high": 1})
+    await wait_until(run_ids[0], StateType.PAUSED, key="2")
+    await resume_flow_run(run_ids[0], run_input={"low": 1, "high": 5})
+    # Then the flow returns the good one
+    assert await handle == (1, 5)

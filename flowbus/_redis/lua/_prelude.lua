@@ -108,13 +108,15 @@ end
 local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS, MESSAGES}
 
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
--- run's and the queue's streams. opts: message, retry, pause_key, pause_timeout_ms,
+-- run's and the queue's streams. opts: message, retry, force, pause_key, pause_timeout_ms,
 -- reschedule, input_prefix, deadline_ms; fields (more run-hash fields and values to write
 -- with the state); transient (a step the same script moves on from at once: published, but
 -- the hash is written by the next step only). Returns event id, or nil and the reason.
 local function transition(cur, to_type, to_name, opts)
-  local reason = check(cur, to_type, to_name, opts.retry)
-  if reason then return nil, reason end
+  if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
+    local reason = check(cur, to_type, to_name, opts.retry)
+    if reason then return nil, reason end
+  end
   local ts = now_ms()
   local run_count = cur.run_count
   if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then run_count = run_count + 1 end

@@ -1,8 +1,10 @@
--- Add a message for a run's receive_input, at most once per idempotency key.
--- ARGV[4] message key  [5] payload (JSON text)  [6] sender  [7] idempotency key ("" none)
+-- Add an input (a send_input message or a create_flow_run_input) to a run: a stream entry
+-- (key, payload, sender) and its index field 'at:<key>' → entry id, at most once per key and
+-- per idempotency key.
+-- ARGV[4] input key  [5] payload (JSON text)  [6] sender  [7] idempotency key ("" none)
 -- ARGV[8] messages stream maxlen
 -- Reply: {ACCEPTED, entry id, ...} | {ALREADY_FIRED, entry id of the earlier send, ...}
---      | {NOT_FOUND, ...}
+--      | {REFUSED, 'exists', ...} (the key is taken) | {NOT_FOUND, ...}
 local key, payload, sender, idem, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local cur = current()
@@ -11,8 +13,10 @@ if idem ~= '' then
   local earlier = redis.call('HGET', INPUT, 'sent:' .. idem)
   if earlier then return reply(ALREADY_FIRED, earlier, cur) end
 end
+if redis.call('HEXISTS', INPUT, 'at:' .. key) == 1 then return reply(REFUSED, 'exists', cur) end
 local id = redis.call('XADD', MESSAGES, 'MAXLEN', '~', maxlen, '*', 'key', key,
   'payload', payload, 'sender', sender)
+redis.call('HSET', INPUT, 'at:' .. key, id)
 if idem ~= '' then redis.call('HSET', INPUT, 'sent:' .. idem, id) end
 if FINAL[cur.type] then  -- a finished run's keys expire; so do late messages
   redis.call('EXPIRE', MESSAGES, RETENTION)

@@ -1,0 +1,135 @@
+"""Every name a Prefect 3 user imports from these paths exists under ``flowbus``."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+#: Prefect's import paths and the names its users import from them.
+PATHS: dict[str, list[str]] = {
+    "flowbus": [
+        "flow",
+        "task",
+        "Flow",
+        "Task",
+        "State",
+        "get_run_logger",
+        "get_client",
+        "pause_flow_run",
+        "resume_flow_run",
+        "suspend_flow_run",
+    ],
+    "flowbus.flow_runs": [
+        "pause_flow_run",
+        "resume_flow_run",
+        "suspend_flow_run",
+        "wait_for_flow_run",
+    ],
+    "flowbus.input": [
+        "RunInput",
+        "RunInputMetadata",
+        "Keyset",
+        "GetInputHandler",
+        "receive_input",
+        "send_input",
+        "create_flow_run_input",
+        "create_flow_run_input_from_model",
+        "read_flow_run_input",
+        "filter_flow_run_input",
+        "delete_flow_run_input",
+        "keyset_from_base_key",
+        "keyset_from_paused_state",
+    ],
+    "flowbus.input.run_input": [
+        "RunInput",
+        "AutomaticRunInput",
+        "RunInputMetadata",
+        "Keyset",
+        "GetInputHandler",
+        "GetAutomaticInputHandler",
+        "keyset_from_base_key",
+        "keyset_from_paused_state",
+        "run_input_subclass_from_type",
+        "receive_input",
+        "send_input",
+    ],
+    "flowbus.input.actions": [
+        "create_flow_run_input",
+        "create_flow_run_input_from_model",
+        "read_flow_run_input",
+        "filter_flow_run_input",
+        "delete_flow_run_input",
+        "ensure_flow_run_id",
+    ],
+    "flowbus.client.orchestration": ["get_client", "PrefectClient", "SyncPrefectClient"],
+    "flowbus.client.schemas": ["FlowRun", "State", "StateType", "StateDetails"],
+    "flowbus.client.schemas.objects": [
+        "FlowRun",
+        "FlowRunInput",
+        "State",
+        "StateType",
+        "StateDetails",
+        "Deployment",
+    ],
+    "flowbus.client.schemas.filters": [
+        "FlowRunFilter",
+        "FlowRunFilterId",
+        "FlowRunFilterState",
+        "FlowRunFilterStateType",
+        "FlowRunFilterStateName",
+        "FlowRunFilterDeploymentId",
+        "FlowRunFilterParentFlowRunId",
+        "FlowRunFilterName",
+        "FlowFilter",
+        "FlowFilterName",
+        "DeploymentFilter",
+        "DeploymentFilterId",
+        "DeploymentFilterName",
+        "WorkQueueFilter",
+        "WorkQueueFilterName",
+    ],
+    "flowbus.client.schemas.responses": ["SetStateStatus", "OrchestrationResult"],
+    "flowbus.states": [
+        "State",
+        "StateType",
+        "StateDetails",
+        "Scheduled",
+        "Pending",
+        "Running",
+        "Completed",
+        "Failed",
+        "Crashed",
+        "Cancelling",
+        "Cancelled",
+        "Paused",
+        "Suspended",
+        "AwaitingRetry",
+        "Late",
+        "Retrying",
+    ],
+    "flowbus.exceptions": [
+        "FlowPauseTimeout",
+        "FlowRunWaitTimeout",
+        "NotPausedError",
+        "Pause",
+        "PausedRun",
+        "ObjectNotFound",
+        "ObjectAlreadyExists",
+        "MissingContextError",
+        "PrefectException",
+        "CancelledRun",
+        "CrashedRun",
+        "FailedRun",
+        "UnfinishedRun",
+    ],
+    "flowbus.context": ["FlowRunContext", "TaskRunContext", "get_run_context"],
+    "flowbus.logging": ["get_run_logger"],
+    "flowbus.deployments": ["run_deployment"],
+}
+
+
+@pytest.mark.parametrize(("module", "names"), PATHS.items(), ids=list(PATHS))
+def test_every_prefect_name_imports(module: str, names: list[str]) -> None:
+    imported = importlib.import_module(module)
+    assert [n for n in names if not hasattr(imported, n)] == []
