@@ -13,7 +13,7 @@ from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from flowbus.input import RunInput
 from flowbus.states import StateType
-from tests.test_flow_runs_support import current_run_id, wait_until
+from tests.runs import current_run_id, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ from flowbus.input import (
     send_input,
 )
 from flowbus.states import Paused, Running, StateType, Suspended
-from tests.test_flow_runs_support import current_run_id, wait_until
+from tests.runs import current_run_id, wait_until
 
 pytestmark = pytest.mark.anyio
 
