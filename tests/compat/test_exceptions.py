@@ -80,6 +80,7 @@ async def test_resuming_a_run_that_is_not_paused(runtime_closed: None) -> None:
 
     state = await finishes(return_state=True)
     run_id = state.state_details.flow_run_id
+    assert run_id is not None
     with pytest.raises(NotPausedError, match=r"^Cannot resume a run that isn't paused!$"):
         await resume_flow_run(run_id)
 
