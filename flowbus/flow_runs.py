@@ -16,12 +16,13 @@ from uuid import UUID
 import anyio
 
 from flowbus._core.bridge import on_loop, sync_or_async
-from flowbus._core.codec import decode, encode
+from flowbus._core.codec import decode, encode, ms_to_datetime
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
+from flowbus._redis.events import RunEvent
 from flowbus._redis.replies import PauseReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
-from flowbus._redis.store import ResumeView, RunStore, ms_to_datetime, state_from_fields
+from flowbus._redis.store import ResumeView, RunStore
 from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
     FlowPauseTimeout,
@@ -44,7 +45,7 @@ from flowbus.input.run_input import (
     schema_json,
 )
 from flowbus.models import FlowRun
-from flowbus.states import FINAL_TYPES, Paused, Running, StateType, Suspended
+from flowbus.states import Paused, Running, StateType, Suspended
 
 logger = logging.getLogger("flowbus.flow_runs")
 
@@ -185,7 +186,7 @@ async def _wait_until_resumed(
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
-        elif event is not None and event.get("type") == StateType.PAUSED:
+        elif event is not None and event.type is StateType.PAUSED:
             continue
         elif model is None and _resumes(event, key):
             logger.info("Flow run %s resumed (key %s)", run_id, key)
@@ -209,13 +210,13 @@ def _outcome(run_id: UUID, view: ResumeView, key: str, model: Any) -> Any:
     )
 
 
-def _resumes(event: dict[str, str] | None, key: str) -> bool:
+def _resumes(event: RunEvent | None, key: str) -> bool:
     """True for the event of a resume of the pause under ``key``."""
     return (
         event is not None
-        and event.get("type") == StateType.RUNNING
-        and event.get("from_type") == StateType.PAUSED
-        and event.get("pause_key") == key
+        and event.type is StateType.RUNNING
+        and event.from_type == StateType.PAUSED
+        and event.pause_key == key
     )
 
 
@@ -295,31 +296,18 @@ async def await_for_flow_run(
             while not run.state.is_final():
                 event = await sub.next()
                 if event is not None and log_states:
-                    logger.info("Flow run %s is %s", flow_run_id, event.get("name"))
+                    logger.info("Flow run %s is %s", flow_run_id, event.name)
                 if event is None:  # reconnected: the stream may have moved on unseen
                     run = await store.read_run(flow_run_id)
-                elif event.get("type") in _FINAL:
+                elif event.is_final:
                     # a final state changes only state and run_count: no need to read back
-                    state = state_from_fields(_state_fields(event))
-                    run = run.model_copy(
-                        update={"state": state, "run_count": int(event.get("run_count") or 0)}
-                    )
+                    update = {"state": event.state(), "run_count": event.run_count}
+                    run = run.model_copy(update=update)
             return run
     raise FlowRunWaitTimeout(
         f"Flow run with ID {flow_run_id} exceeded watch timeout of {timeout} seconds"
     )
 
-
-def _state_fields(event: dict[str, str]) -> dict[str, str]:
-    return {
-        "state_type": event["type"],
-        "state_name": event.get("name", ""),
-        "state_message": event.get("message", ""),
-        "state_ts": event.get("ts", "0"),
-    }
-
-
-_FINAL = {t.value for t in FINAL_TYPES}
 
 pause_flow_run = sync_or_async(apause_flow_run)
 suspend_flow_run = sync_or_async(asuspend_flow_run)

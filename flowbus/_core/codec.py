@@ -8,6 +8,7 @@ unless the caller opts in, because unpickling data from Redis runs code.
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgpack
@@ -88,3 +89,12 @@ def text(value: object) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """A time Redis holds as epoch milliseconds (the scripts' clock) as an aware datetime."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)

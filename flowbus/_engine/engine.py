@@ -129,8 +129,8 @@ class FlowEngine:
             reread = asyncio.get_running_loop().create_task(self._reread_requests())
             self._rereads.add(reread)
             reread.add_done_callback(self._rereads.discard)
-        elif self.ctx is not None and event.get("action"):
-            self.ctx.interrupt = event["action"]
+        elif self.ctx is not None and event.action:
+            self.ctx.interrupt = event.action
 
     async def _reread_requests(self) -> None:
         with contextlib.suppress(FlowRunNotFound, RedisError):

@@ -1,31 +1,130 @@
-"""Stream entries as typed values: the one place where XREAD/XRANGE replies are parsed."""
+"""Stream entries as typed values: the one place where XREAD/XRANGE replies, and the run events
+``transition()`` in ``lua/_prelude.lua`` publishes, are parsed."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from flowbus._core.codec import text
+from flowbus._core.codec import ms_to_datetime, text
 from flowbus.exceptions import MalformedEntry
+from flowbus.states import FINAL_TYPES, State, StateType
+
+logger = logging.getLogger("flowbus._redis.events")
 
 #: An entry id and its fields, decoded as text.
 Entry = tuple[str, dict[str, str]]
+#: An entry id and its fields as the client returned them (bytes).
+RawEntry = tuple[str, Mapping[Any, Any]]
+
+
+def raw_entries(raw: Any) -> list[RawEntry]:
+    """The entries of an ``XRANGE`` reply (or of one stream of an ``XREAD`` reply), their
+    fields left undecoded."""
+    if not isinstance(raw, list):
+        raise MalformedEntry("stream reply", repr(raw)[:200])
+    return [(text(entry_id), fields or {}) for entry_id, fields in raw]
+
+
+def raw_xread(raw: Any) -> list[tuple[str, list[RawEntry]]]:
+    """An ``XREAD``/``XREADGROUP`` reply: per stream, its entries (none on timeout)."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):  # RESP3 replies are maps
+        return [(text(k), raw_entries(v)) for k, v in raw.items()]
+    return [(text(stream), raw_entries(entries)) for stream, entries in raw]
 
 
 def parse_entries(raw: Any) -> list[Entry]:
     """Parse an ``XRANGE`` reply (or one stream of an ``XREAD`` reply)."""
-    if not isinstance(raw, list):
-        raise MalformedEntry("stream reply", repr(raw)[:200])
-    entries: list[Entry] = []
-    for item in raw:
-        entry_id, fields = item
-        entries.append((text(entry_id), {text(k): text(v) for k, v in (fields or {}).items()}))
-    return entries
+    return [(i, {text(k): text(v) for k, v in f.items()}) for i, f in raw_entries(raw)]
 
 
 def parse_xread(raw: Any) -> list[tuple[str, list[Entry]]]:
     """Parse an ``XREAD``/``XREADGROUP`` reply: per stream, its entries (empty on timeout)."""
-    if not raw:
-        return []
-    if isinstance(raw, dict):  # RESP3 replies are maps
-        return [(text(k), parse_entries(v)) for k, v in raw.items()]
-    return [(text(stream), parse_entries(entries)) for stream, entries in raw]
+    return [
+        (stream, [(i, {text(k): text(v) for k, v in f.items()}) for i, f in entries])
+        for stream, entries in raw_xread(raw)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One published state change of a run, as every reader of the event streams sees it."""
+
+    id: str
+    run_id: str
+    flow: str
+    type: StateType
+    name: str
+    message: str
+    from_type: str
+    from_name: str
+    ts_ms: int
+    run_count: int
+    #: The pause the run enters or leaves ("" none).
+    pause_key: str
+    #: A deadline the transition set (pause timeout, scheduled start), epoch ms.
+    deadline_ms: int | None
+    #: On the control stream, what the process holding the run must do ("cancel", "suspend").
+    action: str
+
+    @property
+    def timestamp(self) -> datetime:
+        return ms_to_datetime(self.ts_ms)
+
+    @property
+    def is_final(self) -> bool:
+        return self.type in FINAL_TYPES
+
+    def state(self) -> State:
+        """The state the run entered (its details stay in the run hash)."""
+        return State(
+            type=self.type, name=self.name, message=self.message or None, timestamp=self.timestamp
+        )
+
+
+def _number(value: str) -> int:
+    return int(value) if value else 0
+
+
+def parse_event(entry_id: str, raw: Mapping[Any, Any]) -> RunEvent:
+    """A run event from its entry; :class:`MalformedEntry` for one that is not ours."""
+    try:
+        fields = {text(k): text(v) for k, v in raw.items()}
+        deadline = fields.get("deadline")
+        return RunEvent(
+            id=entry_id,
+            run_id=fields["run_id"],
+            flow=fields.get("flow", ""),
+            type=StateType(fields["type"]),
+            name=fields.get("name", ""),
+            message=fields.get("message", ""),
+            from_type=fields.get("from_type", ""),
+            from_name=fields.get("from_name", ""),
+            ts_ms=_number(fields.get("ts", "")),
+            run_count=_number(fields.get("run_count", "")),
+            pause_key=fields.get("pause_key", ""),
+            deadline_ms=int(deadline) if deadline else None,
+            action=fields.get("action", ""),
+        )
+    except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise MalformedEntry("run event", f"entry {entry_id}: {exc!r}") from exc
+
+
+def event_or_none(stream: str, entry_id: str, raw: Mapping[Any, Any]) -> RunEvent | None:
+    """The run event of an entry, or ``None`` (logged, naming stream and entry) if malformed."""
+    try:
+        return parse_event(entry_id, raw)
+    except MalformedEntry as exc:
+        logger.warning("Skipping entry %s of %s: %s", entry_id, stream, exc)
+        return None
+
+
+def run_events(stream: str, raw: Any) -> list[RunEvent]:
+    """The run events of an ``XRANGE`` reply of ``stream``; malformed entries are skipped."""
+    found = (event_or_none(stream, i, fields) for i, fields in raw_entries(raw))
+    return [event for event in found if event is not None]

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from flowbus._core.codec import blob, decode, text
+from flowbus._core.codec import blob, decode, ms_to_datetime, text
 from flowbus._redis.events import Entry, parse_entries
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import Status
-from flowbus._redis.store import RunStore, ms_to_datetime
+from flowbus._redis.store import RunStore
 from flowbus.exceptions import FlowRunNotFound, InputKeyExists, InvalidInputKey, PayloadTooLarge
 from flowbus.models import FlowRunInput
 

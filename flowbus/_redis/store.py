@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from flowbus._core.codec import blob, decode, encode, text
+from flowbus._core.codec import blob, datetime_to_ms, decode, encode, ms_to_datetime, text
 from flowbus._redis.keys import Keys, RunKeys
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.scripts import Scripts
@@ -29,14 +29,6 @@ _FINAL = frozenset(t.value for t in FINAL_TYPES)
 _QUEUE_CACHE_SIZE = 100_000
 #: Most run ids read from a queue's index at once when listing runs.
 _READ_PAGE = 1000
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def datetime_to_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 def _uuid_or_none(value: str | None) -> UUID | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowbus._core.codec import text
-from flowbus._redis.events import parse_xread
+from flowbus._redis.events import RunEvent, event_or_none, raw_xread
 from flowbus._redis.keys import Keys
 from flowbus._redis.url_file import prepared
 from flowbus.settings import Settings
@@ -41,8 +41,8 @@ _BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
 #: Subscribe with this "run id" to receive every event that sets a deadline in the queue.
 NEW_DEADLINES = "*deadline"
 
-#: What a waiter receives: an event's fields, or ``None`` for "re-read the run".
-Event = dict[str, str] | None
+#: What a waiter receives: a run event, or ``None`` for "re-read the run".
+Event = RunEvent | None
 
 
 @dataclass(eq=False)
@@ -101,20 +101,27 @@ class QueueWatcher:
                 self.broadcast(None)
                 continue
             backoff = _BACKOFF_START
-            read = [entry for _stream, entries in parse_xread(reply) for entry in entries]
+            read = [entry for _stream, entries in raw_xread(reply) for entry in entries]
             for entry_id, fields in read:
                 self.cursor = entry_id
-                for sub in self.subscribers.get(fields.get("run_id", ""), ()):
-                    sub.deliver(fields)
-                if fields.get("deadline"):
-                    for sub in self.subscribers.get(NEW_DEADLINES, ()):
-                        sub.deliver(fields)
+                self._dispatch(entry_id, fields)
             if len(read) >= _BATCH and await self._may_have_lost(read[0][0]):
                 logger.warning(
                     "Watcher of %s fell behind the stream's cap; every waiter re-reads its run",
                     self.stream,
                 )
                 self.broadcast(None)
+
+    def _dispatch(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+        """Hand an entry to its run's waiters (and the deadline waiters, if it sets one),
+        parsed once, and only when someone waits for it."""
+        run_id = fields.get(b"run_id", b"").decode(errors="replace")
+        waiting = list(self.subscribers.get(run_id, ()))
+        if fields.get(b"deadline"):
+            waiting += self.subscribers.get(NEW_DEADLINES, ())
+        if waiting and (event := event_or_none(self.stream, entry_id, fields)) is not None:
+            for sub in waiting:
+                sub.deliver(event)
 
     async def _may_have_lost(self, first_read: str) -> bool:
         """Whether entries between the old cursor and ``first_read`` may have been trimmed.

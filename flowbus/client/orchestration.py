@@ -15,9 +15,10 @@ from typing import Any, Literal, overload
 from uuid import UUID
 
 from flowbus._core.bridge import run_blocking
+from flowbus._core.codec import datetime_to_ms
 from flowbus._redis import run_inputs
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.store import RunStore, datetime_to_ms
+from flowbus._redis.store import RunStore
 from flowbus.client.schemas.filters import (
     DeploymentFilter,
     FlowFilter,
