@@ -1,4 +1,8 @@
-"""A private redis-server per test session (per xdist worker), and a fresh key prefix per test."""
+"""A private redis-server per test session (per xdist worker), and a fresh key prefix per test.
+
+With ``FLOWBUS_TEST_CLUSTER=1`` the session's server is a local 3-master Redis Cluster instead;
+tests that start and restart servers of their own keep them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 
 from flowbus._core import bridge
 from flowbus._redis.embedded import EmbeddedServer
+from flowbus._redis.local_cluster import LocalCluster
 from flowbus._redis.runtime import close_runtime
 from flowbus.settings import get_settings
 from tests.runs import close_background_runtime
@@ -22,10 +27,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+#: The session's server: one ``redis-server``, or a cluster of them.
+TestServer = EmbeddedServer | LocalCluster
+
+
+def on_cluster() -> bool:
+    """Whether this session runs against a cluster (``FLOWBUS_TEST_CLUSTER=1``)."""
+    return os.environ.get("FLOWBUS_TEST_CLUSTER", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """A private server for this test session, on a free port, AOF on."""
-    server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+    """A private server (or cluster) for this test session, on free ports, AOF on."""
+    data = tmp_path_factory.mktemp("redis")
+    server: TestServer = LocalCluster(data) if on_cluster() else EmbeddedServer(data)
     server.start()
     try:
         yield server
@@ -35,7 +50,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS
 
 @pytest.fixture(autouse=True)
 def flowbus_env(
-    redis_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    redis_server: TestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[str]:
     """Point flowbus at the session's server under a key prefix no other test uses."""
     prefix = f"t{uuid.uuid4().hex[:12]}"

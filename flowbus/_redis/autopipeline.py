@@ -4,6 +4,9 @@ A worker claims every run one ``XREADGROUP`` delivered, and finishes them about 
 enqueuer creates many runs at once. Sent one by one, each costs redis-py's per-round-trip work
 (pool checkout, socket write, wake-up; tens of µs of CPU) and a server read. Grouped, the cost is
 paid once per turn of the loop, and a lone caller waits one loop turn longer.
+
+On a cluster, redis-py's cluster pipeline sends each node its share of the turn's commands
+(one round trip per node, all at once) and resends a redirected command to its new node.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
+
+from flowbus._redis.connect import pipeline_gate
 
 #: Adds one caller's commands to a shared pipeline (what it returns is ignored); must not raise.
 Build = Callable[[Pipeline], object]
@@ -44,6 +49,8 @@ class AutoPipeline:
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
         self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        #: On a cluster, the pipeline (split per node by redis-py) queues for connections.
+        self._gate = pipeline_gate(redis)
 
     async def execute(self, build: Build) -> list[Any]:
         """The replies to the commands ``build`` adds, in order, once their pipeline ran."""
@@ -87,7 +94,11 @@ class AutoPipeline:
             start = len(pipe)
             request.build(pipe)
             spans.append((start, len(pipe)))
-        replies = await pipe.execute(raise_on_error=False)
+        if self._gate is None:
+            replies = await pipe.execute(raise_on_error=False)
+        else:
+            async with self._gate:
+                replies = await pipe.execute(raise_on_error=False)
         retry: list[_Request] = []
         for request, (start, end) in zip(live, spans, strict=True):
             own = replies[start:end]

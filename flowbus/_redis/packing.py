@@ -40,8 +40,9 @@ class _HiredisPacking:
 _subclasses: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
-def _packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
-    if issubclass(cls, _HiredisPacking):
+def packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``cls``, packing with hiredis when it is installed."""
+    if not HIREDIS_AVAILABLE or issubclass(cls, _HiredisPacking):
         return cls
     if cls not in _subclasses:
         _subclasses[cls] = type(cls.__name__, (_HiredisPacking, cls), {})
@@ -50,6 +51,5 @@ def _packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
 
 def packed_by_hiredis(pool: PoolT) -> PoolT:
     """``pool``, whose connections (plain, TLS or Unix socket alike) pack with hiredis."""
-    if HIREDIS_AVAILABLE:
-        pool.connection_class = _packing(pool.connection_class)
+    pool.connection_class = packing(pool.connection_class)
     return pool

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowbus._redis.connect import as_cluster_url, close_client, open_client
 from flowbus._redis.deployment_store import DeploymentStore
 from flowbus._redis.store import RunStore
 from flowbus._redis.url_file import prepared
@@ -31,12 +32,17 @@ _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Run
 
 #: Attempts after the first for a command whose connection dropped, and their backoff (s).
 _RETRIES, _RETRY_BASE, _RETRY_CAP = 5, 0.05, 1.0
+#: On a cluster, attempts also span a failover (the node timeout, then an election).
+_CLUSTER_RETRIES = 40
 
 
 def resolve_url(settings: Settings) -> str:
-    """The configured Redis URL, or the embedded default server's (started if needed)."""
+    """The configured Redis URL, or the embedded default server's (started if needed).
+
+    A plain URL of a cluster node comes back as a cluster URL (see :mod:`connect`).
+    """
     if settings.redis_url:
-        return settings.redis_url
+        return as_cluster_url(settings.redis_url)
     from flowbus._redis.embedded import default_server_url
 
     return default_server_url(settings)
@@ -51,26 +57,27 @@ def redact(url: str) -> str:
 
 
 def open_redis(url: str, settings: Settings, *, max_connections: int | None = None) -> Redis:
-    """A client for ``url``; no socket timeout, since blocking reads outlive any fixed one.
+    """A client for ``url`` (one server or a cluster); callers beyond the cap queue.
 
-    A command that meets a dropped connection (a restarted server) is sent again on a new
-    one, a few times. That is safe for flowbus's commands: reads, idempotent writes, and
-    compare-and-set scripts, which carry a call id, so a copy of a call that was applied is
+    A command that meets a dropped connection (a restarted server, a failover) is sent again
+    on a new one, a few times. That is safe for flowbus's commands: reads, idempotent writes,
+    and compare-and-set scripts, which carry a call id, so a copy of a call that was applied is
     answered as the first one was (not refused by the state it made) and applied once.
     Connections to the default server look its address up in its URL file each time.
     """
-    pool = BlockingConnectionPool.from_url(
+    cluster = url.partition("://")[0].endswith("+cluster")
+    return open_client(
         url,
         max_connections=max_connections or settings.max_connections,
-        timeout=None,
-        socket_connect_timeout=settings.connect_timeout,
-        socket_timeout=None,
-        socket_keepalive=True,
+        connect_timeout=settings.connect_timeout,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE), _RETRIES),
-        retry_on_error=[RedisConnectionError],
+        retry=Retry(
+            ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE),
+            _CLUSTER_RETRIES if cluster else _RETRIES,
+            supported_errors=(RedisConnectionError, RedisTimeoutError),
+        ),
+        prepare_pool=lambda pool: prepared(pool, settings),
     )
-    return Redis(connection_pool=prepared(pool, settings))
 
 
 class Runtime:
@@ -95,8 +102,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.waiters.aclose()
-        await self.redis.aclose()
-        await self.redis.connection_pool.aclose()
+        await close_client(self.redis)
 
 
 async def get_runtime() -> Runtime:

@@ -15,12 +15,13 @@ from functools import cache
 from importlib.resources import files
 from typing import Any, Generic
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build
+from flowbus._redis.connect import is_cluster
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import (
     ClaimReply,
@@ -77,7 +78,8 @@ class Call(Generic[R]):
 
     def add(self, pipe: Pipeline) -> None:
         """Add the call to a pipeline built for :meth:`Scripts.pipeline`."""
-        pipe.evalsha(*self._command)
+        # as a plain command: redis-py's cluster pipeline refuses .evalsha(), not EVALSHA
+        pipe.execute_command("EVALSHA", *self._command)
 
     def reply(self, raw: Any) -> R:
         """The call's typed reply from its raw one (:class:`MalformedEntry` if it is none)."""
@@ -120,6 +122,13 @@ class Scripts:
         return await self._batch.execute(build)
 
     async def _load_all(self) -> None:
+        """Load every script (on every primary of a cluster: a promoted replica may lack them)."""
+        if is_cluster(self._redis):
+            for script in self._scripts.values():
+                await self._redis.execute_command(
+                    "SCRIPT LOAD", script.script, target_nodes=RedisCluster.PRIMARIES
+                )
+            return
         pipe = self._redis.pipeline(transaction=False)
         for script in self._scripts.values():
             pipe.script_load(script.script)

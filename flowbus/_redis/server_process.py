@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -100,6 +101,7 @@ class EmbeddedServer:
     Attached (the default) the server is this process's child. With ``detach=True`` it
     daemonizes in its own session and outlives the Python process that started it.
     ``fsync_always`` trades write speed for losing nothing acknowledged on a machine crash.
+    ``extra_config`` lines are appended to the config file (a cluster node's settings).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class EmbeddedServer:
         password: str | None = None,
         fsync_always: bool = False,
         detach: bool = False,
+        extra_config: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
         #: TCP port on 127.0.0.1; 0 until start() picks a free one.
@@ -122,6 +125,7 @@ class EmbeddedServer:
         self._appendonly = appendonly
         self._fsync_always = fsync_always
         self._detach = detach
+        self._extra_config = tuple(extra_config)
         self._conf = self.data_dir / "server.conf"
         self._log = self.data_dir / "server.log"
         self._pidfile = self.data_dir / "server.pid"
@@ -266,6 +270,7 @@ class EmbeddedServer:
         ]
         if self.password:
             lines.append(f"requirepass {_quote(self.password)}")
+        lines.extend(self._extra_config)
         return "\n".join(lines) + "\n"
 
     def _client(self) -> redis.Redis:

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from flowbus._core.codec import text
+from flowbus._redis.connect import close_client, is_cluster, lost_node, open_client
 from flowbus._redis.events import RunEvent, event_or_none, raw_xread
 from flowbus._redis.keys import Keys
 from flowbus._redis.url_file import prepared
@@ -37,6 +37,9 @@ logger = logging.getLogger("flowbus._redis.waiters")
 _BATCH = 1000
 #: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
 _BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
+
+#: Most watchers' reads blocked at once on one cluster node (one per stream watched).
+_CLUSTER_WATCHERS = 10_000
 
 #: Subscribe with this "run id" to receive every event that sets a deadline in the queue.
 NEW_DEADLINES = "*deadline"
@@ -94,7 +97,9 @@ class QueueWatcher:
                 reply = await self.redis.xread(
                     {self.stream: self.cursor}, count=_BATCH, block=self.recheck_ms
                 )
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:
+                if not lost_node(exc):
+                    raise
                 logger.warning("Watcher of %s lost Redis (%s); reconnecting", self.stream, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
@@ -133,7 +138,9 @@ class QueueWatcher:
         """
         try:
             oldest: Any = await self.redis.xrange(self.stream, count=1)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except (RedisError, OSError) as exc:
+            if not lost_node(exc):
+                raise
             return True  # the next read reconnects
         return bool(oldest) and text(oldest[0][0]) == first_read
 
@@ -150,17 +157,21 @@ class Waiters:
         self.url = url
         self.connect_timeout = settings.connect_timeout
         self.settings = settings
-        self.pool = prepared(
-            BlockingConnectionPool.from_url(
-                url,
-                max_connections=settings.max_watch_connections,
-                socket_connect_timeout=settings.connect_timeout,
-                socket_timeout=None,
-                socket_keepalive=True,
-            ),
-            settings,
+        self.redis = open_client(
+            url,
+            max_connections=settings.max_watch_connections,
+            connect_timeout=settings.connect_timeout,
+            prepare_pool=lambda pool: prepared(pool, settings),
         )
-        self.redis = Redis(connection_pool=self.pool)
+        #: On a cluster, the watchers' reads share one client: each read holds a connection
+        #: of the node owning its stream, for as long as it blocks.
+        self._cluster_watch = (
+            open_client(
+                url, max_connections=_CLUSTER_WATCHERS, connect_timeout=self.connect_timeout
+            )
+            if is_cluster(self.redis)
+            else None
+        )
         self.watchers: dict[str, QueueWatcher] = {}
         self._starting: dict[str, asyncio.Lock] = {}
 
@@ -206,6 +217,8 @@ class Waiters:
                     del watcher.subscribers[run_id]
 
     def _connection(self) -> Redis:
+        if self._cluster_watch is not None:
+            return self._cluster_watch
         client = Redis.from_url(
             self.url,
             single_connection_client=True,
@@ -222,7 +235,9 @@ class Waiters:
                 watcher.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher.task
-            await watcher.redis.aclose()
+            if watcher.redis is not self._cluster_watch:
+                await watcher.redis.aclose()
         self.watchers.clear()
-        await self.redis.aclose()
-        await self.pool.aclose()
+        if self._cluster_watch is not None:
+            await close_client(self._cluster_watch)
+        await close_client(self.redis)

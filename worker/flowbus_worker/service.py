@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from flowbus._redis.connect import close_client
 from flowbus._redis.runtime import Runtime, close_runtime, get_runtime, open_redis
 from flowbus.flows import Flow
 from flowbus_worker import groups
@@ -97,8 +98,7 @@ class Worker:
             await runtime.redis.hdel(workers_key, self.config.name)
         except RedisError as exc:
             logger.warning("Could not remove the heartbeat: %s", exc)
-        await blocking.aclose()
-        await blocking.connection_pool.aclose()
+        await close_client(blocking)
         await close_runtime()
         logger.info("Worker %s stopped", self.config.name, extra={"worker": self.config.name})
 

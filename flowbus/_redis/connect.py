@@ -1,0 +1,219 @@
+"""Clients for a URL: one server, or a Redis Cluster (Valkey Cluster alike).
+
+``redis+cluster://[user:pass@]host:port[,host:port…]`` (``rediss+cluster://`` with TLS) names a
+cluster by any of its nodes. A plain ``redis://`` URL is used as a cluster too when the node it
+names says it is one (``INFO cluster``, see :func:`as_cluster_url`), and the log says so.
+
+A cluster client is redis-py's ``RedisCluster``. It answers the same commands as ``Redis``, so
+flowbus holds either as a ``Redis``; the few places that differ (pipelines, script loading, the
+clock, blocking reads) ask :func:`is_cluster`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection, ConnectionPool, parse_url
+from redis.asyncio.retry import Retry
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flowbus._redis.packing import packed_by_hiredis, packing
+from flowbus.exceptions import ConfigurationError
+
+logger = logging.getLogger("flowbus")
+
+#: Cluster URL schemes and the plain scheme each node is reached with.
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+#: Connections a cluster node may open beyond the queued callers' cap: pipelines (capped
+#: apart, see ``AutoPipeline``) and the odd command redirected to another node.
+_PIPELINE_HEADROOM = 8
+
+#: Plain URLs found to name a cluster node (or not), so each is asked once per process.
+_probed: dict[str, bool] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    """What a cluster URL names: its nodes, and the options every node is reached with."""
+
+    nodes: tuple[tuple[str, int], ...]
+    options: dict[str, Any]
+
+
+def cluster_address(url: str) -> ClusterAddress | None:
+    """The cluster a URL names, or None for a single server.
+
+    Raises:
+        ConfigurationError: a cluster URL without a ``host:port``, or with a database number.
+    """
+    scheme, sep, rest = url.partition("://")
+    plain = _CLUSTER_SCHEMES.get(scheme)
+    if plain is None:
+        return None
+    auth, _, located = rest.rpartition("@")
+    hosts = located.split("/", 1)[0].split("?", 1)[0]
+    tail = located[len(hosts) :]  # path and query
+    nodes = tuple(_host_port(h) for h in hosts.split(",") if h)
+    if not nodes or not sep:
+        raise ConfigurationError(f"{scheme}:// needs at least one host:port")
+    first = f"{plain}://{auth + '@' if auth else ''}{nodes[0][0]}:{nodes[0][1]}{tail}"
+    options: dict[str, Any] = dict(parse_url(first))
+    options.pop("host"), options.pop("port")
+    if options.pop("db", 0):
+        raise ConfigurationError("a Redis Cluster has only database 0")
+    if options.pop("connection_class", None) is not None:  # rediss: TLS
+        options["ssl"] = True
+    return ClusterAddress(nodes, options)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    parts = urlsplit(f"//{item}")
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise ConfigurationError(f"bad cluster node {item!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigurationError(f"bad cluster node {item!r}")
+    return parts.hostname, port
+
+
+def as_cluster_url(url: str, *, timeout: float = 5.0) -> str:
+    """``url``, or its ``+cluster`` form when the server it names is a cluster node.
+
+    Asked once per URL and process; a server that cannot be asked is taken as it is named
+    (the runtime's own check reports it).
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("redis", "rediss"):
+        return url
+    if url not in _probed:
+        try:
+            with redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            ) as client:
+                enabled = client.info("cluster").get("cluster_enabled") == 1
+        except (RedisError, OSError, ValueError):
+            return url
+        if enabled:
+            logger.info(
+                "%s is a Redis Cluster node: using it as a cluster", rest.rpartition("@")[2]
+            )
+        _probed[url] = enabled
+    return f"{scheme}+cluster://{rest}" if _probed[url] else url
+
+
+class QueuedCluster(RedisCluster):
+    """A ``RedisCluster`` whose callers wait for one of a node's ``limit`` connections.
+
+    redis-py raises ``MaxConnectionsError`` when every connection of a node is busy; flowbus's
+    contract (``FLOWBUS_MAX_CONNECTIONS``) is that callers queue, here per node.
+    """
+
+    def __init__(self, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=2 * limit + _PIPELINE_HEADROOM, **kwargs)
+        self.limit = limit
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        #: Pipelines in flight (each may hold a connection of every node), at most ``limit``.
+        self.pipelines = asyncio.Semaphore(limit)
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        gate = self._gates.get(target_node.name)
+        if gate is None:
+            gate = self._gates.setdefault(target_node.name, asyncio.Semaphore(self.limit))
+        async with gate:
+            return await super()._execute_command(target_node, *args, **kwargs)
+
+
+def open_client(
+    url: str,
+    *,
+    max_connections: int,
+    connect_timeout: float,
+    retry: Retry | None = None,
+    health_check_interval: int = 0,
+    decode_responses: bool = False,
+    prepare_pool: Callable[[ConnectionPool], ConnectionPool] = packed_by_hiredis,
+) -> Redis:
+    """A client of ``url`` with no socket timeout (blocking reads outlive any fixed one).
+
+    Callers beyond ``max_connections`` (per node, on a cluster) wait for a free connection.
+    ``prepare_pool`` adapts a single server's pool (a cluster's connections pack with hiredis).
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": None,
+        "socket_keepalive": True,
+        "health_check_interval": health_check_interval,
+        "decode_responses": decode_responses,
+    }
+    address = cluster_address(url)
+    if address is None:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=None,
+            **options,
+            **({"retry": retry} if retry is not None else {}),
+        )
+        return Redis(connection_pool=prepare_pool(pool))
+    cluster = QueuedCluster(
+        limit=max_connections,
+        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+        retry=retry,
+        **{**address.options, **options},
+    )
+    connection_class = packing(cluster.connection_kwargs["connection_class"])
+    cluster.connection_kwargs["connection_class"] = connection_class
+    for node in cluster.startup_nodes:
+        node.connection_class = cast("type[Connection]", connection_class)
+    return cast("Redis", cluster)  # the same commands; see the module's docstring
+
+
+def pipeline_gate(client: Redis) -> asyncio.Semaphore | None:
+    """What a pipeline of ``client`` waits for before it is sent (None: nothing)."""
+    return client.pipelines if isinstance(client, QueuedCluster) else None
+
+
+def is_cluster(client: Redis) -> bool:
+    """Whether ``client`` talks to a cluster (a ``RedisCluster`` held as a ``Redis``)."""
+    return isinstance(client, RedisCluster)
+
+
+async def close_client(client: Redis) -> None:
+    """Close ``client`` and every connection it opened."""
+    await client.aclose()
+    if not is_cluster(client):
+        await client.connection_pool.aclose()
+
+
+#: Replies of a node that lost its role or its slots while a command waited on it.
+_MOVED_ON = ("UNBLOCKED", "READONLY", "MASTERDOWN", "LOADING")
+
+
+def lost_node(exc: BaseException) -> bool:
+    """Whether ``exc`` says the node serving a read went away or changed (a restart, a
+    failover, a slot migration): the read is to be sent again, to the node that owns its key
+    now, and whatever it waited for re-read, since events may have passed meanwhile."""
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException)):
+        return True
+    if isinstance(exc, (ClusterError, ClusterDownError, TryAgainError, MovedError, AskError)):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_MOVED_ON)
