@@ -48,6 +48,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServe
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def plain_server(
+    redis_server: TestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedServer]:
+    """One redis-server: the session's, or a private one beside the session's cluster (for a
+    test that needs one server's address, e.g. behind a proxy)."""
+    if isinstance(redis_server, EmbeddedServer):
+        yield redis_server
+        return
+    with EmbeddedServer(tmp_path_factory.mktemp("plain")) as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
 def flowbus_env(
     redis_server: TestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -34,10 +34,10 @@ from flowbus import (
     get_client,
     pause_flow_run,
 )
-from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.keys import Keys
-from tests.conftest import env_for_subprocess
+from tests.conftest import TestServer, env_for_subprocess
 from tests.e2e.support import ROOT, WorkerProcess, dump_logs, spawn_worker
+from tests.redis_clients import sync_redis
 from tests.runs import current_run_id, launch, read, wait_for_ids, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -312,7 +312,7 @@ FLOWS_MODULE = textwrap.dedent(
 
 
 async def test_deploy_then_run_enqueues_a_run(
-    tmp_path: Path, flowbus_env: str, redis_server: EmbeddedServer, runtime_closed: None
+    tmp_path: Path, flowbus_env: str, redis_server: TestServer, runtime_closed: None
 ) -> None:
     # Given a module of flows in the working directory
     (tmp_path / "cli_flows_mod.py").write_text(FLOWS_MODULE)
@@ -333,7 +333,7 @@ async def test_deploy_then_run_enqueues_a_run(
     run = await read(run_id)
     assert run.parameters == {"name": "bob", "times": 2}
     assert (run.queue, run.deployment_id) == ("q1", dep.id)
-    client_r = redis.Redis.from_url(redis_server.url)
+    client_r = sync_redis(redis_server.url)
     try:
         assert client_r.xlen(Keys(flowbus_env).queue("q1").stream()) == 1
     finally:
@@ -368,7 +368,7 @@ async def test_run_with_a_param_that_is_not_k_v_exits_2() -> None:
 
 @pytest.fixture
 def worker_process(
-    redis_server: EmbeddedServer, flowbus_env: str, tmp_path: Path
+    redis_server: TestServer, flowbus_env: str, tmp_path: Path
 ) -> Iterator[WorkerProcess]:
     """One real worker on the e2e flows, on queue "default"; always stopped."""
     worker = spawn_worker(env_for_subprocess(redis_server.url, flowbus_env), tmp_path, "cli-w")

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from typing import Any
 
 import anyio
 import pytest
-from redis.asyncio import Redis
 
 from flowbus import (
     Cancelled,
@@ -32,6 +30,7 @@ from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
 from flowbus.input.run_input import run_input_subclass_from_type, schema_json
 from flowbus.settings import get_settings
 from flowbus.states import Pending
+from tests.redis_clients import summed
 from tests.runs import (
     close_background_runtime,
     current_run_id,
@@ -418,10 +417,6 @@ async def test_a_resume_before_the_pause_is_refused_and_not_remembered(
 # -- no polling ----------------------------------------------------------------------------------
 
 
-def call_counts(stats: dict[str, Any]) -> dict[str, int]:
-    return {name: int(entry["calls"]) for name, entry in stats.items()}
-
-
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_paused_run_costs_one_bounded_blocking_read(
     kind: str, monkeypatch: pytest.MonkeyPatch, runtime_closed: None, background_closed: None
@@ -434,15 +429,11 @@ async def test_a_paused_run_costs_one_bounded_blocking_read(
     handle = launch(long_pause(kind, ids))
     [run_id] = await wait_for_ids(ids, 1)
     await wait_until(run_id, StateType.PAUSED)
-    server = Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
-    try:
-        before = call_counts(await server.info("commandstats"))
+    before = summed("commandstats")
 
-        # When the run stays paused for 3 s
-        await asyncio.sleep(3)
-        after = call_counts(await server.info("commandstats"))
-    finally:
-        await server.aclose()
+    # When the run stays paused for 3 s
+    await asyncio.sleep(3)
+    after = summed("commandstats")
 
     # Then the server saw only the watcher's re-blocks (≤ 1 XREAD per second), no state reads
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}

@@ -67,7 +67,7 @@ def test_run_keys_of_different_runs_differ_but_share_queue_keys() -> None:
 def test_prefix_separates_namespaces() -> None:
     assert Keys("a").queue("q").stream() != Keys("b").queue("q").stream()
     assert Keys("a").run_index("x") == "a:runs:x"
-    assert Keys("a").deployment("d") == "a:deployment:d"
+    assert Keys("a").deployment("d") == "a:{deployments}:d"
 
 
 @pytest.mark.parametrize(

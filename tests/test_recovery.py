@@ -113,10 +113,10 @@ class ReplyDropper:
 
 
 async def test_a_transition_whose_reply_was_lost_reports_what_happened(
-    redis_server: EmbeddedServer,
+    plain_server: EmbeddedServer,
 ) -> None:
     # Given a store whose connection to Redis drops after a command ran, before its reply
-    host, port = redis_server.url.removeprefix("redis://").split("/")[0].split(":")
+    host, port = plain_server.url.removeprefix("redis://").split("/")[0].split(":")
     proxy = ReplyDropper(host, int(port))
     settings = get_settings()
     redis = open_redis(await proxy.start(), settings)

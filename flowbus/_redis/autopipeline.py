@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from flowbus._redis.connect import pipeline_gate
+from flowbus._redis.connect import pipeline_places
 
 #: Adds one caller's commands to a shared pipeline (what it returns is ignored); must not raise.
 Build = Callable[[Pipeline], object]
@@ -49,8 +49,8 @@ class AutoPipeline:
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
         self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        #: On a cluster, the pipeline (split per node by redis-py) queues for connections.
-        self._gate = pipeline_gate(redis)
+        #: On a cluster, a pipeline (split per node by redis-py) queues for connections.
+        self._places = pipeline_places(redis)
 
     async def execute(self, build: Build) -> list[Any]:
         """The replies to the commands ``build`` adds, in order, once their pipeline ran."""
@@ -94,10 +94,10 @@ class AutoPipeline:
             start = len(pipe)
             request.build(pipe)
             spans.append((start, len(pipe)))
-        if self._gate is None:
+        if self._places is None:
             replies = await pipe.execute(raise_on_error=False)
         else:
-            async with self._gate:
+            async with self._places():
                 replies = await pipe.execute(raise_on_error=False)
         retry: list[_Request] = []
         for request, (start, end) in zip(live, spans, strict=True):

@@ -12,7 +12,10 @@ clock, blocking reads) ask :func:`is_cluster`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -42,9 +45,12 @@ logger = logging.getLogger("flowbus")
 
 #: Cluster URL schemes and the plain scheme each node is reached with.
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-#: Connections a cluster node may open beyond the queued callers' cap: pipelines (capped
-#: apart, see ``AutoPipeline``) and the odd command redirected to another node.
-_PIPELINE_HEADROOM = 8
+#: Connections a cluster node may open beyond the queued callers' cap: the odd command
+#: redirected to another node, and pipelines other than the automatic one.
+_HEADROOM = 8
+
+#: Commands whose keys follow ``STREAMS`` (the first half of what follows it).
+_STREAM_READS = ("XREAD", "XREADGROUP")
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
@@ -128,18 +134,42 @@ class QueuedCluster(RedisCluster):
     """
 
     def __init__(self, *, limit: int, **kwargs: Any) -> None:
-        super().__init__(max_connections=2 * limit + _PIPELINE_HEADROOM, **kwargs)
+        super().__init__(max_connections=limit + _HEADROOM, **kwargs)
         self.limit = limit
         self._gates: dict[str, asyncio.Semaphore] = {}
-        #: Pipelines in flight (each may hold a connection of every node), at most ``limit``.
-        self.pipelines = asyncio.Semaphore(limit)
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        """The slot of a command; for stream reads found here, not by ``COMMAND GETKEYS``,
+        which redis-py would send before every XREAD (a round trip per blocking read)."""
+        if command in _STREAM_READS:
+            words = [a.upper() if isinstance(a, str) else a for a in args]
+            if "STREAMS" in words:
+                streams = args[words.index("STREAMS") + 1 :]
+                slots = {self.keyslot(key) for key in streams[: len(streams) // 2]}
+                if len(slots) == 1:
+                    return slots.pop()
+        return await super()._determine_slot(command, *args)
+
+    def _gate(self, node: ClusterNode) -> asyncio.Semaphore:
+        gate = self._gates.get(node.name)
+        if gate is None:
+            gate = self._gates.setdefault(node.name, asyncio.Semaphore(self.limit))
+        return gate
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
-        gate = self._gates.get(target_node.name)
-        if gate is None:
-            gate = self._gates.setdefault(target_node.name, asyncio.Semaphore(self.limit))
-        async with gate:
+        async with self._gate(target_node):
             return await super()._execute_command(target_node, *args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def every_node(self) -> AsyncIterator[None]:
+        """Hold one connection's place on every primary, for a pipeline that may use them all
+        (taken in one order, so two pipelines never wait for each other's places)."""
+        if self._initialize:
+            await self.initialize()
+        async with contextlib.AsyncExitStack() as places:
+            for node in sorted(self.get_primaries(), key=lambda n: n.name):
+                await places.enter_async_context(self._gate(node))
+            yield
 
 
 def open_client(
@@ -187,9 +217,9 @@ def open_client(
     return cast("Redis", cluster)  # the same commands; see the module's docstring
 
 
-def pipeline_gate(client: Redis) -> asyncio.Semaphore | None:
-    """What a pipeline of ``client`` waits for before it is sent (None: nothing)."""
-    return client.pipelines if isinstance(client, QueuedCluster) else None
+def pipeline_places(client: Redis) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """What a pipeline of ``client`` holds while it is sent (None: nothing)."""
+    return client.every_node if isinstance(client, QueuedCluster) else None
 
 
 def is_cluster(client: Redis) -> bool:

@@ -1,7 +1,9 @@
 """Every Redis key flowbus uses, from one place.
 
 All keys of a queue carry the queue's hash tag (``fb:{queue}:…``), so each transition script
-touches a single hash slot and a Redis Cluster can spread queues over shards.
+touches a single hash slot and a Redis Cluster can spread queues over shards. Deployments share
+the tag ``{deployments}``; every other key (``queues``, ``workers``, ``runs:<id>``) is only ever
+used alone.
 """
 
 from __future__ import annotations
@@ -147,11 +149,12 @@ class Keys:
         return f"{self.prefix}:queues"
 
     def deployment(self, deployment_id: UUID | str) -> str:
-        return f"{self.prefix}:deployment:{deployment_id}"
+        """One deployment; it shares the names hash's slot, as both are written together."""
+        return f"{self.prefix}:{{deployments}}:{deployment_id}"
 
     def deployment_names(self) -> str:
         """Hash ``flow-name/deployment-name`` → deployment id."""
-        return f"{self.prefix}:deployments"
+        return f"{self.prefix}:{{deployments}}"
 
     def workers(self) -> str:
         """Hash worker name → last heartbeat (ms)."""

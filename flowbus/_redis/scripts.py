@@ -9,13 +9,14 @@ other commands, and ``reply`` reads its result.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Generator, Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any, Generic
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
@@ -123,11 +124,10 @@ class Scripts:
 
     async def _load_all(self) -> None:
         """Load every script (on every primary of a cluster: a promoted replica may lack them)."""
-        if is_cluster(self._redis):
-            for script in self._scripts.values():
-                await self._redis.execute_command(
-                    "SCRIPT LOAD", script.script, target_nodes=RedisCluster.PRIMARIES
-                )
+        if is_cluster(self._redis):  # SCRIPT LOAD goes to every primary
+            await asyncio.gather(
+                *(self._redis.script_load(s.script) for s in self._scripts.values())
+            )
             return
         pipe = self._redis.pipeline(transaction=False)
         for script in self._scripts.values():

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID
 
+from redis.exceptions import RedisError
+
+from flowbus._redis.connect import lost_node
 from flowbus._redis.events import RunEvent, event_or_none, raw_entries, raw_xread, run_events
 from flowbus._redis.runtime import Runtime
 
@@ -12,6 +16,8 @@ __all__ = ["RunEvent", "follow", "history", "last_id", "tail"]
 
 #: Milliseconds one blocking read of a follower waits before it reads again.
 _BLOCK_MS = 30_000
+#: Seconds a follower waits before it reads again after its node went away.
+_RETRY_SECONDS = 0.2
 
 
 async def history(runtime: Runtime, run_id: UUID | str) -> list[RunEvent]:
@@ -43,7 +49,13 @@ async def tail(runtime: Runtime, stream: str, *, after: str) -> AsyncIterator[Ru
     cursor = after
     redis = runtime.waiters.redis
     while True:
-        reply = await redis.xread({stream: cursor}, block=_BLOCK_MS, count=100)
+        try:
+            reply = await redis.xread({stream: cursor}, block=_BLOCK_MS, count=100)
+        except (RedisError, OSError) as exc:
+            if not lost_node(exc):
+                raise
+            await asyncio.sleep(_RETRY_SECONDS)  # then read from the node owning the stream now
+            continue
         for _stream, entries in raw_xread(reply):
             for entry_id, fields in entries:
                 cursor = entry_id

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from flowbus._redis.embedded import EmbeddedServer
-from tests.conftest import env_for_subprocess
+from tests.conftest import TestServer, env_for_subprocess
 from tests.e2e.support import WorkerProcess, dump_logs, spawn_worker
+from tests.redis_clients import async_redis
 
 StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
 def start_worker(
-    redis_server: EmbeddedServer,
+    redis_server: TestServer,
     flowbus_env: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -42,9 +42,9 @@ def start_worker(
 
 
 @pytest.fixture
-async def rclient(redis_server: EmbeddedServer) -> AsyncIterator[aredis.Redis]:
+async def rclient(redis_server: TestServer) -> AsyncIterator[aredis.Redis]:
     """A plain async Redis client for raw stream commands (decoded replies)."""
-    client = aredis.Redis.from_url(redis_server.url, decode_responses=True)
+    client = async_redis(redis_server.url, decode_responses=True)
     try:
         yield client
     finally:

@@ -14,10 +14,11 @@ import redis
 
 from flowbus import RunInput, StateType, flow, pause_flow_run, suspend_flow_run, task
 from flowbus.context import TaskRunContext
+from tests.redis_clients import sync_redis
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
+    return sync_redis()
 
 
 def key(name: str) -> str:

@@ -13,10 +13,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, ResponseError
 
+from flowbus._redis.connect import lost_node
 from flowbus._redis.events import Entry
 from flowbus_worker import groups
 
@@ -47,20 +46,22 @@ class _GroupReader:
             entries = await groups.read_new(
                 self.redis, self.stream, self.consumer, count=count, block_ms=self.block_ms
             )
-        except ResponseError as exc:
-            if not groups.is_missing_group(exc):
+        except (RedisError, OSError) as exc:
+            if isinstance(exc, ResponseError) and groups.is_missing_group(exc):
+                await groups.ensure_group(self.redis, self.stream)  # deleted, or lost in a failover
+                return []
+            if not lost_node(exc):
                 raise
-            await groups.ensure_group(self.redis, self.stream)  # deleted meanwhile
-            return []
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            logger.warning(
-                "Reading %s failed (%s); retrying in %.1fs", self.stream, exc, self.backoff
-            )
-            await anyio.sleep(self.backoff)
-            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+            await self._back_off(exc)
             return []
         self.backoff = BACKOFF_START
         return entries
+
+    async def _back_off(self, exc: BaseException) -> None:
+        """Wait before reading again: the next read goes to the node owning the stream now."""
+        logger.warning("Reading %s failed (%s); retrying in %.1fs", self.stream, exc, self.backoff)
+        await anyio.sleep(self.backoff)
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
 
 
 async def consume(

@@ -1,0 +1,78 @@
+"""Raw clients of the test server, whether it is one server or a cluster (no pytest here:
+worker processes import it through the flows they run)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+
+from flowbus._core.codec import text
+from flowbus._redis.connect import cluster_address
+
+
+def _url(url: str | None) -> str:
+    return url or os.environ["FLOWBUS_REDIS_URL"]
+
+
+def sync_redis(url: str | None = None, **options: Any) -> redis.Redis:
+    """A sync client: ``redis.Redis``, or a ``RedisCluster`` (same commands) on a cluster."""
+    address = cluster_address(_url(url))
+    if address is None:
+        return redis.Redis.from_url(_url(url), **options)
+    host, port = address.nodes[0]  # one node is enough to find the others
+    return cast("redis.Redis", redis.RedisCluster(host, port, **address.options, **options))
+
+
+def async_redis(url: str | None = None, **options: Any) -> aredis.Redis:
+    """An asyncio client: ``Redis``, or a ``RedisCluster`` (same commands) on a cluster."""
+    address = cluster_address(_url(url))
+    if address is None:
+        return aredis.Redis.from_url(_url(url), **options)
+    nodes = [AsyncClusterNode(host, port) for host, port in address.nodes]
+    cluster = aredis.RedisCluster(startup_nodes=nodes, **address.options, **options)
+    return cast("aredis.Redis", cluster)
+
+
+def primaries(url: str | None = None) -> list[redis.Redis]:
+    """A plain client of the server, or of each primary of the cluster (for ``INFO``)."""
+    address = cluster_address(_url(url))
+    if address is None:
+        return [redis.Redis.from_url(_url(url))]
+    nodes = _primaries(_url(url))
+    return [redis.Redis(host=host, port=port, **address.options) for host, port in nodes]
+
+
+@functools.cache
+def _primaries(url: str) -> tuple[tuple[str, int], ...]:
+    """Asked once: ``INFO`` counters of a test must not count the asking."""
+    address = cluster_address(url)
+    assert address is not None
+    host, port = address.nodes[0]
+    with redis.Redis(host=host, port=port, **address.options) as client:
+        slots: Any = client.execute_command("CLUSTER", "SLOTS")
+    return tuple(sorted({(text(s[2][0]), int(s[2][1])) for s in slots}))
+
+
+def infos(section: str, url: str | None = None) -> list[dict[str, Any]]:
+    """``INFO section`` of the server, or of each primary of the cluster."""
+    found = []
+    for client in primaries(url):
+        with client:
+            found.append(client.info(section))
+    return found
+
+
+def summed(section: str, url: str | None = None) -> dict[str, int]:
+    """The numeric fields of ``INFO section`` (``commandstats``: calls), summed over primaries."""
+    total: dict[str, int] = {}
+    for info in infos(section, url):
+        for name, value in info.items():
+            number = value.get("calls") if isinstance(value, dict) else value
+            if isinstance(number, int):
+                total[name] = total.get(name, 0) + number
+    return total
