@@ -38,33 +38,30 @@ def async_redis(url: str | None = None, **options: Any) -> aredis.Redis:
     return cast("aredis.Redis", cluster)
 
 
-def primaries(url: str | None = None) -> list[redis.Redis]:
-    """A plain client of the server, or of each primary of the cluster (for ``INFO``)."""
-    address = cluster_address(_url(url))
-    if address is None:
-        return [redis.Redis.from_url(_url(url))]
-    nodes = _primaries(_url(url))
-    return [redis.Redis(host=host, port=port, **address.options) for host, port in nodes]
+def primaries(url: str | None = None) -> tuple[redis.Redis, ...]:
+    """A plain client of the server, or of each primary of the cluster (for ``INFO``).
+
+    Made once per URL and kept: a test's ``INFO`` counters must not count how the asking
+    connected.
+    """
+    return _primaries(_url(url))
 
 
 @functools.cache
-def _primaries(url: str) -> tuple[tuple[str, int], ...]:
-    """Asked once: ``INFO`` counters of a test must not count the asking."""
+def _primaries(url: str) -> tuple[redis.Redis, ...]:
     address = cluster_address(url)
-    assert address is not None
+    if address is None:
+        return (redis.Redis.from_url(url),)
     host, port = address.nodes[0]
     with redis.Redis(host=host, port=port, **address.options) as client:
         slots: Any = client.execute_command("CLUSTER", "SLOTS")
-    return tuple(sorted({(text(s[2][0]), int(s[2][1])) for s in slots}))
+    nodes = sorted({(text(s[2][0]), int(s[2][1])) for s in slots})
+    return tuple(redis.Redis(host=h, port=p, **address.options) for h, p in nodes)
 
 
 def infos(section: str, url: str | None = None) -> list[dict[str, Any]]:
     """``INFO section`` of the server, or of each primary of the cluster."""
-    found = []
-    for client in primaries(url):
-        with client:
-            found.append(client.info(section))
-    return found
+    return [client.info(section) for client in primaries(url)]
 
 
 def summed(section: str, url: str | None = None) -> dict[str, int]:

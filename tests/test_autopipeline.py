@@ -41,6 +41,8 @@ async def test_calls_of_one_loop_turn_share_one_round_trip(redis: Redis, flowbus
     # Given 50 callers, each with its own command, submitting in the same loop turn
     batch = AutoPipeline(redis, no_reload)
     key = f"{flowbus_env}:counter"
+    await redis.set(key, 0)  # the client's connection (to the key's node) is made, not counted
+    await redis.delete(key)
     before = await reads_processed(redis)
 
     replies = await asyncio.gather(*(batch.execute(lambda pipe: pipe.incr(key)) for _ in range(50)))

@@ -153,11 +153,7 @@ async def test_a_thousand_concurrent_waits_all_return(runtime_closed: None) -> N
 
 def client_counts() -> list[int]:
     """Clients connected to the server (to each primary of a cluster)."""
-    counts = []
-    for client in primaries():
-        with client:
-            counts.append(len(client.client_list()))
-    return counts
+    return [len(client.client_list()) for client in primaries()]
 
 
 async def paused_count(flow_name: str) -> int:

@@ -51,6 +51,7 @@ _HEADROOM = 8
 
 #: Commands whose keys follow ``STREAMS`` (the first half of what follows it).
 _STREAM_READS = ("XREAD", "XREADGROUP")
+_STREAMS = (b"STREAMS", "STREAMS")
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
@@ -142,9 +143,9 @@ class QueuedCluster(RedisCluster):
         """The slot of a command; for stream reads found here, not by ``COMMAND GETKEYS``,
         which redis-py would send before every XREAD (a round trip per blocking read)."""
         if command in _STREAM_READS:
-            words = [a.upper() if isinstance(a, str) else a for a in args]
-            if "STREAMS" in words:
-                streams = args[words.index("STREAMS") + 1 :]
+            at = next((i for i, a in enumerate(args) if a in _STREAMS), None)
+            if at is not None:
+                streams = args[at + 1 :]
                 slots = {self.keyslot(key) for key in streams[: len(streams) // 2]}
                 if len(slots) == 1:
                     return slots.pop()
