@@ -1,7 +1,7 @@
 """flowbus: Prefect-style flow runs, event-driven on Redis Streams."""
 
 from flowbus.client import FlowbusClient, get_client
-from flowbus.context import FlowRunContext, TaskRunContext, get_run_logger
+from flowbus.context import FlowRunContext, TaskRunContext, get_run_context, get_run_logger
 from flowbus.deployments import arun_deployment, run_deployment
 from flowbus.flow_runs import (
     apause_flow_run,
@@ -14,7 +14,7 @@ from flowbus.flow_runs import (
     wait_for_flow_run,
 )
 from flowbus.flows import Flow, flow
-from flowbus.futures import TaskRunFuture
+from flowbus.futures import TaskRunFuture, TaskRunFutureList, unmapped
 from flowbus.input.messages import asend_input, receive_input, send_input
 from flowbus.input.run_input import RunInput, RunInputMetadata
 from flowbus.models import Deployment, FlowRun
@@ -59,6 +59,7 @@ __all__ = [
     "Task",
     "TaskRunContext",
     "TaskRunFuture",
+    "TaskRunFutureList",
     "apause_flow_run",
     "asend_input",
     "aresume_flow_run",
@@ -67,6 +68,7 @@ __all__ = [
     "await_for_flow_run",
     "flow",
     "get_client",
+    "get_run_context",
     "get_run_logger",
     "pause_flow_run",
     "receive_input",
@@ -75,6 +77,7 @@ __all__ = [
     "send_input",
     "suspend_flow_run",
     "task",
+    "unmapped",
     "wait_for_flow_run",
 ]
 

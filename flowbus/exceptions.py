@@ -15,6 +15,8 @@ Tree::
     ├── PauseNotAllowed (RuntimeError)  pause/suspend from a task, a subflow, no deployment
     ├── FlowPauseTimeout            the pause expired before a resume
     ├── FlowRunTimeout (TimeoutError)   a run exceeded its flow's timeout_seconds
+    ├── TaskRunTimeout (TimeoutError)   a task exceeded its timeout_seconds
+    ├── UpstreamTaskError           a task's wait_for did not complete
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
     ├── InvalidInputKey (ValueError)  a flow run input key with invalid characters
@@ -119,6 +121,14 @@ class FlowRunTimeout(FlowbusError, TimeoutError):
     """Raised in a flow run that exceeded its flow's ``timeout_seconds`` (the run FAILED)."""
 
 
+class TaskRunTimeout(FlowbusError, TimeoutError):
+    """Raised in a task run that exceeded its task's ``timeout_seconds`` (the task FAILED)."""
+
+
+class UpstreamTaskError(FlowbusError):
+    """A task's failure when a run it was told to ``wait_for`` did not complete."""
+
+
 class FlowRunWaitTimeout(FlowbusError):
     """Raised when ``wait_for_flow_run`` did not see a final state within its timeout."""
 
@@ -204,6 +214,7 @@ class UnfinishedRun(FlowbusError):
 PrefectException = FlowbusError
 MissingContextError = MissingContext
 FlowWaitTimeout = FlowRunWaitTimeout
+TaskRunTimeoutError = TaskRunTimeout
 
 
 class Pause(BaseException):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import update_wrapper
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from uuid import UUID
@@ -13,7 +12,7 @@ from pydantic import ConfigDict, validate_call
 
 from flowbus._core.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
 from flowbus._core.codec import Serializer
-from flowbus._core.options import FlowOptions
+from flowbus._core.options import IGNORED_FLOW_OPTIONS, FlowOptions, Hook, options_from
 from flowbus._engine.engine import run_new_flow
 from flowbus._redis.runtime import get_runtime
 from flowbus.states import State
@@ -34,6 +33,7 @@ class Flow(Generic[P, R]):
         self.options = options = options or FlowOptions()
         self.name = options.name or fn.__name__.replace("_", "-")
         self.description = options.description or inspect.getdoc(fn)
+        self.version = options.version
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._body: Callable[..., Any] = (
@@ -83,7 +83,7 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy with some options changed (the keywords of :func:`flow`)."""
-        return Flow(self.fn, replace(self.options, **options))
+        return Flow(self.fn, options_from(FlowOptions, options, IGNORED_FLOW_OPTIONS, self.options))
 
     def deploy(
         self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None
@@ -116,9 +116,24 @@ def flow(
     validate_parameters: bool = True,
     serializer: Serializer = "msgpack",
     description: str | None = None,
+    version: str | None = None,
+    flow_run_name: str | Callable[[], str] | None = None,
+    log_prints: bool | None = None,
+    persist_result: bool | None = None,
+    on_completion: Sequence[Hook] | None = None,
+    on_failure: Sequence[Hook] | None = None,
+    on_cancellation: Sequence[Hook] | None = None,
+    on_crashed: Sequence[Hook] | None = None,
+    on_running: Sequence[Hook] | None = None,
+    **ignored: Any,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
-    """Make a function a flow; usable bare (``@flow``) or with options (``@flow(retries=1)``)."""
+    """Make a function a flow; usable bare (``@flow``) or with options (``@flow(retries=1)``).
+
+    Every keyword of Prefect 3's ``@flow`` is accepted; those that mean nothing here
+    (``task_runner``, ``result_storage``…) warn once that they are ignored.
+    """
     if fn is not None:
-        return Flow(fn, FlowOptions(**options))
-    return lambda f: Flow(f, FlowOptions(**options))
+        return Flow(fn, options_from(FlowOptions, options, IGNORED_FLOW_OPTIONS))
+    chosen = options_from(FlowOptions, options, IGNORED_FLOW_OPTIONS)
+    return lambda f: Flow(f, chosen)

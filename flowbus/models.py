@@ -66,3 +66,13 @@ class FlowRunInput(BaseModel):
     def decoded_value(self) -> Any:
         """The value parsed from JSON."""
         return json.loads(self.value)
+
+
+class TaskRun(BaseModel):
+    """One call of a task inside a flow run, as the state hooks of a task see it."""
+
+    id: UUID | None = None
+    name: str
+    task_key: str
+    flow_run_id: UUID | None = None
+    task_run_id: UUID | None = None

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     recheck_interval: float = 60.0
     #: Seconds to connect to Redis before giving up.
     connect_timeout: float = 5.0
+    #: Level of the run logs a script shows on stderr (when it configured no logging).
+    logging_level: str = "INFO"
 
 
 @lru_cache(maxsize=1)

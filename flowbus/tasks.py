@@ -7,22 +7,32 @@ import concurrent.futures
 import contextvars
 import inspect
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from functools import cached_property, update_wrapper
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_type_hints, overload
+from uuid import UUID
 
+import anyio
 from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
 
 from flowbus._core.codec import Serializer, decode, encode
-from flowbus._core.options import TaskOptions
-from flowbus._engine.context import FlowRunContext, TaskRunContext
-from flowbus.futures import TaskRunFuture
+from flowbus._core.options import IGNORED_TASK_OPTIONS, Hook, TaskOptions, options_from
+from flowbus._engine.context import FlowRunContext, TaskRunContext, get_run_logger
+from flowbus._engine.hooks import call_hooks_sync
+from flowbus._engine.run_logs import capture_prints, print_logger
+from flowbus.exceptions import TaskRunTimeout, UpstreamTaskError
+from flowbus.futures import TaskRunFuture, TaskRunFutureList, mapped_calls
+from flowbus.models import TaskRun
 from flowbus.states import Completed, Failed, State
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+#: Prefect's reason for a task whose ``wait_for`` did not complete.
+_UPSTREAM_FAILED = "Upstream task run did not reach a 'COMPLETED' state."
 
 #: Threads that run submitted tasks, shared by every flow run of the process.
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="flowbus-task")
@@ -41,7 +51,7 @@ class Task(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy with some options changed (the keywords of :func:`task`, e.g. ``cache_key=``)."""
-        return Task(self.fn, replace(self.options, **options))
+        return Task(self.fn, options_from(TaskOptions, options, IGNORED_TASK_OPTIONS, self.options))
 
     @overload
     def __call__(
@@ -81,6 +91,16 @@ class Task(Generic[P, R]):
             return task_future.state
         return task_future
 
+    def map(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> TaskRunFutureList[R]:
+        """Submit one run per element of the iterable arguments (``unmapped`` ones are given
+        whole to each); the futures come back in order."""
+        futures: TaskRunFutureList[R] = TaskRunFutureList()
+        for call_args, call_kwargs in mapped_calls(args, kwargs):
+            if wait_for is not None:
+                call_kwargs["wait_for"] = wait_for
+            futures.append(self.submit(*call_args, **call_kwargs))
+        return futures
+
     @cached_property
     def _return_adapter(self) -> TypeAdapter[Any] | None:
         try:
@@ -109,11 +129,12 @@ class _Outcome:
     error: BaseException | None = None
     cached: bool = False
 
-    def state(self) -> State:
+    def state(self, **ids: Any) -> State:
+        """The final state; ``ids`` (flow_run_id, task_run_id) go into its details."""
         if self.error is not None:
             message = f"Task run encountered an exception {type(self.error).__name__}: {self.error}"
-            return Failed(message=message).with_data(self.error)
-        return Completed(name="Cached" if self.cached else None).with_data(self.value)
+            return Failed(message=message, **ids).with_data(self.error)
+        return Completed(name="Cached" if self.cached else None, **ids).with_data(self.value)
 
     def result(self) -> Any:
         if self.error is not None:
@@ -127,6 +148,9 @@ class _TaskCall:
     def __init__(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
         self.args = args
+        self.wait_for = (
+            kwargs.pop("wait_for", None) if "wait_for" not in task.signature.parameters else None
+        )
         self.kwargs = kwargs
         self.flow_ctx = FlowRunContext.get()
         self.key: str | None = None
@@ -135,7 +159,7 @@ class _TaskCall:
             if task.options.cache_key is not None:
                 self.key = task.options.cache_key
             elif task.options.cache_key_fn is not None:
-                self.key = task.options.cache_key_fn(self.parameters)
+                self.key = _cache_key(task.options.cache_key_fn, self.flow_ctx, self.parameters)
             else:
                 self.key = self.flow_ctx.next_task_key(task.name)
 
@@ -168,19 +192,73 @@ class _TaskCall:
             self.flow_ctx.persist(self.key, data)
         return _Outcome(value)
 
-    def enter(self) -> contextvars.Token[TaskRunContext | None] | None:
+    def enter(self) -> tuple[contextvars.Token[Any], ...]:
         if self.flow_ctx is None or self.key is None:
-            return None
-        return TaskRunContext.var.set(
+            return ()
+        token = TaskRunContext.var.set(
             TaskRunContext(self.task, self.key, self.flow_ctx, lambda: self.parameters)
         )
+        if not self.task.options.log_prints:
+            return (token,)
+        capture_prints()
+        return token, print_logger.set(get_run_logger())
 
-    def leave(self, token: contextvars.Token[TaskRunContext | None] | None) -> None:
-        if token is not None:
-            TaskRunContext.var.reset(token)
+    def leave(self, tokens: tuple[contextvars.Token[Any], ...]) -> None:
+        if len(tokens) > 1:
+            print_logger.reset(tokens[1])
+        if tokens:
+            TaskRunContext.var.reset(tokens[0])
 
     def finish(self, outcome: _Outcome, return_state: bool) -> Any:
-        return outcome.state() if return_state else outcome.result()
+        options = self.task.options
+        hooks = options.on_failure if outcome.error is not None else options.on_completion
+        if not (return_state or hooks):
+            return outcome.result()
+        state = outcome.state(**self.ids())
+        if hooks:
+            call_hooks_sync(hooks, self.task, self.task_run(), state)
+        return state if return_state else outcome.result()
+
+    def ids(self) -> dict[str, UUID]:
+        if self.flow_ctx is None or self.key is None:
+            return {}
+        run_id = self.flow_ctx.flow_run.id
+        return {"flow_run_id": run_id, "task_run_id": task_run_id(run_id, self.key)}
+
+    def task_run(self) -> TaskRun:
+        ids = self.ids()
+        key = self.key or self.task.name
+        return TaskRun(id=ids.get("task_run_id"), name=key, task_key=key, **ids)
+
+    def upstream_failure(self) -> _Outcome | None:
+        """Wait for ``wait_for``; a failure if one of them did not complete (as in Prefect)."""
+        for upstream in self.wait_for or ():
+            if isinstance(upstream, TaskRunFuture):
+                upstream.wait()
+                upstream = upstream.state
+            if isinstance(upstream, State) and not upstream.is_completed():
+                return _Outcome(error=UpstreamTaskError(_UPSTREAM_FAILED))
+        return None
+
+    def call_sync(self) -> Any:
+        """The function's value, in this thread or (with a timeout) in a worker thread."""
+        timeout = self.task.options.timeout_seconds
+        if timeout is None:
+            return self.task.fn(*self.args, **self.kwargs)
+        ctx = contextvars.copy_context()
+        future = _executor.submit(ctx.run, self.task.fn, *self.args, **self.kwargs)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TaskRunTimeout(f"Task run exceeded timeout of {timeout} second(s)") from None
+
+    async def call_async(self) -> Any:
+        timeout = self.task.options.timeout_seconds
+        if timeout is None:
+            return await self.task.fn(*self.args, **self.kwargs)
+        with anyio.move_on_after(timeout):
+            return await self.task.fn(*self.args, **self.kwargs)
+        raise TaskRunTimeout(f"Task run exceeded timeout of {timeout} second(s)")
 
     def failed(self, error: Exception, attempt: int) -> tuple[_Outcome | None, float]:
         """The outcome of failed attempt ``attempt`` (1 for the first): a failure once no retry
@@ -189,12 +267,12 @@ class _TaskCall:
         return (_Outcome(error=error), 0.0) if delay is None else (None, delay)
 
     def run_sync(self, return_state: bool) -> Any:
-        outcome, attempt = self.cached(), 0
+        outcome, attempt = self.cached() or self.upstream_failure(), 0
         while outcome is None:
             attempt += 1
             token = self.enter()
             try:
-                outcome = self.succeeded(self.task.fn(*self.args, **self.kwargs))
+                outcome = self.succeeded(self.call_sync())
             except Exception as exc:  # a task failure is a state
                 outcome, delay = self.failed(exc, attempt)
                 time.sleep(delay)
@@ -203,18 +281,33 @@ class _TaskCall:
         return self.finish(outcome, return_state)
 
     async def run_async(self, return_state: bool) -> Any:
-        outcome, attempt = self.cached(), 0
+        outcome = self.cached() or await anyio.to_thread.run_sync(self.upstream_failure)
+        attempt = 0
         while outcome is None:
             attempt += 1
             token = self.enter()
             try:
-                outcome = self.succeeded(await self.task.fn(*self.args, **self.kwargs))
+                outcome = self.succeeded(await self.call_async())
             except Exception as exc:  # a task failure is a state
                 outcome, delay = self.failed(exc, attempt)
                 await asyncio.sleep(delay)
             finally:
                 self.leave(token)
         return self.finish(outcome, return_state)
+
+
+def task_run_id(flow_run_id: UUID, task_key: str) -> UUID:
+    """A task run's id: the same for the same call of the same flow run, on every re-run."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowbus:{flow_run_id}:task:{task_key}")
+
+
+def _cache_key(fn: Callable[..., str], ctx: FlowRunContext, parameters: dict[str, Any]) -> str:
+    """``fn(parameters)``, or ``fn(context, parameters)`` for Prefect's two-argument form."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except (TypeError, ValueError):
+        return fn(parameters)
+    return fn(ctx, parameters)
 
 
 @overload
@@ -226,17 +319,27 @@ def task(
     retries: int = 0,
     retry_delay_seconds: float = 0,
     cache_key: str | None = None,
-    cache_key_fn: Callable[[dict[str, Any]], str] | None = None,
+    cache_key_fn: Callable[..., str] | None = None,
     persist_result: bool = True,
     serializer: Serializer = "msgpack",
+    description: str | None = None,
+    version: str | None = None,
+    tags: Sequence[str] = (),
+    timeout_seconds: float | None = None,
+    log_prints: bool | None = None,
+    on_completion: Sequence[Hook] | None = None,
+    on_failure: Sequence[Hook] | None = None,
+    **ignored: Any,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     """Make a function a task; usable bare (``@task``) or with options (``@task(retries=2)``).
 
     A task's result is persisted under its task-run key (task name + call order in the flow
     run, or ``cache_key`` / ``cache_key_fn``); a re-run of the same flow run returns it
-    without running the task again.
+    without running the task again. Every keyword of Prefect 3's ``@task`` is accepted; those
+    that mean nothing here warn once that they are ignored.
     """
     if fn is not None:
-        return Task(fn, TaskOptions(**options))
-    return lambda f: Task(f, TaskOptions(**options))
+        return Task(fn, options_from(TaskOptions, options, IGNORED_TASK_OPTIONS))
+    chosen = options_from(TaskOptions, options, IGNORED_TASK_OPTIONS)
+    return lambda f: Task(f, chosen)

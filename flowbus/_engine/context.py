@@ -141,9 +141,11 @@ def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
     extra: dict[str, str] = {
         "flow_run_id": str(flow_ctx.flow_run.id),
         "flow_name": flow_ctx.flow_run.flow_name,
+        "flow_run_name": flow_ctx.flow_run.name,
     }
     name = "flowbus.flow_runs"
     if task_ctx:
         extra["task_run_key"] = task_ctx.task_run_key
+        extra["task_run_name"] = task_ctx.task_run_key
         name = "flowbus.task_runs"
     return logging.LoggerAdapter(logging.getLogger(name), extra)

@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 from flowbus._core.bridge import run_loop
 from flowbus._core.codec import encode
 from flowbus._engine.context import FlowRunContext
+from flowbus._engine.hooks import call_hooks, hooks_for
+from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
 from flowbus._engine.suspension import complete_suspension
 from flowbus._redis.replies import Reply
 from flowbus._redis.runtime import Runtime, get_runtime
@@ -76,6 +78,7 @@ class FlowEngine:
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
         self._rereads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        self.log = run_logger(flow_run)
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
@@ -114,10 +117,16 @@ class FlowEngine:
         """
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
         waiters = self.runtime.waiters
+        level = logging.DEBUG if self.delivery else logging.INFO  # a worker logs its own
+        self.log.log(level, "Beginning flow run %r for flow %r", self.flow_run.name, self.flow.name)
+        if self.flow.options.on_running:
+            await call_hooks(self.flow.options.on_running, self.flow, self.flow_run, Running())
         async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
             state = await self._attempts(parameters)
         details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
         state.state_details = details  # as in Prefect: the state names its run
+        self.log.log(level, "Finished in state %s", state_repr(state))
+        await call_hooks(hooks_for(self.flow.options, state), self.flow, self.flow_run, state)
         return state
 
     def _interrupt(self, event: Event) -> None:
@@ -178,6 +187,9 @@ class FlowEngine:
     async def _call(self, ctx: FlowRunContext, parameters: Mapping[str, Any]) -> Any:
         token = FlowRunContext.var.set(ctx)
         loop_token = run_loop.set(ctx.loop)
+        prints = print_logger.set(self.log if self.flow.options.log_prints else None)
+        if self.flow.options.log_prints:
+            capture_prints()
         try:
             timeout = self.flow.options.timeout_seconds
             if timeout is None:
@@ -186,6 +198,7 @@ class FlowEngine:
                 return await self._body(parameters)
             raise FlowRunTimeout(f"Flow run exceeded timeout of {timeout} second(s)")
         finally:
+            print_logger.reset(prints)
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
 
@@ -263,12 +276,38 @@ async def run_new_flow(
 ) -> State:
     """Create a run of ``flow`` and execute it in this process (a plain flow call)."""
     runtime = await get_runtime()
+    ensure_console_logs(runtime.settings.logging_level)
     parent = FlowRunContext.get()
     flow_run = await runtime.store.create_run(
         flow.name,
         parameters,
         queue=queue,
+        name=flow_run_name(flow.options.flow_run_name, parameters),
         parent_id=parent.flow_run.id if parent else None,
         start=True,
     )
+    logger.info("Created flow run %r for flow %r", flow_run.name, flow.name)
     return await FlowEngine(flow, flow_run, runtime).run(parameters)
+
+
+def flow_run_name(template: str | Callable[[], str] | None, parameters: Mapping[str, Any]) -> Any:
+    """A run's name from the flow's ``flow_run_name``: a template of its parameters, or a
+    function's answer; ``None`` for the default name."""
+    if template is None:
+        return None
+    return template() if callable(template) else template.format(**parameters)
+
+
+def state_repr(state: State) -> str:
+    """``Completed()``, ``Failed('message')``: a state as Prefect's run logs show it."""
+    return f"{state.name}({state.message!r})" if state.message else f"{state.name}()"
+
+
+def run_logger(flow_run: FlowRun) -> logging.LoggerAdapter[logging.Logger]:
+    """The logger of a flow run's own lines (what ``get_run_logger()`` returns in it)."""
+    extra = {
+        "flow_run_id": str(flow_run.id),
+        "flow_name": flow_run.flow_name,
+        "flow_run_name": flow_run.name,
+    }
+    return logging.LoggerAdapter(logging.getLogger("flowbus.flow_runs"), extra)
