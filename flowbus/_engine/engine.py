@@ -46,7 +46,7 @@ from flowbus.states import (
 if TYPE_CHECKING:
     from flowbus.flows import Flow
 
-logger = logging.getLogger("flowbus._engine.engine")
+logger = logging.getLogger("flowbus.engine")
 
 #: What a run holder must do, by the state (name or kind) it finds its run in.
 _REQUESTS = {"Suspending": "suspend", "CANCELLING": "cancel", "CANCELLED": "cancel"}
