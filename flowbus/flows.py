@@ -111,7 +111,7 @@ def flow(
     *,
     name: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: float | Sequence[float] = 0,
     timeout_seconds: float | None = None,
     validate_parameters: bool = True,
     serializer: Serializer = "msgpack",

@@ -8,7 +8,7 @@ import contextvars
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, update_wrapper
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_type_hints, overload
@@ -64,11 +64,14 @@ class Task(Generic[P, R]):
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any], **kwargs: Any) -> R: ...
     # (a task's own parameter could be named return_state: mypy cannot rule that out)
     def __call__(  # type: ignore[misc]
         self, *args: Any, return_state: bool = False, **kwargs: Any
     ) -> Any:
-        """Run the task inline: its value, or its final ``State`` with ``return_state``.
+        """Run the task inline: its value, or its final ``State`` with ``return_state``; after
+        the futures or states of ``wait_for`` (a failed one fails this task, as in Prefect).
 
         An async task returns an awaitable, as an async function does.
         """
@@ -317,7 +320,7 @@ def task(
     *,
     name: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: float | Sequence[float] = 0,
     cache_key: str | None = None,
     cache_key_fn: Callable[..., str] | None = None,
     persist_result: bool = True,

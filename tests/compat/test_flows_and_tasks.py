@@ -71,7 +71,7 @@ def test_flow_options_are_honoured(capsys: pytest.CaptureFixture[str]) -> None:
     @flow(flow_run_name="greet-{who}", version="7", log_prints=True, on_completion=[on_completion])
     def greet(who: str) -> str:
         ctx = FlowRunContext.current()
-        print(f"hello {who}")  # a run log line, not stdout
+        print(f"hello {who}")  # noqa: T201 - a run log line, not stdout
         return ctx.flow_run.name
 
     assert greet("ada") == "greet-ada"
@@ -93,7 +93,7 @@ def test_flow_options_are_honoured(capsys: pytest.CaptureFixture[str]) -> None:
 def test_print_without_log_prints_stays_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     @flow
     def loud() -> None:
-        print("plain")
+        print("plain")  # noqa: T201 - stays on stdout
 
     loud()
     assert "plain" in capsys.readouterr().out
@@ -209,6 +209,7 @@ async def test_an_async_flow_waits_for_a_submitted_task(runtime_closed: None) ->
     async def submits() -> int:
         future = one.submit()
         await asyncio.sleep(0)
-        return future.result()
+        value: int = future.result()
+        return value
 
     assert await submits() == 1
