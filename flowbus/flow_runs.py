@@ -49,8 +49,6 @@ from flowbus.states import Paused, Running, StateType, Suspended
 
 logger = logging.getLogger("flowbus.flow_runs")
 
-#: The message of the FAILED state of a pause that was never resumed (Prefect's).
-NEVER_RESUMED = "The flow was paused and never resumed."
 #: What the paused flow raises then (Prefect's message).
 PAUSE_EXPIRED = "Flow run was paused and never resumed."
 #: What a resumer that came too late gets (Prefect's message).
@@ -203,7 +201,7 @@ def _outcome(run_id: UUID, view: ResumeView, key: str, model: Any) -> Any:
         return load_input(model, view.response, key) if model else None
     if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
         raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
-    if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
+    if view.expired:
         raise FlowPauseTimeout(PAUSE_EXPIRED)
     raise FlowRunCancelled(
         f"Flow run {run_id} left its pause for {view.state_type} {view.state_name!r}"
@@ -236,7 +234,7 @@ async def aresume_flow_run(
     if run_input is None and await _resume_without_input(store, flow_run_id):
         return
     view = await store.pause_view(flow_run_id)
-    if view.state_type == StateType.FAILED and view.message == NEVER_RESUMED:
+    if view.expired:
         raise FlowPauseTimeout(TOO_LATE)
     if view.state_type != StateType.PAUSED:
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")

@@ -23,6 +23,12 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
+def run_index_key(prefix: str, run_id: UUID | str) -> str:
+    """String holding the queue of a run (written once, read by resume/wait): outside every
+    queue's slot, so a run is found by its id alone."""
+    return f"{prefix}:runs:{run_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class RunKeys:
     """The keys of one run, in the order every run script receives them as ``KEYS``."""
@@ -84,7 +90,7 @@ class QueueKeys:
             runs=self.runs(),
             messages=f"{base}:messages",
             control=self.control(),
-            index=f"{self.prefix}:runs:{run_id}",
+            index=run_index_key(self.prefix, run_id),
             queue=self.name,
         )
 
@@ -141,8 +147,7 @@ class Keys:
         return _queue_keys(self.prefix, name)
 
     def run_index(self, run_id: UUID | str) -> str:
-        """String holding the queue of a run (written once, read by resume/wait)."""
-        return f"{self.prefix}:runs:{run_id}"
+        return run_index_key(self.prefix, run_id)
 
     def queues(self) -> str:
         """Set of every queue that ever held a run (swept by workers)."""

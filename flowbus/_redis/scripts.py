@@ -37,7 +37,6 @@ from flowbus._redis.replies import (
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
 
-_FINAL = frozenset(t.value for t in FINAL_TYPES)
 Arg = str | bytes | int
 
 
@@ -138,7 +137,7 @@ class Scripts:
         """Run one call alone; a run it ends has its index (another slot) expired after it."""
         (raw,) = await self._batch.execute(call.add)
         reply = call.reply(raw)
-        if reply.state_type in _FINAL and reply.status in (Status.ACCEPTED, Status.EXPIRED):
+        if reply.state_type in FINAL_TYPES and reply.status in (Status.ACCEPTED, Status.EXPIRED):
             await self._redis.expire(call.keys.index, self._retention)
         return reply
 

@@ -24,7 +24,9 @@ from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 
-_FINAL = frozenset(t.value for t in FINAL_TYPES)
+#: The message of the FAILED state an expired pause leaves (Prefect's; NEVER_RESUMED in
+#: lua/_prelude.lua, which writes it).
+NEVER_RESUMED = "The flow was paused and never resumed."
 #: Run ids whose queue this process knows; a run never changes queue.
 _QUEUE_CACHE_SIZE = 100_000
 #: Most run ids read from a queue's index at once when listing runs.
@@ -36,6 +38,11 @@ def _uuid_or_none(value: str | None) -> UUID | None:
         return UUID(value) if value else None
     except ValueError:
         return None
+
+
+def pause_expired(state_type: str, message: str) -> bool:
+    """Whether a run in this state failed because its pause expired."""
+    return state_type == StateType.FAILED and message == NEVER_RESUMED
 
 
 def state_from_fields(fields: Mapping[str, str]) -> State:
@@ -108,6 +115,10 @@ class PauseView:
     schema: str
     message: str = ""
 
+    @property
+    def expired(self) -> bool:
+        return pause_expired(self.state_type, self.message)
+
 
 @dataclass(frozen=True, slots=True)
 class ResumeView:
@@ -116,6 +127,10 @@ class ResumeView:
     message: str
     fired: bool
     response: Any
+
+    @property
+    def expired(self) -> bool:
+        return pause_expired(self.state_type, self.message)
 
 
 class RunStore:
@@ -195,7 +210,7 @@ class RunStore:
         )
 
         def build(pipe: Pipeline) -> None:
-            pipe.set(self.keys.run_index(rid), queue, nx=True)
+            pipe.set(run_keys.index, queue, nx=True)
             if new_queue:
                 pipe.sadd(self.keys.queues(), queue)
             call.add(pipe)
@@ -205,7 +220,7 @@ class RunStore:
         self._known_queues.add(queue)
         if not reply.accepted:
             if indexed:  # the index was ours: leave no trace of a run that was not created
-                await self.redis.delete(self.keys.run_index(rid))
+                await self.redis.delete(run_keys.index)
             raise InvalidStateTransition(rid, reply.detail)
         self._remember(str(rid), run_keys)
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
@@ -370,7 +385,7 @@ class RunStore:
         reply = call.reply((await self.scripts.pipeline(build))[0])
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
-        refused_while_live = final and not reply.accepted and reply.state_type not in _FINAL
+        refused_while_live = final and not reply.accepted and reply.state_type not in FINAL_TYPES
         if (retry and reply.accepted) or refused_while_live:
             await self.redis.persist(keys.index)
         return reply

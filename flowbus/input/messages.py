@@ -22,10 +22,10 @@ from uuid import UUID
 
 from pydantic import BaseModel
 from pydantic_core import to_json
-from redis.exceptions import ResponseError
 
 from flowbus._core.bridge import in_async_context, run_blocking, sync_or_async
 from flowbus._redis import run_inputs
+from flowbus._redis.consumer_groups import create_group
 from flowbus._redis.events import Entry, parse_xread
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import Runtime, get_runtime
@@ -182,7 +182,7 @@ class InputReceiver:
         if self._unacked is not None:
             await redis.xack(keys.messages, self.group, self._unacked)
             self._unacked = None
-        await self._ensure_group(redis, keys)
+        await create_group(redis, keys.messages, self.group)
         start = "0" if self._backlog else ">"
         reply = await redis.xreadgroup(
             self.group,
@@ -196,13 +196,6 @@ class InputReceiver:
             self._backlog = False
             return await self._read_group(runtime, keys, block)
         return entries
-
-    async def _ensure_group(self, redis: Any, keys: RunKeys) -> None:
-        try:
-            await redis.xgroup_create(keys.messages, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     def _take(self, entry_id: str, fields: dict[str, str]) -> Any:
         """The input of a stream entry, or ``_SKIP`` (another prefix, excluded, not JSON)."""

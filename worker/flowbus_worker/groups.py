@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from flowbus._core.codec import text
+from flowbus._redis.consumer_groups import create_group
 from flowbus._redis.events import Entry, parse_entries, parse_xread
 
 #: Name of the consumer group every worker joins, on every stream it consumes.
@@ -31,12 +32,8 @@ class PendingEntry:
 
 
 async def ensure_group(redis: Redis, stream: str) -> None:
-    """Create the group (and the stream) at id 0, so entries added before any worker count."""
-    try:
-        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    """Create the workers' group (and the stream), so entries added before any worker count."""
+    await create_group(redis, stream, GROUP)
 
 
 def is_missing_group(exc: ResponseError) -> bool:

@@ -55,6 +55,13 @@ local function now_ms()
   return NOW_MS
 end
 
+-- A pause's deadline (ms, nil for none) is both its timeout and its entry in the deadline set
+-- that the sweepers act on: transition()'s opts get the two together.
+local function pause_until(opts, deadline_ms)
+  opts.pause_timeout_ms, opts.deadline_ms = deadline_ms, deadline_ms
+  return opts
+end
+
 -- The run's current state, or nil when the run does not exist.
 local function current()
   local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
@@ -64,6 +71,11 @@ local function current()
   return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
           pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
           reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11]}
+end
+
+-- The deadline of the run's pause (nil for none), for a move that keeps it.
+local function kept_deadline(cur)
+  return cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
 end
 
 local function reply(status, detail, cur, ...)
@@ -182,4 +194,22 @@ local function start(cur)
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
   return transition(cur, 'RUNNING', 'Running', {})
+end
+
+-- The message of the FAILED state an expired pause leaves (Prefect's): how a late resumer learns
+-- why the run failed (flowbus/_redis/store.py reads it too, as NEVER_RESUMED).
+local NEVER_RESUMED = 'The flow was paused and never resumed.'
+
+-- Whether the run failed because its pause expired.
+local function failed_by_expiry(cur)
+  return cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED
+end
+
+-- Fail a paused run whose deadline has passed by the server's clock: the FAILED event id; or
+-- nil while it has not, and the ms left ("" for a pause without a deadline).
+local function expire_pause(cur)
+  if cur.pause_timeout_ms == 0 then return nil, '' end
+  local left = cur.pause_timeout_ms - now_ms()
+  if left > 0 then return nil, left end
+  return transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
 end

@@ -8,8 +8,7 @@ if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or cur.name ~= 'Suspending' then
   return reply(REFUSED, 'the run is not suspending', cur)
 end
-local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
-local id, reason = transition(cur, 'PAUSED', 'Suspended', {pause_key = cur.pause_key,
-  reschedule = true, pause_timeout_ms = deadline, deadline_ms = deadline})
+local opts = pause_until({pause_key = cur.pause_key, reschedule = true}, kept_deadline(cur))
+local id, reason = transition(cur, 'PAUSED', 'Suspended', opts)
 if not id then return reply(REFUSED, reason, cur) end
 return accepted(id, cur)

@@ -11,9 +11,6 @@ if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type ~= 'PAUSED' or (key ~= '' and cur.pause_key ~= key) then
   return reply(REFUSED, 'the run is no longer paused under this key', cur, '')
 end
-local left = cur.pause_timeout_ms - now_ms()
-if cur.pause_timeout_ms == 0 or left > 0 then
-  return reply(REFUSED, 'the pause has not expired', cur, cur.pause_timeout_ms == 0 and '' or left)
-end
-local id = transition(cur, 'FAILED', 'Failed', {message = 'The flow was paused and never resumed.'})
+local id, left = expire_pause(cur)
+if not id then return reply(REFUSED, 'the pause has not expired', cur, left) end
 return accepted(id, cur)

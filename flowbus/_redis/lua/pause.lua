@@ -14,8 +14,7 @@ local optional = ARGV[11]
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then
-  local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or ''
-  return reply(ACCEPTED, cur.op_detail, cur, deadline)
+  return reply(ACCEPTED, cur.op_detail, cur, kept_deadline(cur) or '')
 end
 if redis.call('SISMEMBER', FIRED, key) == 1 then
   local response = false
@@ -23,11 +22,8 @@ if redis.call('SISMEMBER', FIRED, key) == 1 then
   return reply(ALREADY_FIRED, 'this pause already fired', cur, response or '',
     response and '1' or '0')
 end
-local opts = {pause_key = key, reschedule = reschedule, input_prefix = prefix}
-if timeout_ms then
-  opts.pause_timeout_ms = now_ms() + timeout_ms
-  opts.deadline_ms = opts.pause_timeout_ms
-end
+local opts = pause_until({pause_key = key, reschedule = reschedule, input_prefix = prefix},
+  timeout_ms and now_ms() + timeout_ms)
 local id, reason = transition(cur, 'PAUSED', state_name, opts)
 if not id then return reply(REFUSED, reason, cur) end
 if prefix ~= '' then

@@ -16,9 +16,8 @@ if key ~= '' and cur.pause_key ~= key then
   return reply(REFUSED, 'the run is paused under another key', cur)
 end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
-local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
-local id, reason = transition(cur, 'PAUSED', 'Suspended', {message = message,
-  pause_key = cur.pause_key, reschedule = true, input_prefix = prefix,
-  pause_timeout_ms = deadline, deadline_ms = deadline})
+local opts = pause_until({message = message, pause_key = cur.pause_key, reschedule = true,
+  input_prefix = prefix}, kept_deadline(cur))
+local id, reason = transition(cur, 'PAUSED', 'Suspended', opts)
 if not id then return reply(REFUSED, reason, cur) end
 return accepted(id, cur)

@@ -13,11 +13,8 @@ if cur.deployment == '' then
   return reply(REFUSED, 'cannot suspend a run without a deployment (no worker could resume it)',
     cur)
 end
-local opts = {pause_key = key, reschedule = true, message = 'Suspension requested'}
-if timeout_ms then
-  opts.pause_timeout_ms = now_ms() + timeout_ms
-  opts.deadline_ms = opts.pause_timeout_ms
-end
+local opts = pause_until({pause_key = key, reschedule = true, message = 'Suspension requested'},
+  timeout_ms and now_ms() + timeout_ms)
 local id, reason = transition(cur, 'PAUSED', 'Suspending', opts)
 if not id then return reply(REFUSED, reason, cur) end
 return accepted(id, cur)

@@ -9,12 +9,11 @@
 --      | {EXPIRED, reason, ...} (the run is FAILED: now, or earlier by its timer)
 --      | {SUSPENDING, reason, ...} | {NOT_FOUND, ...}
 local key, input, input_given = ARGV[4], ARGV[5], ARGV[6] == '1'
-local NEVER_RESUMED = 'The flow was paused and never resumed.'
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
-if cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED then
+if failed_by_expiry(cur) then
   return reply(EXPIRED, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
 if cur.type ~= 'PAUSED' then return reply(REFUSED, 'the run is not paused', cur) end
@@ -24,10 +23,7 @@ end
 if cur.name == 'Suspending' then
   return reply(SUSPENDING, 'the run is still suspending; resume it once it is Suspended', cur)
 end
-if cur.pause_timeout_ms > 0 and now_ms() >= cur.pause_timeout_ms then
-  transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
-  return reply(EXPIRED, 'the pause expired', cur)
-end
+if expire_pause(cur) then return reply(EXPIRED, 'the pause expired', cur) end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
 if key == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
   return reply(REFUSED, 'this pause needs input', cur)
