@@ -18,6 +18,7 @@ from flowbus.futures import TaskRunFuture, TaskRunFutureList, unmapped
 from flowbus.input.messages import asend_input, receive_input, send_input
 from flowbus.input.run_input import RunInput, RunInputMetadata
 from flowbus.models import Deployment, FlowRun
+from flowbus.serving import serve
 from flowbus.states import (
     Cancelled,
     Cancelling,
@@ -75,6 +76,7 @@ __all__ = [
     "resume_flow_run",
     "run_deployment",
     "send_input",
+    "serve",
     "suspend_flow_run",
     "task",
     "unmapped",

@@ -101,7 +101,8 @@ async def asuspend_flow_run(
         raise PauseNotAllowed("Cannot suspend task runs.")
     if ctx is None:
         raise MissingContext("Flow runs can only be suspended from within a flow run.")
-    if ctx.flow_run.parent_flow_run_id is not None:
+    if ctx.flow_run.parent_flow_run_id is not None and ctx.flow_run.deployment_id is None:
+        # a subflow runs inside its parent's process; a deployment's run has its own
         raise PauseNotAllowed("Cannot suspend subflows.")
     if ctx.flow_run.deployment_id is None:
         raise PauseNotAllowed("Cannot suspend flows without a deployment.")

@@ -15,6 +15,7 @@ from flowbus._core.codec import Serializer
 from flowbus._core.options import IGNORED_FLOW_OPTIONS, FlowOptions, Hook, options_from
 from flowbus._engine.engine import run_new_flow
 from flowbus._redis.runtime import get_runtime
+from flowbus.serving import RunnerDeployment, serve, to_deployment
 from flowbus.states import State
 
 P = ParamSpec("P")
@@ -84,6 +85,31 @@ class Flow(Generic[P, R]):
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy with some options changed (the keywords of :func:`flow`)."""
         return Flow(self.fn, options_from(FlowOptions, options, IGNORED_FLOW_OPTIONS, self.options))
+
+    def to_deployment(
+        self,
+        name: str,
+        parameters: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        **ignored: Any,
+    ) -> RunnerDeployment:
+        """A deployment of this flow for ``flowbus.serve(...)`` (Prefect's other keywords, such
+        as schedules, are accepted and warn once that they are ignored)."""
+        return to_deployment(self, name, parameters, queue, **ignored)
+
+    def serve(
+        self,
+        name: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        print_starting_message: bool = True,
+        limit: int | None = None,
+        **ignored: Any,
+    ) -> None:
+        """Register a deployment of this flow and run its runs in this process until
+        interrupted, printing how to trigger one (``flowbus run FLOW/NAME``)."""
+        deployment = to_deployment(self, name or self.name, parameters, queue, **ignored)
+        serve(deployment, print_starting_message=print_starting_message, limit=limit)
 
     def deploy(
         self, name: str, queue: str = "default", parameters: Mapping[str, Any] | None = None

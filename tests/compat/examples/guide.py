@@ -1,0 +1,71 @@
+# The "send and receive" example of Prefect's interactive-workflows guide (the greeter that
+# responds, and the sender that reads names from the terminal), with only its imports
+# changed from prefect to flowbus; plus a deployment for the seed's wait_for_flow_run
+# examples, served by the same process.
+import asyncio
+import sys
+
+from flowbus import flow, get_client, serve
+from flowbus.deployments import run_deployment
+from flowbus.input.run_input import receive_input, send_input
+
+EXIT_SIGNAL = "__EXIT__"
+
+
+@flow
+async def greeter():
+    async for name_input in receive_input(
+        str,
+        with_metadata=True,
+        poll_interval=0.1,
+        timeout=None
+    ):
+        if name_input.value == EXIT_SIGNAL:
+            print("Goodbye!")
+            return
+        await name_input.respond(f"Hello, {name_input.value}!")
+
+
+@flow
+async def sender():
+    greeter_flow_run = await run_deployment(
+        "greeter/send-receive", timeout=0, as_subflow=False
+    )
+    receiver = receive_input(str, timeout=None, poll_interval=0.1)
+    client = get_client()
+
+    while True:
+        flow_run = await client.read_flow_run(greeter_flow_run.id)
+
+        if not flow_run.state or not flow_run.state.is_running():
+            continue
+
+        name = input("What is your name? ")
+        if not name:
+            continue
+
+        if name == "q" or name == "quit":
+            await send_input(
+                EXIT_SIGNAL,
+                flow_run_id=greeter_flow_run.id
+            )
+            print("Goodbye!")
+            break
+
+        await send_input(name, flow_run_id=greeter_flow_run.id)
+        greeting = await receiver.next()
+        print(greeting)
+
+
+@flow
+def add(x: int = 20, y: int = 22) -> int:
+    return x + y
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "greeter":
+        asyncio.run(greeter.serve(name="send-receive"))
+    elif sys.argv[1] == "sender":
+        asyncio.run(sender())
+    elif sys.argv[1] == "both":
+        serve(greeter.to_deployment("send-receive"), add.to_deployment("my-deployment"))
