@@ -146,15 +146,22 @@ def watch(run_id: str) -> None:
 
 
 @app.command()
-def cancel(run_id: str) -> None:
-    """Cancel a run: a paused, suspended or waiting one at once, a running one at its next
-    task boundary (or when it ends)."""
+def cancel(
+    run_id: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="End it now (CANCELLED), whatever holds it")
+    ] = False,
+) -> None:
+    """Cancel a run: a paused, suspended or waiting one, or one whose process is gone, at once;
+    a running one at its next task boundary (or when it ends). --force ends any run that is
+    not final at once."""
     from flowbus.client import get_client
-    from flowbus.states import Cancelling, State
+    from flowbus.states import Cancelled, Cancelling, State
 
     async def go() -> State:
         async with get_client() as client:
-            return (await client.set_flow_run_state(run_id, Cancelling())).state or Cancelling()
+            wanted = Cancelled(message="Cancelled by force") if force else Cancelling()
+            return (await client.set_flow_run_state(run_id, wanted)).state or wanted
 
     try:
         state = _run(go())

@@ -272,6 +272,8 @@ def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
         raise FlowPauseTimeout(TOO_LATE)
     if reply.status is Status.SUSPENDING:
         raise StillSuspending(flow_run_id, reply.detail)
+    if reply.status is Status.ORPHANED:
+        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
 
 
 async def await_for_flow_run(

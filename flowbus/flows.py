@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import update_wrapper
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
@@ -17,6 +18,8 @@ from flowbus._engine.engine import run_new_flow
 from flowbus._redis.runtime import get_runtime
 from flowbus.serving import RunnerDeployment, serve, to_deployment
 from flowbus.states import State
+
+logger = logging.getLogger("flowbus.flows")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,6 +78,7 @@ class Flow(Generic[P, R]):
         loop = run_loop.get()
         if loop is not None and in_async_context():
             # a sync subflow called on its parent's loop: run it on another loop and block
+            _warn_blocking(self.name)
             return submit(background_loop(), self._run(parameters, return_state)).result()
         return run_blocking(self._run, parameters, return_state)
 
@@ -128,6 +132,22 @@ class Flow(Generic[P, R]):
             self.name, name, queue=queue, parameters=parameters
         )
         return deployment.id
+
+
+def _warn_blocking(name: str) -> None:
+    """Once per flow: a sync call from async code holds its event loop until it returns (the
+    process's heartbeat runs apart, so its runs are not taken over meanwhile)."""
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning(
+            "Sync flow %r was called from async code: its event loop waits until it returns; "
+            "make it async, or call it from a thread (anyio.to_thread.run_sync)",
+            name,
+        )
+
+
+#: Flows whose blocking call from async code was warned about.
+_warned: set[str] = set()
 
 
 @overload

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_watch_connections: int = 3
     #: Seconds a blocking stream read waits before it re-checks the state hash.
     recheck_interval: float = 60.0
+    #: Seconds a process's runs outlive its last heartbeat before they count as orphaned (a
+    #: worker's ``--lease`` sets its own); it beats five times per lease.
+    lease_seconds: float = Field(default=5.0, gt=0)
     #: Seconds to connect to Redis before giving up.
     connect_timeout: float = 5.0
     #: Level of the run logs a script shows on stderr (when it configured no logging).

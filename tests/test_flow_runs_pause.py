@@ -435,10 +435,13 @@ async def test_a_paused_run_costs_one_bounded_blocking_read(
     await asyncio.sleep(3)
     after = summed("commandstats")
 
-    # Then the server saw only the watcher's re-blocks (≤ 1 XREAD per second), no state reads
+    # Then the server saw only the watcher's re-blocks (≤ 1 XREAD per second) and the
+    # process's heartbeat (a clock read and a lease per second), no state reads
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-    assert set(delta) <= {"cmdstat_xread", "cmdstat_info"}, delta
+    heartbeat = {"cmdstat_time", "cmdstat_hset"}
+    assert set(delta) <= {"cmdstat_xread", "cmdstat_info", *heartbeat}, delta
     assert 1 <= delta.get("cmdstat_xread", 0) <= 4, delta
+    assert all(delta.get(name, 0) <= 4 for name in heartbeat), delta
 
     await aresume_flow_run(run_id)
     assert (await (await handle).result()) == "resumed"

@@ -89,7 +89,8 @@ class FlowEngine:
         """SCHEDULED/PENDING → RUNNING in one step; refused if anyone else started the run."""
         keys = await self.store.run_keys(self.flow_run.id)
         scheduled = self.flow_run.state.is_scheduled()
-        reply = await self.store.scripts.start_run(keys)
+        holder, first_lease = self.store.holding(keys)
+        reply = await self.store.scripts.start_run(keys, holder=holder, first_lease=first_lease)
         if scheduled and reply.accepted:
             self._tell(Pending())
         self._accepted(reply, Running())

@@ -44,6 +44,8 @@ class RunKeys:
     runs: str
     messages: str
     control: str
+    holders: str
+    held: str
     #: The run's queue index (another slot: never passed to a script, see :class:`Keys`).
     index: str
     #: The run's queue (a name, not a key).
@@ -62,6 +64,8 @@ class RunKeys:
             self.runs,
             self.messages,
             self.control,
+            self.holders,
+            self.held,
         ]
 
 
@@ -90,6 +94,8 @@ class QueueKeys:
             runs=self.runs(),
             messages=f"{base}:messages",
             control=self.control(),
+            holders=self.holders(),
+            held=self.held(),
             index=run_index_key(self.prefix, run_id),
             queue=self.name,
         )
@@ -105,6 +111,14 @@ class QueueKeys:
     def control(self) -> str:
         """What a process holding a run acts on: requests, ends of pauses, new deadlines."""
         return f"{self.tag}:control"
+
+    def holders(self) -> str:
+        """Hash: name of a process holding runs of the queue → end of its lease (ms)."""
+        return f"{self.tag}:holders"
+
+    def held(self) -> str:
+        """Set of the queue's runs held by processes that are not workers (plain scripts)."""
+        return f"{self.tag}:held"
 
     def events(self) -> str:
         """Every transition of every run of the queue (capped)."""

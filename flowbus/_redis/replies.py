@@ -24,6 +24,8 @@ class Status(IntEnum):
     ALREADY_FIRED = 2
     EXPIRED = 3
     SUSPENDING = 4
+    #: The process holding the run is gone: the script ended the run instead.
+    ORPHANED = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowbus._redis.connect import as_cluster_url, close_client, open_client
 from flowbus._redis.deployment_store import DeploymentStore
+from flowbus._redis.heartbeat import Leases, heartbeat
 from flowbus._redis.store import RunStore
 from flowbus._redis.url_file import prepared
 from flowbus._redis.waiters import Waiters
@@ -87,7 +88,10 @@ class Runtime:
         self.settings = settings
         self.url = url
         self.redis = open_redis(url, settings)
-        self.store = RunStore(self.redis, settings)
+        beat = heartbeat()
+        beat.adopt(settings.lease_seconds)
+        self.leases = Leases(beat, settings, url)
+        self.store = RunStore(self.redis, settings, self.leases)
         self.deployments = DeploymentStore(self.redis, self.store.keys)
         self.waiters = Waiters(url, settings)
 
@@ -101,6 +105,7 @@ class Runtime:
             raise ConfigurationError(f"Redis at {redact(self.url)} refused us: {exc}") from exc
 
     async def aclose(self) -> None:
+        await asyncio.to_thread(self.leases.release)
         await self.waiters.aclose()
         await close_client(self.redis)
 

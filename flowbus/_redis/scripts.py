@@ -38,6 +38,8 @@ from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
 
 Arg = str | bytes | int
+#: Statuses of a call that may have ended the run.
+_ENDED = (Status.ACCEPTED, Status.EXPIRED, Status.ORPHANED)
 
 
 @cache
@@ -137,7 +139,7 @@ class Scripts:
         """Run one call alone; a run it ends has its index (another slot) expired after it."""
         (raw,) = await self._batch.execute(call.add)
         reply = call.reply(raw)
-        if reply.state_type in FINAL_TYPES and reply.status in (Status.ACCEPTED, Status.EXPIRED):
+        if reply.state_type in FINAL_TYPES and reply.status in _ENDED:
             await self._redis.expire(call.keys.index, self._retention)
         return reply
 
@@ -158,19 +160,30 @@ class Scripts:
         parent_id: str,
         scheduled_ms: int | None,
         start: bool,
+        holder: str = "",
+        first_lease: str = "",
     ) -> Call[CreateReply]:
-        """Create a run in ``initial`` (SCHEDULED or PENDING); ``start`` runs it at once."""
+        """Create a run in ``initial`` (SCHEDULED or PENDING); ``start`` runs it at once, held
+        by the process ``holder`` (``first_lease``: its lease in ms, when none is written yet).
+        """
         args = (run_id, flow_name, name, queue, deployment_id, parameters, initial)
         tail = (_flag(enqueue), parent_id, "" if scheduled_ms is None else scheduled_ms)
-        return Call(self, "create_run", keys, (*args, *tail, _flag(start)), replies.created)
+        held = (_flag(start), holder, first_lease)
+        return Call(self, "create_run", keys, (*args, *tail, *held), replies.created)
 
-    def claim_run(self, keys: RunKeys) -> Call[ClaimReply]:
-        """Start a waiting run and read its hash, in one step."""
-        return Call(self, "claim_run", keys, (), replies.claimed)
+    def claim_run(
+        self, keys: RunKeys, *, holder: str = "", first_lease: str = ""
+    ) -> Call[ClaimReply]:
+        """Start a waiting run held by ``holder`` and read its hash, in one step."""
+        return Call(self, "claim_run", keys, (holder, first_lease), replies.claimed)
 
-    def start_run(self, keys: RunKeys) -> Call[Reply]:
-        """SCHEDULED/PENDING → RUNNING."""
-        return Call(self, "start_run", keys, (), replies.plain)
+    def start_run(self, keys: RunKeys, *, holder: str = "", first_lease: str = "") -> Call[Reply]:
+        """SCHEDULED/PENDING → RUNNING, held by ``holder``."""
+        return Call(self, "start_run", keys, (holder, first_lease), replies.plain)
+
+    def end_orphan(self, keys: RunKeys) -> Call[Reply]:
+        """End a held run whose holder is gone (a sweeper's step)."""
+        return Call(self, "end_orphan", keys, (), replies.plain)
 
     def set_state(
         self,

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from flowbus._core.codec import blob, datetime_to_ms, decode, encode, ms_to_datetime, text
+from flowbus._redis.heartbeat import Leases
 from flowbus._redis.keys import Keys, RunKeys
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.scripts import Scripts
@@ -136,9 +137,11 @@ class ResumeView:
 class RunStore:
     """Reads and atomic writes of runs; every state change goes through a Lua script."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, leases: Leases | None = None) -> None:
         self.redis = redis
         self.settings = settings
+        #: This process as the holder of the runs it starts (none: runs name no holder).
+        self.leases = leases
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, settings)
         #: Keys of the runs seen lately, by run id (a run never changes queue).
@@ -194,6 +197,7 @@ class RunStore:
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
         new_queue = queue not in self._known_queues
+        holder, first_lease = self.holding(run_keys) if start else ("", "")
         call = self.scripts.create_run(
             run_keys,
             run_id=str(rid),
@@ -207,6 +211,8 @@ class RunStore:
             parent_id=str(parent_id or ""),
             scheduled_ms=None if scheduled_time is None else datetime_to_ms(scheduled_time),
             start=start,
+            holder=holder,
+            first_lease=first_lease,
         )
 
         def build(pipe: Pipeline) -> None:
@@ -272,11 +278,18 @@ class RunStore:
         keys = self._runs.get(rid)
         if keys is None or keys.queue != queue:
             keys = self.keys.queue(queue).run(rid)
-        reply = await self.scripts.claim_run(keys)
+        holder, first_lease = self.holding(keys)
+        reply = await self.scripts.claim_run(keys, holder=holder, first_lease=first_lease)
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)
         return run_from_hash(reply.run_hash), reply.accepted
+
+    def holding(self, keys: RunKeys) -> tuple[str, str]:
+        """The holder name and first lease a script starting a run of ``keys`` writes."""
+        if self.leases is None:
+            return "", ""
+        return self.leases.name, self.leases.first_lease(keys.holders)
 
     async def read_result(self, run_id: UUID | str) -> Any:
         """The decoded return value of a completed run (``None`` if it returned nothing)."""

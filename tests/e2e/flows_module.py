@@ -122,3 +122,20 @@ def my_flow() -> None:
         pause_flow_run(timeout=2)
     else:
         count("seed-skipped")
+
+
+@flow
+def slow_child(seconds: float) -> str:
+    time.sleep(seconds)
+    count("slow-child")
+    return "child"
+
+
+@flow
+def sync_parent(seconds: float) -> str:
+    return f"sync parent of {slow_child(seconds)}"
+
+
+@flow
+async def async_parent(seconds: float) -> str:
+    return f"async parent of {slow_child(seconds)}"

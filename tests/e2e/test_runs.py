@@ -11,7 +11,6 @@ import redis.asyncio as aredis
 
 from flowbus import StateType, get_client
 from flowbus._redis.keys import Keys
-from flowbus._redis.runtime import get_runtime
 from flowbus.flow_runs import await_for_flow_run
 from tests.e2e.conftest import StartWorker
 from tests.e2e.flows_module import key
@@ -109,5 +108,12 @@ async def test_killed_worker_run_is_finished_by_another(
     assert await rclient.get(key("count:k-one")) == "1"
     assert await rclient.get(key("count:k-gate")) == "2"  # it crashed once mid-task
     assert await rclient.get(key("count:k-two")) == "1"
-    runtime = await get_runtime()
-    assert await runtime.redis.hget(Keys(flowbus_env).workers(), "a") is not None  # A never left
+    # and, A's runs taken over, B leaves no trace of A: its beats and its consumers are gone
+    workers = Keys(flowbus_env).workers()
+    with anyio.fail_after(30):  # B forgets A at a reclaim round after the takeover
+        while await rclient.hget(workers, "a") is not None:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    stream = qkeys(flowbus_env).stream()
+    names = {c["name"] for c in await rclient.xinfo_consumers(stream, "flowbus-workers")}
+    assert "a" not in names and "b" in names
+    assert await rclient.hget(qkeys(flowbus_env).holders(), "a") is None

@@ -31,6 +31,23 @@ class PendingEntry:
     deliveries: int
 
 
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A consumer of the workers' group and how many entries it holds."""
+
+    name: str
+    pending: int
+
+
+async def consumers(redis: Redis, stream: str) -> list[Consumer]:
+    """The group's consumers on ``stream`` (none when the stream or group does not exist)."""
+    try:
+        raw: list[dict[str, Any]] = await redis.xinfo_consumers(stream, GROUP)
+    except ResponseError:
+        return []
+    return [Consumer(text(item["name"]), int(item["pending"])) for item in raw]
+
+
 async def ensure_group(redis: Redis, stream: str) -> None:
     """Create the workers' group (and the stream), so entries added before any worker count."""
     await create_group(redis, stream, GROUP)

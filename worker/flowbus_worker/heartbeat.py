@@ -1,5 +1,6 @@
-"""The worker's heartbeat: its name → last beat (ms, Redis clock) in ``Keys.workers()``.
+"""Reading workers' heartbeats: name → last beat (ms, Redis clock) in ``Keys.workers()``.
 
+The beats are written by the process's heartbeat thread (``flowbus._redis.heartbeat``).
 Reclaimers compare beats with the Redis clock too, so machines with skewed clocks agree: the
 clock of the node holding ``Keys.workers()``, the same one for every beat and every check.
 """
@@ -8,10 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import anyio
-from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -27,29 +25,6 @@ async def server_ms(redis: Redis, key: str) -> int:
     plain ``TIME`` goes to whichever node the client picks.
     """
     return int(await redis.eval(_NOW_MS, 1, key))
-
-
-async def beat(redis: Redis, workers_key: str, name: str) -> None:
-    await redis.hset(workers_key, name, await server_ms(redis, workers_key))
-
-
-async def heartbeat(
-    redis: Redis,
-    workers_key: str,
-    name: str,
-    interval: float,
-    *,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Beat now (then signal readiness), and every ``interval`` seconds until cancelled."""
-    await beat(redis, workers_key, name)
-    task_status.started()
-    while True:
-        await anyio.sleep(interval)
-        try:
-            await beat(redis, workers_key, name)
-        except RedisError as exc:  # a missed beat is retried; a long outage lapses the lease
-            logger.warning("Heartbeat failed: %s", exc)
 
 
 async def live_workers(redis: Redis, workers_key: str, lease_ms: int) -> set[str]:

@@ -39,3 +39,26 @@ async def orphans(
         if (entry.consumer == me and entry.entry_id not in mine_active)
         or (entry.consumer != me and entry.consumer not in live)
     ]
+
+
+async def forget_dead(
+    redis: Redis, streams: list[str], *, workers_key: str, holders_key: str, lease_ms: int
+) -> None:
+    """Leave no trace of dead workers: each one whose beat lapsed and that holds no entry of
+    ``streams`` any more (all reclaimed) is removed from their groups, with its beats."""
+    live = await live_workers(redis, workers_key, lease_ms)
+    idle: dict[str, int] = {}
+    for stream in streams:
+        for consumer in await groups.consumers(redis, stream):
+            if consumer.name not in live:
+                idle[consumer.name] = idle.get(consumer.name, 0) + consumer.pending
+    dead = [name for name, pending in idle.items() if pending == 0]
+    if not dead:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for name in dead:
+        for stream in streams:
+            pipe.xgroup_delconsumer(stream, groups.GROUP, name)
+    pipe.hdel(workers_key, *dead)
+    pipe.hdel(holders_key, *dead)
+    await pipe.execute(raise_on_error=False)

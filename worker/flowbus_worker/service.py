@@ -20,14 +20,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flowbus._redis.connect import close_client
+from flowbus._redis.heartbeat import heartbeat
+from flowbus._redis.orphans import end_orphans
 from flowbus._redis.runtime import Runtime, close_runtime, get_runtime, open_redis
 from flowbus.flows import Flow
 from flowbus_worker import groups
 from flowbus_worker.config import WorkerConfig
 from flowbus_worker.consumer import EntryHandler, consume, consume_each
 from flowbus_worker.executor import Executor
-from flowbus_worker.heartbeat import heartbeat
-from flowbus_worker.reclaim import orphans
+from flowbus_worker.reclaim import forget_dead, orphans
 from flowbus_worker.resume_requests import ResumeRequests
 from flowbus_worker.timers import sweep_forever
 
@@ -70,11 +71,9 @@ class Worker:
         self._intake = anyio.CancelScope()
         workers_key = runtime.store.keys.workers()
         try:
+            await self._beat(runtime, workers_key)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await tg.start(
-                    heartbeat, runtime.redis, workers_key, self.config.name, self.config.heartbeat
-                )
                 await tg.start(self._run_intake, runtime, blocking)
                 for queue in self.config.queues:
                     tg.start_soon(self._sweep_forever, runtime, queue)
@@ -92,12 +91,21 @@ class Worker:
                 await self._leave(runtime, blocking, workers_key)
         return self.exit_code
 
+    async def _beat(self, runtime: Runtime, workers_key: str) -> None:
+        """Join the process's heartbeat (a thread: a blocked loop does not lapse the lease) as
+        this worker, holding runs of each queue it serves; the first beat is in Redis before
+        the worker takes any work."""
+        beat = heartbeat()
+        config = self.config
+        beat.configure(name=config.name, lease_ms=config.lease_ms, interval=config.heartbeat)
+        for queue in config.queues:
+            runtime.leases.first_lease(runtime.store.keys.queue(queue).holders())
+        runtime.leases.beat_worker(workers_key)
+        await anyio.to_thread.run_sync(beat.beat_once)
+
     async def _leave(self, runtime: Runtime, blocking: Redis, workers_key: str) -> None:
         """Drop the heartbeat, so others may take what is left pending at once."""
-        try:
-            await runtime.redis.hdel(workers_key, self.config.name)
-        except RedisError as exc:
-            logger.warning("Could not remove the heartbeat: %s", exc)
+        await anyio.to_thread.run_sync(heartbeat().release, runtime.url, [workers_key])
         await close_client(blocking)
         await close_runtime()
         logger.info("Worker %s stopped", self.config.name, extra={"worker": self.config.name})
@@ -145,6 +153,14 @@ class Worker:
             try:
                 await self._reclaim_runs(runtime, queue, qkeys.stream())
                 await self._reclaim_requests(runtime, qkeys.resume_requests(), requests)
+                await end_orphans(runtime.store, queue)
+                await forget_dead(
+                    runtime.redis,
+                    [qkeys.stream(), qkeys.resume_requests()],
+                    workers_key=runtime.store.keys.workers(),
+                    holders_key=qkeys.holders(),
+                    lease_ms=self.config.lease_ms,
+                )
             except RedisError as exc:
                 logger.warning("Reclaiming in %s failed: %s", queue, exc)
 

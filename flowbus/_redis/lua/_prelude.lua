@@ -6,17 +6,20 @@
 --   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
 --   KEYS[10] run's input messages stream (send_input / receive_input)
 --   KEYS[11] queue control stream (what processes holding runs must act on)
+--   KEYS[12] queue holders hash (process name → end of its lease, ms)
+--   KEYS[13] queue's set of runs held by processes that are not workers
 -- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
 --
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
 --   status ACCEPTED (detail = event id), REFUSED (detail = reason), NOT_FOUND (no such run),
 --   ALREADY_FIRED (the pause key fired), EXPIRED (the pause expired), SUSPENDING (the run is
---   suspending); flowbus/_redis/replies.py reads them (Status) and each script's extra values.
+--   suspending), ORPHANED (the process holding the run is gone: the script ended it);
+--   flowbus/_redis/replies.py reads them (Status) and each script's extra values.
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local MESSAGES, CONTROL = KEYS[10], KEYS[11]
+local MESSAGES, CONTROL, HOLDERS, HELD = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
@@ -27,7 +30,7 @@ local OP = ARGV[#ARGV]
 
 -- The reply statuses (the first value of every reply; Status in replies.py).
 local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
-local ALREADY_FIRED, EXPIRED, SUSPENDING = 2, 3, 4
+local ALREADY_FIRED, EXPIRED, SUSPENDING, ORPHANED = 2, 3, 4, 5
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -66,11 +69,20 @@ end
 local function current()
   local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
     'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op',
-    'op_detail')
+    'op_detail', 'holder', 'held')
   if not f[1] then return nil end
   return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
           pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
-          reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11]}
+          reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11],
+          holder = f[12] or '', held = f[13] == '1'}
+end
+
+-- Whether the process holding the run let its lease end (no entry: it left, or was swept).
+-- A run that names no holder is not judged.
+local function holder_gone(cur)
+  if cur.holder == '' then return false end
+  local ends = tonumber(redis.call('HGET', HOLDERS, cur.holder) or '')
+  return not ends or ends < now_ms()
 end
 
 -- The deadline of the run's pause (nil for none), for a move that keeps it.
@@ -155,6 +167,11 @@ local function transition(cur, to_type, to_name, opts)
   end
   if FINAL[to_type] then
     for _, key in ipairs(RUN_KEYS) do redis.call('EXPIRE', key, RETENTION) end
+    if cur.held then
+      redis.call('SREM', HELD, cur.id)
+      redis.call('HSET', RUN, 'held', '0')
+      cur.held = false
+    end
   elseif FINAL[cur.type] then
     for _, key in ipairs(RUN_KEYS) do redis.call('PERSIST', key) end
     redis.call('DEL', FIRED)  -- a retried run asks for its input again
@@ -185,15 +202,34 @@ local function enqueue(cur)
   redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count, 'flow', cur.flow)
 end
 
--- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING.
--- Returns the RUNNING event id, or nil and the reason.
-local function start(cur)
+-- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING,
+-- held by the process named ``holder``; ``lease_ms`` ("" none) writes that process's first
+-- lease (its heartbeat keeps it from then on); ``held`` indexes a run that no queue delivery
+-- tracks (a plain script's), for the sweepers. Returns the RUNNING event id, or nil and the
+-- reason.
+local function start(cur, holder, lease_ms, held)
   if cur.type == 'SCHEDULED' then
     local id, reason = transition(cur, 'PENDING', 'Pending', {transient = true})
     if not id then return nil, reason end
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
-  return transition(cur, 'RUNNING', 'Running', {})
+  if lease_ms ~= '' then redis.call('HSET', HOLDERS, holder, now_ms() + tonumber(lease_ms)) end
+  cur.holder = holder
+  local fields = {'holder', holder}
+  if held then
+    redis.call('SADD', HELD, cur.id)
+    fields[3], fields[4], cur.held = 'held', '1', true
+  end
+  return transition(cur, 'RUNNING', 'Running', {fields = fields})
+end
+
+-- End a run whose holder is gone: CANCELLED if it was cancelling, CRASHED otherwise.
+local function end_orphan(cur)
+  if cur.type == 'CANCELLING' then
+    return transition(cur, 'CANCELLED', 'Cancelled', {message = 'Cancelled: its process is gone'})
+  end
+  return transition(cur, 'CRASHED', 'Crashed', {message = 'Its process (' .. cur.holder ..
+    ') stopped heartbeating while holding it'})
 end
 
 -- The message of the FAILED state an expired pause leaves (Prefect's): how a late resumer learns

@@ -1,15 +1,17 @@
 -- A worker takes a run off its queue: start it if it is SCHEDULED or PENDING, and return the
 -- run hash either way, so the worker needs no read before (or after) this one step.
--- No arguments of its own.
+-- ARGV[4] the worker's name (the run's holder)  [5] its first lease (ms, "" none)
 -- Reply: {ACCEPTED, RUNNING event id, ..., hash fields and values…} (started)
 --      | {REFUSED, reason, ..., hash fields and values…} (left as it was) | {NOT_FOUND, ...}
+local holder, first_lease = ARGV[4], ARGV[5]
+
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run in this queue') end
 if replayed(cur) then
   return reply(ACCEPTED, cur.op_detail, cur, unpack(redis.call('HGETALL', RUN)))
 end
 local id, reason = nil, 'the run is ' .. cur.type
-if cur.type == 'SCHEDULED' or cur.type == 'PENDING' then id, reason = start(cur) end
+if cur.type == 'SCHEDULED' or cur.type == 'PENDING' then id, reason = start(cur, holder, first_lease) end
 local fields = redis.call('HGETALL', RUN)
 if not id then return reply(REFUSED, reason, cur, unpack(fields)) end
 return accepted(id, cur, unpack(fields))

@@ -3,11 +3,12 @@
 -- ARGV[9] parameters (msgpack)  [10] initial kind  [11] enqueue "1"/"0"  [12] parent run id
 -- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
 -- ARGV[14] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
+-- ARGV[15] the creator's name (the started run's holder)  [16] its first lease (ms, "" none)
 -- Reply: {ACCEPTED, event id, ..., created ms} | {REFUSED, reason, ...}
 local run_id, flow_name, run_name, queue = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local deployment_id, parameters, initial = ARGV[8], ARGV[9], ARGV[10]
 local enqueue_it, parent_id, scheduled = ARGV[11] == '1', ARGV[12], tonumber(ARGV[13])
-local start_now = ARGV[14] == '1'
+local start_now, holder, first_lease = ARGV[14] == '1', ARGV[15], ARGV[16]
 
 if redis.call('EXISTS', RUN) == 1 then
   local cur = current()
@@ -22,7 +23,8 @@ local ts = now_ms()
 redis.call('ZADD', RUNS, ts, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
-  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id}
+  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id,
+  holder = '', held = false}
 local opts = {fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
   'deployment_id', deployment_id, 'parameters', parameters, 'parent_id', parent_id,
   'created_ms', ts}}
@@ -35,7 +37,7 @@ local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' o
 if not id then return reply(REFUSED, reason, cur) end
 if enqueue_it and not opts.deadline_ms then enqueue(cur) end
 if start_now then
-  id, reason = start(cur)
+  id, reason = start(cur, holder, first_lease, true)
   if not id then return reply(REFUSED, reason, cur) end
 end
 return accepted(id, cur, ts)

@@ -5,9 +5,12 @@
 -- ARGV[4] expected pause key ("" = any: a resume without input that read nothing first;
 --         it is refused when the pause needs input, so the caller can explain why)
 -- ARGV[5] input (msgpack)  [6] "1" if an input is given
+-- An in-process pause whose process is gone (its lease ended) has nobody to wake: with a
+-- deployment it is resumed as a suspension (a worker re-runs it); without, it ends CRASHED
+-- and the resume is refused, saying so.
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...}
 --      | {EXPIRED, reason, ...} (the run is FAILED: now, or earlier by its timer)
---      | {SUSPENDING, reason, ...} | {NOT_FOUND, ...}
+--      | {SUSPENDING, reason, ...} | {ORPHANED, reason, ...} (CRASHED) | {NOT_FOUND, ...}
 local key, input, input_given = ARGV[4], ARGV[5], ARGV[6] == '1'
 
 local cur = current()
@@ -24,6 +27,12 @@ if cur.name == 'Suspending' then
   return reply(SUSPENDING, 'the run is still suspending; resume it once it is Suspended', cur)
 end
 if expire_pause(cur) then return reply(EXPIRED, 'the pause expired', cur) end
+local orphaned = not cur.reschedule and holder_gone(cur)
+if orphaned and cur.deployment == '' then
+  end_orphan(cur)
+  return reply(ORPHANED, 'the process holding the run (' .. cur.holder .. ') is gone; the run '
+    .. 'is CRASHED', cur)
+end
 local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
 if key == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
   return reply(REFUSED, 'this pause needs input', cur)
@@ -33,7 +42,7 @@ if input_given and prefix ~= '' then
 end
 redis.call('SADD', FIRED, cur.pause_key)
 local id
-if cur.reschedule then
+if cur.reschedule or orphaned then
   id = transition(cur, 'SCHEDULED', 'Resuming', {})
   enqueue(cur)
 else

@@ -1,5 +1,6 @@
 -- Propose a state (not PAUSED: pause.lua owns that) under the shared rules. CANCELLING a run
--- that is paused, suspended or waiting to start makes it CANCELLED at once.
+-- that is paused, suspended or waiting to start, or whose holder is gone, makes it CANCELLED
+-- at once.
 -- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack, "" none)
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
@@ -21,7 +22,8 @@ if expected ~= '' and cur.type ~= expected then
   return reply(REFUSED, 'expected ' .. expected .. ', found ' .. cur.type, cur)
 end
 local idle = cur.type == 'PAUSED' or cur.type == 'SCHEDULED' or cur.type == 'PENDING'
-if to_type == 'CANCELLING' and idle then
+local held = cur.type == 'RUNNING' or cur.type == 'CANCELLING'
+if to_type == 'CANCELLING' and (idle or (held and holder_gone(cur))) then
   -- no code of the run is executing: there is nothing to wait for, it is cancelled at once
   -- (a process blocked in an in-process pause is woken by the control stream)
   to_type, to_name = 'CANCELLED', 'Cancelled'
