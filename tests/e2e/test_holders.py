@@ -74,6 +74,7 @@ async def held_by_a_dead_script(
             proc.kill()
             await proc.wait()
     holder = await rclient.hget(f"{prefix}:{{default}}:run:{run_id}", "holder")
+    assert holder is not None
     holders = f"{prefix}:{{default}}:holders"
     with anyio.fail_after(10):  # the lease is 1 s; nothing announces its end
         while True:
