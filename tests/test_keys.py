@@ -53,6 +53,8 @@ def test_run_keys_list_in_the_order_the_scripts_expect() -> None:
         queue.runs(),
         f"p:{{q}}:run:{run_id}:messages",
         queue.control(),
+        "p:{q}:holders",
+        "p:{q}:held",
     ]
 
 
