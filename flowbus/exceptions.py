@@ -11,6 +11,7 @@ Tree::
     │   └── DeploymentNotFound
     ├── InvalidStateTransition      the run store refused a state change
     │   └── NotPausedError          resume of a run that is not paused
+    │       ├── HolderGone          ... whose process is gone (the run is CRASHED)
     │       └── StillSuspending     resume of a run still on its way to Suspended
     ├── PauseNotAllowed (RuntimeError)  pause/suspend from a task, a subflow, no deployment
     ├── FlowPauseTimeout            the pause expired before a resume
@@ -103,6 +104,14 @@ class NotPausedError(InvalidStateTransition):
 
 #: Prefect's message for a resume of a run that is not paused.
 NOT_PAUSED = "Cannot resume a run that isn't paused!"
+
+
+class HolderGone(NotPausedError):
+    """Raised when resuming an in-process pause whose process is gone: there is nobody to
+    wake, and the run ended CRASHED instead (the message says so after Prefect's)."""
+
+    def __str__(self) -> str:
+        return f"{NOT_PAUSED} {self.reason}"
 
 
 class PauseNotAllowed(FlowbusError, RuntimeError):

@@ -29,6 +29,7 @@ from flowbus.exceptions import (
     FlowRunCancelled,
     FlowRunNotFound,
     FlowRunWaitTimeout,
+    HolderGone,
     InvalidRunInput,
     InvalidStateTransition,
     MissingContext,
@@ -273,7 +274,7 @@ def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
     if reply.status is Status.SUSPENDING:
         raise StillSuspending(flow_run_id, reply.detail)
     if reply.status is Status.ORPHANED:
-        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
+        raise HolderGone(flow_run_id, reply.detail)
 
 
 async def await_for_flow_run(

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aredis
 
 from flowbus import StateType, get_client
-from flowbus.exceptions import NotPausedError
+from flowbus.exceptions import HolderGone
 from flowbus.flow_runs import aresume_flow_run, await_for_flow_run
 from flowbus.states import Cancelling
 from tests.conftest import env_for_subprocess
@@ -94,7 +94,7 @@ async def test_resuming_a_pause_whose_process_died_says_so_at_once(
     run_id = await held_by_a_dead_script(tmp_path, url, flowbus_env, "pause", rclient)
 
     # When it is resumed, Then the resume is refused with the reason, and the run CRASHED
-    with pytest.raises(NotPausedError, match="is gone; the run is CRASHED"):
+    with pytest.raises(HolderGone, match="is gone; the run is CRASHED"):
         await aresume_flow_run(run_id)
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
