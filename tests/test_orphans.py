@@ -31,10 +31,10 @@ async def test_a_gone_holders_deployed_pause_becomes_a_suspension_a_resume_enque
     assert await end_orphans(store, "default") == 1
 
     # Then the pause is a suspension, nothing is held, and a resume hands it to the workers
+    # (this process beats on: the test only made its lease look ended)
     suspended = await store.read_run(run.id)
     assert (suspended.state.type, suspended.state.name) == (StateType.PAUSED, "Suspended")
     assert await store.redis.scard(keys.held) == 0
-    assert await store.redis.hget(keys.holders, store.leases.name) is None
     await aresume_flow_run(run.id)
     resumed = await store.read_run(run.id)
     assert (resumed.state.type, resumed.state.name) == (StateType.SCHEDULED, "Resuming")
