@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel, Field
 
@@ -54,7 +54,7 @@ class Deployment(BaseModel):
 class FlowRunInput(BaseModel):
     """One input of a run: a sent message, a created input or a pause's schema/description."""
 
-    id: UUID
+    id: UUID = Field(default_factory=uuid4)
     created: datetime = Field(default_factory=now)
     flow_run_id: UUID
     key: str

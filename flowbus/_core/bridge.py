@@ -109,11 +109,13 @@ def _is_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
 def sync_or_async(afn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Any]:
     """The plain-named twin of ``afn``: awaitable in async code, blocking in sync code.
 
-    One implementation behind both, so the two can never drift apart.
+    One implementation behind both, so the two can never drift apart. As in Prefect,
+    ``_sync=True`` forces the blocking call and ``_sync=False`` the awaitable.
     """
 
     def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-        if in_async_context():
+        forced = kwargs.pop("_sync", None)  # Prefect's override: True blocks, False awaits
+        if forced is False or (forced is None and in_async_context()):
             return afn(*args, **kwargs)
         return run_blocking(afn, *args, **kwargs)
 

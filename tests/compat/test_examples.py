@@ -12,13 +12,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import anyio
 import pytest
 
 from flowbus._redis.embedded import EmbeddedServer
+from flowbus._redis.runtime import get_runtime
 from flowbus.client.orchestration import get_client
+from flowbus.deployments import run_deployment
+from flowbus.flow_runs import resume_flow_run, wait_for_flow_run
+from flowbus.input import keyset_from_base_key
+from flowbus.models import FlowRun
+from flowbus.states import StateType
 from tests.conftest import env_for_subprocess
+from tests.runs import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,12 +38,11 @@ def env(redis_server: EmbeddedServer, flowbus_env: str) -> dict[str, str]:
     return {**env_for_subprocess(redis_server.url, flowbus_env), "FLOWBUS_LOGGING_LEVEL": "WARNING"}
 
 
-@pytest.fixture
-def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """``python guide.py both``: serves greeter/send-receive and add/my-deployment."""
-    log = (tmp_path / "served.log").open("w")
+def serving(script: str, *args: str, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Run ``script`` (which serves deployments) until the test ends; yields its banner."""
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "guide.py"), "both"],
+        [sys.executable, str(EXAMPLES / script), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -45,7 +52,7 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     banner = []
     for line in proc.stdout:  # the banner is printed once the deployments are registered
         banner.append(line)
-        if "flowbus run 'add/my-deployment'" in line:
+        if sum("$ flowbus run" in b for b in banner) == 2:  # both deployments are listed
             break
     try:
         yield "".join(banner)
@@ -54,6 +61,18 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         proc.wait(30)
         proc.stdout.close()
         log.close()
+
+
+@pytest.fixture
+def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``python guide.py both``: serves greeter/send-receive and add/my-deployment."""
+    yield from serving("guide.py", "both", env=env, log_path=tmp_path / "served.log")
+
+
+@pytest.fixture
+def suspending(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``python suspending.py``: serves approve-later/approve and stops-itself/self."""
+    yield from serving("suspending.py", env=env, log_path=tmp_path / "served.log")
 
 
 def run_example(name: str, *args: str, env: dict[str, str], stdin: str = "") -> str:
@@ -84,3 +103,36 @@ def test_the_seed_examples_wait_for_deployment_runs(served: str, env: dict[str, 
     assert run_example("seed_wait_one.py", dep, env=env).startswith("Completed")
     many = run_example("seed_wait_many.py", dep, env=env)
     assert many.count("Completed") == 10
+
+
+@pytest.mark.anyio
+async def test_a_served_run_suspends_for_input_and_resumes(
+    suspending: str, runtime_closed: None
+) -> None:
+    run = await run_deployment("approve-later/approve", timeout=0)
+    suspended = await wait_until(run.id, StateType.PAUSED, key="1")
+    assert suspended.state.name == "Suspended"
+    assert suspended.state.state_details.run_input_keyset == keyset_from_base_key("suspended-1")
+    await resume_flow_run(run.id, run_input={"approved": True})
+    done = await wait_for_flow_run(run.id, timeout=60)
+    assert done.state.is_completed()
+    assert await (await get_runtime()).store.read_result(run.id) is True
+
+
+@pytest.mark.anyio
+async def test_suspending_itself_by_id_stops_at_the_next_task(
+    suspending: str, runtime_closed: None
+) -> None:
+    run = await run_deployment("stops-itself/self", timeout=0)
+    await wait_until(run.id, StateType.PAUSED)
+    final = await wait_until_named(run.id, "Suspended")
+    results = await (await get_runtime()).store.load_task_results(run.id)
+    assert final.state.is_paused() and sorted(results) == ["prepare-1"]
+
+
+async def wait_until_named(run_id: UUID, name: str) -> FlowRun:
+    """Test-side wait until the run's state has ``name``."""
+    with anyio.fail_after(60):
+        while (run := await get_client().read_flow_run(run_id)).state.name != name:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    return run
