@@ -19,6 +19,7 @@ from flowbus.input.messages import asend_input, receive_input, send_input
 from flowbus.input.run_input import RunInput, RunInputMetadata
 from flowbus.models import Deployment, FlowRun
 from flowbus.serving import serve
+from flowbus.sleep import asleep_for, asleep_until, sleep_for, sleep_until
 from flowbus.states import (
     Cancelled,
     Cancelling,
@@ -63,6 +64,8 @@ __all__ = [
     "TaskRunFutureList",
     "apause_flow_run",
     "asend_input",
+    "asleep_for",
+    "asleep_until",
     "aresume_flow_run",
     "arun_deployment",
     "asuspend_flow_run",
@@ -77,6 +80,8 @@ __all__ = [
     "run_deployment",
     "send_input",
     "serve",
+    "sleep_for",
+    "sleep_until",
     "suspend_flow_run",
     "task",
     "unmapped",

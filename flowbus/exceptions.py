@@ -29,6 +29,7 @@ Tree::
     ├── FlowRunCancelled            the run was cancelled while it waited
     ├── ClientNotOpen               a client used outside ``async with``
     ├── MissingContext (RuntimeError)  a run-only call made outside a run
+    ├── NonDeterminismError         a re-run reached a fired pause key with another input type
     └── PausedRun, CancelledRun, CrashedRun, FailedRun, UnfinishedRun  state.result() of a
         run that did not complete
     Pause (BaseException)           control flow: the run leaves its process
@@ -224,6 +225,20 @@ PrefectException = FlowbusError
 MissingContextError = MissingContext
 FlowWaitTimeout = FlowRunWaitTimeout
 TaskRunTimeoutError = TaskRunTimeout
+
+
+class NonDeterminismError(FlowbusError):
+    """Raised when a re-run reaches a pause key that fired for another input type: the flow's
+    pauses no longer come in the order they did (give them explicit keys)."""
+
+    def __init__(self, key: str, fired_with: str, now: str) -> None:
+        self.key = key
+        self.fired_with = fired_with
+        self.now = now
+        super().__init__(
+            f"Pause key {key!r} fired with input type {fired_with}, but this run now waits "
+            f"there for {now}: the flow's pauses changed order (pass key= to pin them)"
+        )
 
 
 class Pause(BaseException):

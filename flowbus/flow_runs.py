@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 from uuid import UUID
 
 import anyio
@@ -21,8 +22,8 @@ from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
 from flowbus._redis.replies import PauseReply, Reply, Status
-from flowbus._redis.runtime import get_runtime
-from flowbus._redis.store import ResumeView, RunStore
+from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.store import PauseView, ResumeView, RunStore
 from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
     FlowPauseTimeout,
@@ -38,13 +39,9 @@ from flowbus.exceptions import (
     PauseNotAllowed,
     StillSuspending,
 )
-from flowbus.input.run_input import (
-    accepts_empty,
-    check_against_schema,
-    load_input,
-    run_input_subclass_from_type,
-    schema_json,
-)
+from flowbus.input.early import deliver_early, judge
+from flowbus.input.expected import NO_INPUT, Expected, check_same_type
+from flowbus.input.run_input import accepts_empty, check_against_schema
 from flowbus.models import FlowRun
 from flowbus.states import Paused, Running, StateType, Suspended
 
@@ -56,25 +53,33 @@ PAUSE_EXPIRED = "Flow run was paused and never resumed."
 TOO_LATE = "Flow run can no longer be resumed."
 
 
+OnTimeout = Literal["fail", "resume"]
+
+
 async def apause_flow_run(
     wait_for_input: Any = None,
     timeout: float | None = 3600,
     poll_interval: int = 10,
     key: str | None = None,
+    on_timeout: OnTimeout = "fail",
 ) -> Any:
     """Pause the current flow run until it is resumed; return the run input, if any.
 
     The pause is a one-shot checkpoint under ``key`` (default: the run's pause counter "1",
     "2", …, so pauses must happen in a deterministic order): a key that already fired returns
-    its input at once. Raises :class:`FlowPauseTimeout` (the run is FAILED) if no resume comes
-    within ``timeout`` seconds, :class:`FlowRunCancelled` if the run is cancelled meanwhile.
+    its input at once, and so does a key whose input was delivered early. Raises
+    :class:`FlowPauseTimeout` (the run is FAILED) if no resume comes within ``timeout``
+    seconds, unless ``on_timeout="resume"``: then the deadline resumes the run with the
+    input's defaults (``None`` without input). :class:`FlowRunCancelled` if the run is
+    cancelled meanwhile. ``wait_for_input`` may be a union of ``RunInput`` models.
     """
     if TaskRunContext.get() is not None:
         raise PauseNotAllowed("Cannot pause task runs.")
     ctx = FlowRunContext.get()
     if ctx is None:
         raise MissingContext("Flow runs can only be paused from within a flow run.")
-    return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=False))
+    pause = _pause(ctx, wait_for_input, timeout, key, reschedule=False, on_timeout=on_timeout)
+    return await on_loop(ctx.loop, pause)
 
 
 async def asuspend_flow_run(
@@ -83,6 +88,7 @@ async def asuspend_flow_run(
     timeout: float | None = 3600,
     key: str | None = None,
     client: Any = None,
+    on_timeout: OnTimeout = "fail",
 ) -> Any:
     """Suspend a run: it leaves its process and a resume re-enqueues it to a worker.
 
@@ -91,9 +97,12 @@ async def asuspend_flow_run(
     come from a deployment, and this cannot be called from inside a task. With a
     ``flow_run_id`` (even the current run's) it returns at once and that run stops at its next
     task boundary. ``client`` is accepted for Prefect compatibility and not needed.
+    ``on_timeout`` as for :func:`pause_flow_run` (not for a request by ``flow_run_id``).
     """
     ctx = FlowRunContext.get()
     if flow_run_id is not None:
+        if on_timeout != "fail":
+            raise ValueError("on_timeout applies to a run's own suspension only")
         await request_suspension(flow_run_id, timeout)
         if ctx is not None and str(ctx.flow_run.id) == str(flow_run_id):
             ctx.interrupt = "suspend"  # its own next task boundary, without waiting for the event
@@ -107,7 +116,8 @@ async def asuspend_flow_run(
         raise PauseNotAllowed("Cannot suspend subflows.")
     if ctx.flow_run.deployment_id is None:
         raise PauseNotAllowed("Cannot suspend flows without a deployment.")
-    return await on_loop(ctx.loop, _pause(ctx, wait_for_input, timeout, key, reschedule=True))
+    pause = _pause(ctx, wait_for_input, timeout, key, reschedule=True, on_timeout=on_timeout)
+    return await on_loop(ctx.loop, pause)
 
 
 async def _pause(
@@ -117,18 +127,22 @@ async def _pause(
     key: str | None,
     *,
     reschedule: bool,
+    on_timeout: OnTimeout,
 ) -> Any:
     store = ctx.runtime.store
     run_id = ctx.flow_run.id
+    expected = Expected.of(wait_for_input)
+    schema = expected.schema() if expected else ""
+    optional = bool(expected) and accepts_empty(schema)
+    _check_on_timeout(on_timeout, expected, optional)
     key = key or ctx.next_pause_key()
-    model = run_input_subclass_from_type(wait_for_input) if wait_for_input is not None else None
-    prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if model else ""
+    prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if expected else ""
     await ctx.flush()  # a re-execution must find every task result finished so far
     keys = await store.run_keys(run_id)
-    schema = schema_json(model) if model else ""
     waiters = ctx.runtime.waiters
     async with waiters.subscribe(ctx.flow_run.queue, str(run_id), control=True) as sub:
-        reply = await store.scripts.pause(
+        pause = partial(
+            store.scripts.pause,
             keys,
             key=key,
             timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
@@ -136,11 +150,21 @@ async def _pause(
             state_name="Suspended" if reschedule else "Paused",
             input_prefix=prefix,
             schema=schema,
-            description=(model._description or "") if model else "",
-            optional=bool(model) and accepts_empty(schema),
+            description=expected.description() if expected else "",
+            optional=optional,
+            input_type=expected.identity if expected else NO_INPUT,
+            resume_on_timeout=on_timeout == "resume",
         )
+        reply = await pause()
+        if reply.status is Status.EARLY:
+            value, refusal = judge(expected, reply.response, key)
+            reply = await pause(early="refuse" if refusal else "take", early_refusal=refusal)
+            if reply.status is Status.ALREADY_FIRED and not refusal:
+                logger.info("Flow run %s took input delivered early (key %s)", run_id, key)
+                return value
         if reply.status is Status.ALREADY_FIRED:
-            return load_input(model, _response(reply), key) if model else None
+            check_same_type(key, reply.input_type, expected)
+            return expected.load(_response(reply), key) if expected else None
         if not reply.accepted:
             raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
         deadline_ms = reply.deadline_ms
@@ -152,11 +176,21 @@ async def _pause(
         ctx.paused_key = key
         ctx.transitioned(state)
         try:
-            value = await _wait_until_resumed(ctx, sub, key, prefix, model, deadline_ms)
+            value = await _wait_until_resumed(ctx, sub, key, prefix, expected, deadline_ms)
         finally:
             ctx.paused_key = None
         ctx.transitioned(Running(message="Resumed"))
         return value
+
+
+def _check_on_timeout(on_timeout: str, expected: Expected | None, optional: bool) -> None:
+    if on_timeout not in ("fail", "resume"):
+        raise ValueError(f"on_timeout must be 'fail' or 'resume', not {on_timeout!r}")
+    if on_timeout == "resume" and expected is not None and not optional:
+        raise ValueError(
+            f"on_timeout='resume' needs an input whose every field has a default "
+            f"({expected.identity} has required fields)"
+        )
 
 
 def _response(reply: PauseReply) -> Any:
@@ -169,7 +203,7 @@ async def _wait_until_resumed(
     sub: Subscription,
     key: str,
     prefix: str,
-    model: Any,
+    expected: Expected | None,
     deadline_ms: int | None,
 ) -> Any:
     store = ctx.runtime.store
@@ -181,26 +215,29 @@ async def _wait_until_resumed(
             event = await sub.next()
         if scope.cancelled_caught:
             reply = await store.scripts.expire_pause(keys, key=key)
-            if reply.accepted:
+            if reply.accepted and reply.state_type == StateType.FAILED:
                 raise FlowPauseTimeout(PAUSE_EXPIRED)
+            if reply.accepted:  # on_timeout="resume": the deadline resumed it
+                logger.info("Flow run %s resumed at its deadline (key %s)", run_id, key)
+                return expected.load(None, key) if expected else None
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
         elif event is not None and event.type is StateType.PAUSED:
             continue
-        elif model is None and _resumes(event, key):
+        elif expected is None and _resumes(event, key):
             logger.info("Flow run %s resumed (key %s)", run_id, key)
             return None  # the event is the proof: nothing to read
         view = await store.resumed_input(run_id, key, prefix)
         if view.state_type != StateType.PAUSED:
-            return _outcome(run_id, view, key, model)
+            return _outcome(run_id, view, key, expected)
 
 
-def _outcome(run_id: UUID, view: ResumeView, key: str, model: Any) -> Any:
+def _outcome(run_id: UUID, view: ResumeView, key: str, expected: Expected | None) -> Any:
     """What a pause returns (or raises) once its run left PAUSED."""
     if view.state_type == StateType.RUNNING and view.fired:
         logger.info("Flow run %s resumed (key %s)", run_id, key)
-        return load_input(model, view.response, key) if model else None
+        return expected.load(view.response, key) if expected else None
     if view.state_type in (StateType.CANCELLED, StateType.CANCELLING):
         raise FlowRunCancelled(f"Flow run {run_id} was cancelled while paused")
     if view.expired:
@@ -221,7 +258,7 @@ def _resumes(event: RunEvent | None, key: str) -> bool:
 
 
 async def aresume_flow_run(
-    flow_run_id: UUID | str, run_input: dict[str, Any] | None = None
+    flow_run_id: UUID | str, run_input: dict[str, Any] | None = None, key: str | None = None
 ) -> None:
     """Resume a paused or suspended run, with input if its pause waits for some.
 
@@ -229,13 +266,28 @@ async def aresume_flow_run(
     written: :class:`InvalidRunInput` lists every bad field and the run stays paused. Then one
     compare-and-set resumes it: of concurrent resumers exactly one wins and the others get
     :class:`NotPausedError`. A resume after the deadline raises :class:`FlowPauseTimeout`
-    (the run is FAILED). A resume that comes before the pause is refused (NotPausedError).
+    (the run is FAILED). A resume that comes before the pause is refused (NotPausedError),
+    unless it names the pause's ``key``: then the input is kept for that pause, which returns
+    it at once when the run reaches it (once per key; the pause validates it).
     """
     runtime = await get_runtime()
     store = runtime.store
-    if run_input is None and await _resume_without_input(store, flow_run_id):
+    if key is None and run_input is None and await _resume_without_input(store, flow_run_id):
         return
-    view = await store.pause_view(flow_run_id)
+    while True:
+        view = await store.pause_view(flow_run_id)
+        if key is None or (view.state_type == StateType.PAUSED and view.pause_key == key):
+            return await _resume_paused(runtime, flow_run_id, view, run_input)
+        if await deliver_early(runtime, flow_run_id, key, run_input):
+            logger.info("Input for flow run %s stored for its pause %r", flow_run_id, key)
+            return
+
+
+async def _resume_paused(
+    runtime: Runtime, flow_run_id: UUID | str, view: PauseView, run_input: dict[str, Any] | None
+) -> None:
+    """The compare-and-set of a resume, once the input is checked against the pause's schema."""
+    store = runtime.store
     if view.expired:
         raise FlowPauseTimeout(TOO_LATE)
     if view.state_type != StateType.PAUSED:

@@ -67,3 +67,18 @@ def test_cli_resume_reports_invalid_input_per_field(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2
+
+
+def semantics_example() -> str:
+    blocks: list[str] = re.findall(r"  ```python\n(.*?)  ```", README.read_text(), re.S)
+    return "\n".join(line.removeprefix("  ") for line in blocks[0].splitlines())
+
+
+def test_semantics_example_runs_as_its_comment_says(tmp_path: Path) -> None:
+    script = tmp_path / "semantics.py"
+    script.write_text(semantics_example())
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Reject: reason='too big'; then Approve(comment='')"

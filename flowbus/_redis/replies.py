@@ -26,6 +26,10 @@ class Status(IntEnum):
     SUSPENDING = 4
     #: The process holding the run is gone: the script ended the run instead.
     ORPHANED = 5
+    #: Input for the pause key came before the pause (``pause``).
+    EARLY = 6
+    #: An early resume found the run paused under its key: resume it normally (``resume``).
+    IS_PAUSED = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +64,12 @@ class ClaimReply(Reply):
 @dataclass(frozen=True, slots=True)
 class PauseReply(Reply):
     """``pause``: the pause's deadline when accepted; when the key already fired, the input
-    response stored by its resume (``None``: none was stored)."""
+    response stored by its resume (``None``: none was stored) and the identity of the input
+    type it fired with (``""``: not recorded); when input came early (EARLY), that input."""
 
     deadline_ms: int | None
     response: bytes | None
+    input_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +126,11 @@ def claimed(raw: list[Any]) -> ClaimReply:
 
 def paused(raw: list[Any]) -> PauseReply:
     head = _head(raw)
-    if head[0] is Status.ALREADY_FIRED:
+    if head[0] in (Status.ALREADY_FIRED, Status.EARLY):
         stored = text(_extra(raw, 1) or b"") == "1"
-        return PauseReply(
-            *head, deadline_ms=None, response=blob(_extra(raw, 0)) if stored else None
-        )
+        response = blob(_extra(raw, 0)) if stored else None
+        kind = text(_extra(raw, 2) or b"")
+        return PauseReply(*head, deadline_ms=None, response=response, input_type=kind)
     deadline = _number(_extra(raw, 0)) if head[0] is Status.ACCEPTED else None
     return PauseReply(*head, deadline_ms=deadline, response=None)
 

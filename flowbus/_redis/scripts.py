@@ -242,20 +242,34 @@ class Scripts:
         schema: str = "",
         description: str = "",
         optional: bool = False,
+        input_type: str = "",
+        resume_on_timeout: bool = False,
+        early: str = "",
+        early_refusal: str = "",
     ) -> Call[PauseReply]:
-        """Pause a RUNNING run under ``key``; ``input_prefix`` ("" none) names its input and
-        ``optional`` says an empty input is valid."""
+        """Pause a RUNNING run under ``key``; ``input_prefix`` ("" none) names its input,
+        ``optional`` says an empty input is valid, ``input_type`` is kept with the key.
+
+        Input that came for ``key`` early is shown (``early=""``, status EARLY), taken
+        (``"take"``: the key fires, nothing pauses) or refused (``"refuse"``: dropped, the
+        PAUSED event's message is ``early_refusal``)."""
         timeout = "" if timeout_ms is None else timeout_ms
         args = (key, timeout, _flag(reschedule), state_name, input_prefix, schema, description)
-        return Call(self, "pause", keys, (*args, _flag(optional)), replies.paused)
+        tail = (_flag(optional), input_type, "resume" if resume_on_timeout else "fail")
+        return Call(self, "pause", keys, (*args, *tail, early, early_refusal), replies.paused)
 
-    def resume(self, keys: RunKeys, *, key: str = "", data: bytes | None = None) -> Call[Reply]:
-        """Resume the pause under ``key`` ("" any) with the encoded input ``data``, if any."""
+    def resume(
+        self, keys: RunKeys, *, key: str = "", data: bytes | None = None, early: bool = False
+    ) -> Call[Reply]:
+        """Resume the pause under ``key`` ("" any) with the encoded input ``data``, if any;
+        ``early`` stores it for a pause under ``key`` the run has not reached yet."""
         given = data is not None
-        return Call(self, "resume", keys, (key, data or b"", _flag(given)), replies.plain)
+        args = (key, data or b"", _flag(given), _flag(early))
+        return Call(self, "resume", keys, args, replies.plain)
 
     def expire_pause(self, keys: RunKeys, *, key: str = "") -> Call[DueReply]:
-        """Fail the run if its pause under ``key`` ("" any) has expired."""
+        """Time out the run's pause under ``key`` ("" any) if its deadline passed: FAILED, or
+        resumed without input if the pause said so."""
         return Call(self, "expire_pause", keys, (key,), replies.due)
 
     def request_suspension(self, keys: RunKeys, *, key: str, timeout_ms: int | None) -> Call[Reply]:

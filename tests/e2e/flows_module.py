@@ -12,7 +12,15 @@ import time
 
 import redis
 
-from flowbus import RunInput, StateType, flow, pause_flow_run, suspend_flow_run, task
+from flowbus import (
+    RunInput,
+    StateType,
+    flow,
+    pause_flow_run,
+    sleep_for,
+    suspend_flow_run,
+    task,
+)
 from flowbus.context import TaskRunContext
 from tests.redis_clients import sync_redis
 
@@ -139,3 +147,11 @@ def sync_parent(seconds: float) -> str:
 @flow
 async def async_parent(seconds: float) -> str:
     return f"async parent of {slow_child(seconds)}"
+
+
+@flow
+def sleeper(seconds: float = 1.0, tag: str = "z") -> str:
+    count(f"{tag}-before")
+    sleep_for(seconds)
+    count(f"{tag}-after")
+    return "awake"

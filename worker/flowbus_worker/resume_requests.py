@@ -1,7 +1,8 @@
 """Resume by event: any program XADDs a request; a worker applies it and records the outcome.
 
-Request fields: ``run_id``, ``input`` (JSON object text, optional), ``request_id`` (optional;
-the entry id stands in). Outcome fields: ``request_id``, ``run_id``, ``status``
+Request fields: ``run_id``, ``input`` (JSON object text, optional), ``key`` (optional: the
+pause key, which lets the input arrive before the pause), ``request_id`` (optional; the entry
+id stands in). Outcome fields: ``request_id``, ``run_id``, ``status``
 (``accepted``/``rejected``), ``reason``, ``errors`` (JSON list of ``[field, message]``).
 A request id is applied once: the first worker to take it marks it (``SET NX`` with a TTL);
 a later request with the same id is acknowledged without an outcome.
@@ -87,7 +88,7 @@ class ResumeRequests:
         try:
             if await self.runtime.store.queue_of(run_id) != self.queue:
                 return "rejected", f"run {run_id} is not in queue {self.queue!r}", []
-            await aresume_flow_run(run_id, data)
+            await aresume_flow_run(run_id, data, key=fields.get("key") or None)
         except InvalidRunInput as exc:
             return "rejected", "invalid input", [[field, message] for field, message in exc.errors]
         except FlowbusError as exc:

@@ -1,5 +1,9 @@
 """The deadline sweeper: pause/suspend timeouts and scheduled starts of one queue.
 
+A pause that times out fails its run, or resumes it without input when it asked for that
+(``on_timeout="resume"``; a durable ``sleep_for`` is such a suspension): then this is what
+re-enqueues the run, at its time.
+
 Every worker sweeps every queue it serves; the scripts are compare-and-set, so two sweepers
 (or a sweeper and a resume) never both act on one run. A suspended run has no process, so
 this is what fails it when nobody resumes it in time.
@@ -44,7 +48,7 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
         if reply.status is Status.NOT_FOUND:
             await runtime.redis.zrem(qkeys.deadlines(), run_id)
         elif reply.accepted:
-            logger.info("Run %s: its pause expired; the run is FAILED", run_id)
+            logger.info("Run %s: its pause expired; the run is %s", run_id, reply.state_type)
         elif reply.state_type == StateType.PAUSED:
             if reply.left_ms is not None:  # not due by the server's clock yet
                 return time.time() + max(CLOCK_SLACK, reply.left_ms / 1000)

@@ -14,8 +14,10 @@
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
 --   status ACCEPTED (detail = event id), REFUSED (detail = reason), NOT_FOUND (no such run),
 --   ALREADY_FIRED (the pause key fired), EXPIRED (the pause expired), SUSPENDING (the run is
---   suspending), ORPHANED (the process holding the run is gone: the script ended it);
---   flowbus/_redis/replies.py reads them (Status) and each script's extra values.
+--   suspending), ORPHANED (the process holding the run is gone: the script ended it), EARLY
+--   (input for the pause key came before the pause), IS_PAUSED (an early resume found the run
+--   paused under its key: resume it normally); flowbus/_redis/replies.py reads them (Status)
+--   and each script's extra values.
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -30,7 +32,7 @@ local OP = ARGV[#ARGV]
 
 -- The reply statuses (the first value of every reply; Status in replies.py).
 local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
-local ALREADY_FIRED, EXPIRED, SUSPENDING, ORPHANED = 2, 3, 4, 5
+local ALREADY_FIRED, EXPIRED, SUSPENDING, ORPHANED, EARLY, IS_PAUSED = 2, 3, 4, 5, 6, 7
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -69,12 +71,13 @@ end
 local function current()
   local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
     'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op',
-    'op_detail', 'holder', 'held')
+    'op_detail', 'holder', 'held', 'early_keys')
   if not f[1] then return nil end
   return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
           pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
           reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11],
-          holder = f[12] or '', held = f[13] == '1'}
+          holder = f[12] or '', held = f[13] == '1',
+          early_keys = f[14] or ''}
 end
 
 -- Whether the process holding the run let its lease end (no entry: it left, or was swept).
@@ -158,7 +161,7 @@ local function transition(cur, to_type, to_name, opts)
       opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
   elseif cur.type == 'PAUSED' then
     redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
-      'input_optional')
+      'input_optional', 'pause_on_timeout')
   end
   if opts.deadline_ms then
     redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)
@@ -179,6 +182,11 @@ local function transition(cur, to_type, to_name, opts)
   local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
     'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
     'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
+  if FINAL[to_type] and cur.early_keys ~= '' then
+    -- input delivered for pauses the run never reached: said once, in its final event
+    event[#event + 1] = 'early_unclaimed'
+    event[#event + 1] = cur.early_keys
+  end
   local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
   redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
   -- the control stream carries only what a process holding a run must act on: a request to
@@ -200,6 +208,45 @@ end
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
   redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count, 'flow', cur.flow)
+end
+
+-- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
+-- SCHEDULED "Resuming" plus enqueue when ``requeue`` (a suspended run, or an in-process pause
+-- whose process is gone). Returns the event id.
+local function leave_pause(cur, message, requeue)
+  redis.call('SADD', FIRED, cur.pause_key)
+  if requeue then
+    local id = transition(cur, 'SCHEDULED', 'Resuming', {message = message})
+    enqueue(cur)
+    return id
+  end
+  return transition(cur, 'RUNNING', 'Running', {message = message})
+end
+
+-- The pause keys with input waiting for them (early_keys: a JSON list in the run hash).
+local function early_list(cur)
+  if cur.early_keys == '' then return {} end
+  return cjson.decode(cur.early_keys)
+end
+
+local function set_early_list(cur, list)
+  if #list == 0 then
+    redis.call('HDEL', RUN, 'early_keys')
+    cur.early_keys = ''
+  else
+    cur.early_keys = cjson.encode(list)
+    redis.call('HSET', RUN, 'early_keys', cur.early_keys)
+  end
+end
+
+-- Forget the early input for ``key`` (taken by its pause, or refused by it).
+local function drop_early(cur, key)
+  redis.call('HDEL', INPUT, 'early-' .. key)
+  local kept = {}
+  for _, k in ipairs(early_list(cur)) do
+    if k ~= key then kept[#kept + 1] = k end
+  end
+  set_early_list(cur, kept)
 end
 
 -- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING,
@@ -241,11 +288,18 @@ local function failed_by_expiry(cur)
   return cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED
 end
 
--- Fail a paused run whose deadline has passed by the server's clock: the FAILED event id; or
--- nil while it has not, and the ms left ("" for a pause without a deadline).
+-- Time out a paused run whose deadline has passed by the server's clock: FAILED, or resumed
+-- without input when its pause asked for that (on_timeout="resume"). The one place a deadline
+-- acts, for the paused process, the sweepers and a late resume alike. Returns the event id; or
+-- nil while the deadline has not come, and the ms left ("" for a pause without a deadline).
 local function expire_pause(cur)
   if cur.pause_timeout_ms == 0 then return nil, '' end
   local left = cur.pause_timeout_ms - now_ms()
   if left > 0 then return nil, left end
+  if redis.call('HGET', RUN, 'pause_on_timeout') == 'resume' then
+    -- an in-process pause whose process is gone is re-run by a worker, like a suspension
+    local requeue = cur.reschedule or (holder_gone(cur) and cur.deployment ~= '')
+    return leave_pause(cur, 'Resumed at the deadline', requeue)
+  end
   return transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
 end

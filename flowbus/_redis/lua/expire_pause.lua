@@ -1,7 +1,9 @@
--- Fail a run whose pause deadline passed, only if it is still paused under that key: the
--- same compare-and-set as resume, so a timer and a resume never both win.
+-- Act on a run whose pause deadline passed, only if it is still paused under that key: the
+-- same compare-and-set as resume, so a timer and a resume never both win. The run is FAILED,
+-- or resumed without input when its pause said on_timeout="resume" (the prelude's
+-- expire_pause()).
 -- ARGV[4] pause key ("" = whatever key the run is paused under, for the deadline sweeper)
--- Reply: {ACCEPTED, event id, ...} the run is FAILED
+-- Reply: {ACCEPTED, event id, ...} the run is FAILED, RUNNING or SCHEDULED "Resuming"
 --      | {REFUSED, reason, ..., ms left or ""} | {NOT_FOUND, ...}
 local key = ARGV[4]
 

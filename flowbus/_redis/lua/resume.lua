@@ -1,21 +1,45 @@
 -- Resume a paused run: one compare-and-set, so of many resumers exactly one wins.
 -- Checks: PAUSED, the pause key the caller validated against, not suspending, not expired
--- (by the server's clock). Then stores the input, marks the key fired and moves the run on:
--- RUNNING for an in-process pause, SCHEDULED "Resuming" plus enqueue for a suspended run.
+-- (by the server's clock; an expired pause times out here, see expire_pause()). Then stores the
+-- input, marks the key fired and moves the run on: RUNNING for an in-process pause,
+-- SCHEDULED "Resuming" plus enqueue for a suspended run.
+-- With ``early``, input for a pause the run has not reached yet is stored under the key
+-- instead (once per key); the pause takes it when it comes (pause.lua).
 -- ARGV[4] expected pause key ("" = any: a resume without input that read nothing first;
 --         it is refused when the pause needs input, so the caller can explain why)
 -- ARGV[5] input (msgpack)  [6] "1" if an input is given
+-- ARGV[7] "1": early resume (the key is required)
 -- An in-process pause whose process is gone (its lease ended) has nobody to wake: with a
 -- deployment it is resumed as a suspension (a worker re-runs it); without, it ends CRASHED
 -- and the resume is refused, saying so.
--- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...}
+-- Reply: {ACCEPTED, event id (early: "early"), ...} | {REFUSED, reason, ...}
 --      | {EXPIRED, reason, ...} (the run is FAILED: now, or earlier by its timer)
 --      | {SUSPENDING, reason, ...} | {ORPHANED, reason, ...} (CRASHED) | {NOT_FOUND, ...}
-local key, input, input_given = ARGV[4], ARGV[5], ARGV[6] == '1'
+--      | {IS_PAUSED, reason, ...} (early: the run is paused under the key; resume it normally)
+local key, input, input_given, early = ARGV[4], ARGV[5], ARGV[6] == '1', ARGV[7] == '1'
+
+-- Store input for the pause under ``key`` that the run has not reached.
+local function store_early(cur)
+  if FINAL[cur.type] then return reply(REFUSED, 'the run is ' .. cur.type, cur) end
+  if cur.type == 'PAUSED' and cur.pause_key == key then
+    return reply(IS_PAUSED, 'the run is paused under this key', cur)
+  end
+  if redis.call('SISMEMBER', FIRED, key) == 1 then
+    return reply(REFUSED, 'the pause under this key already fired', cur)
+  end
+  if redis.call('HSETNX', INPUT, 'early-' .. key, input_given and ('1' .. input) or '0') == 0 then
+    return reply(REFUSED, 'input for this key was already delivered early', cur)
+  end
+  local list = early_list(cur)
+  list[#list + 1] = key
+  set_early_list(cur, list)
+  return accepted('early', cur)
+end
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
+if early then return store_early(cur) end
 if failed_by_expiry(cur) then
   return reply(EXPIRED, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
@@ -40,12 +64,5 @@ end
 if input_given and prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-response', input)
 end
-redis.call('SADD', FIRED, cur.pause_key)
-local id
-if cur.reschedule or orphaned then
-  id = transition(cur, 'SCHEDULED', 'Resuming', {})
-  enqueue(cur)
-else
-  id = transition(cur, 'RUNNING', 'Running', {message = 'Resumed'})
-end
-return accepted(id, cur)
+local requeue = cur.reschedule or orphaned
+return accepted(leave_pause(cur, requeue and '' or 'Resumed', requeue), cur)
