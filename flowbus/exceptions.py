@@ -220,13 +220,6 @@ class UnfinishedRun(FlowbusError):
     """Raised by ``State.result()`` of a run that has not finished."""
 
 
-#: Prefect's names of flowbus's classes.
-PrefectException = FlowbusError
-MissingContextError = MissingContext
-FlowWaitTimeout = FlowRunWaitTimeout
-TaskRunTimeoutError = TaskRunTimeout
-
-
 class NonDeterminismError(FlowbusError):
     """Raised when a re-run reaches a pause key that fired for another input type: the flow's
     pauses no longer come in the order they did (give them explicit keys)."""
@@ -239,6 +232,13 @@ class NonDeterminismError(FlowbusError):
             f"Pause key {key!r} fired with input type {fired_with}, but this run now waits "
             f"there for {now}: the flow's pauses changed order (pass key= to pin them)"
         )
+
+
+#: Prefect's names of flowbus's classes.
+PrefectException = FlowbusError
+MissingContextError = MissingContext
+FlowWaitTimeout = FlowRunWaitTimeout
+TaskRunTimeoutError = TaskRunTimeout
 
 
 class Pause(BaseException):

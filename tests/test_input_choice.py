@@ -78,7 +78,7 @@ async def test_the_pause_returns_whichever_model_the_input_is(
 ) -> None:
     handle, run_id = await paused_choice(kind)
     await aresume_flow_run(run_id, given)
-    assert (await handle).result() == chosen
+    assert (await (await handle).aresult()) == chosen
 
 
 async def test_the_stored_schema_offers_the_choice(
@@ -97,7 +97,7 @@ async def test_the_stored_schema_offers_the_choice(
         await aresume_flow_run(run_id, {"reason": 3})
     await wait_until(run_id, StateType.PAUSED)
     await aresume_flow_run(run_id, {"reason": "no"})
-    assert (await handle).result() == ["Reject", {"reason": "no"}]
+    assert (await (await handle).aresult()) == ["Reject", {"reason": "no"}]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,7 +110,7 @@ async def test_concurrent_resumers_with_different_choices_have_one_winner(
     assert outcomes.count(None) == 1
     assert sum(isinstance(o, NotPausedError) for o in outcomes) == 39
     winner = inputs[outcomes.index(None)]
-    name, fields = (await handle).result()
+    name, fields = await (await handle).aresult()
     assert fields == winner and name == ("Approve" if "comment" in winner else "Reject")
 
 
@@ -167,7 +167,7 @@ async def test_a_fired_key_reached_with_another_input_type_raises_naming_both(
 
     # Then NonDeterminismError names both types
     with pytest.raises(NonDeterminismError) as caught:
-        state.result()
+        await state.aresult()
     message = str(caught.value)
     assert names[0] in message and names[1] in message
 

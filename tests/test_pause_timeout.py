@@ -90,7 +90,7 @@ async def test_the_deadline_resumes_the_run_with_the_inputs_defaults(
 
     # When nobody resumes it
     # Then the pause returns the input's defaults (None without input) and the run completes
-    assert (await handle).result() == expected
+    assert (await (await handle).aresult()) == expected
     resumed = [e for e in await run_events(run_id) if e["from_type"] == "PAUSED"]
     assert [(e["type"], e["message"]) for e in resumed] == [("RUNNING", "Resumed at the deadline")]
 
@@ -104,7 +104,7 @@ async def test_on_timeout_resume_needs_an_input_with_defaults(
 
     state = await body(return_state=True)
     with pytest.raises(ValueError, match="every field has a default"):
-        await state.result()
+        await state.aresult()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -123,7 +123,7 @@ async def test_a_resume_racing_the_resuming_deadline_has_one_winner(
         await asyncio.sleep(max(0.0, deadline.timestamp() - time.time() + offset))
         resume = partial(aresume_flow_run, run_id, {"approved": True, "note": "resumer"})
         [outcome] = await gather_outcomes([resume])
-        return run_id, outcome, (await handle).result()
+        return run_id, outcome, (await (await handle).aresult())
 
     results = await asyncio.gather(*(race((i % 7 - 3) * 0.005) for i in range(20)))
 
@@ -205,4 +205,4 @@ async def test_a_run_without_a_deployment_sleeps_in_its_process(
 
         handle = launch(async_body)
     state = await handle
-    assert state.result() == "awake"
+    assert (await state.aresult()) == "awake"

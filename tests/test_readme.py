@@ -77,8 +77,6 @@ def semantics_example() -> str:
 def test_semantics_example_runs_as_its_comment_says(tmp_path: Path) -> None:
     script = tmp_path / "semantics.py"
     script.write_text(semantics_example())
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Reject: reason='too big'; then Approve(comment='')"
