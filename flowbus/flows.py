@@ -6,10 +6,11 @@ import inspect
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import update_wrapper
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_type_hints, overload
 from uuid import UUID
 
-from pydantic import ConfigDict, validate_call
+from pydantic import ConfigDict, create_model, validate_call
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
 from flowbus._core.bridge import background_loop, in_async_context, run_blocking, run_loop, submit
 from flowbus._core.codec import Serializer
@@ -134,7 +135,11 @@ class Flow(Generic[P, R]):
         """Register a deployment of this flow and return its id."""
         runtime = await get_runtime()
         deployment = await runtime.deployments.create(
-            self.name, name, queue=queue, parameters=parameters
+            self.name,
+            name,
+            queue=queue,
+            parameters=parameters,
+            parameter_schema=parameter_schema(self.fn),
         )
         return deployment.id
 
@@ -153,6 +158,30 @@ def _warn_blocking(name: str) -> None:
 
 #: Flows whose blocking call from async code was warned about.
 _warned: set[str] = set()
+
+
+def parameter_schema(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """The JSON Schema of ``fn``'s parameters (``None`` if its annotations cannot be read)."""
+    try:
+        hints = get_type_hints(fn)
+    except Exception:  # an annotation naming what its module cannot import
+        return None
+    fields: dict[str, Any] = {}
+    extra: Literal["allow", "forbid"] = "forbid"
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            extra = "allow"
+        elif param.kind is not param.VAR_POSITIONAL:
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (hints.get(param.name, Any), default)
+    try:
+        model = create_model(
+            "Parameters", __config__=ConfigDict(extra=extra, arbitrary_types_allowed=True), **fields
+        )
+        schema: dict[str, Any] = model.model_json_schema()
+    except (PydanticUserError, PydanticSchemaGenerationError, TypeError, ValueError):
+        return None
+    return schema
 
 
 @overload

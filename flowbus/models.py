@@ -43,6 +43,8 @@ class Deployment(BaseModel):
     flow_name: str
     queue: str = "default"
     parameters: dict[str, Any] = Field(default_factory=dict)
+    #: JSON Schema of the flow's parameters when it was registered (``None``: not known).
+    parameter_openapi_schema: dict[str, Any] | None = None
     created: datetime = Field(default_factory=now)
 
     @property

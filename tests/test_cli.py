@@ -261,8 +261,9 @@ async def test_watch_follows_the_run_live_until_it_ends(runtime_closed: None) ->
             async for chunk in lines:
                 printed += chunk
             assert await proc.wait() == 0
-    kinds = [line.split()[1] for line in printed.splitlines()]
-    assert kinds == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    *changes, outcome = printed.splitlines()
+    assert [line.split()[1] for line in changes] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    assert outcome == "result: null"
 
 
 async def test_inspect_of_an_unknown_run_exits_1() -> None:

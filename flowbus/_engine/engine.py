@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,10 @@ logger = logging.getLogger("flowbus.engine")
 
 #: What a run holder must do, by the state (name or kind) it finds its run in.
 _REQUESTS = {"Suspending": "suspend", "CANCELLING": "cancel", "CANCELLED": "cancel"}
+
+
+#: The end of a failure's traceback kept with its FAILED state (characters).
+_TRACEBACK_CHARS = 20_000
 
 
 def failure_message(exc: BaseException) -> str:
@@ -223,7 +228,8 @@ class FlowEngine:
             state = Failed(name="TimedOut", message=str(exc))
         else:
             state = Failed(message=failure_message(exc))
-        return (await self._finalize(state)).with_data(exc)
+        trace = "".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:].encode()
+        return (await self._finalize(state, result=trace)).with_data(exc)
 
     async def _complete(self, value: Any, seconds: float, task_results: dict[str, bytes]) -> State:
         try:

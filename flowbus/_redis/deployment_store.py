@@ -38,6 +38,7 @@ class DeploymentStore:
         *,
         queue: str = "default",
         parameters: Mapping[str, Any] | None = None,
+        parameter_schema: dict[str, Any] | None = None,
     ) -> Deployment:
         """Register (or update) ``flow_name/name``; the id stays the same on update."""
         validate_queue_name(queue)
@@ -49,6 +50,7 @@ class DeploymentStore:
             flow_name=flow_name,
             queue=queue,
             parameters=dict(parameters or {}),
+            parameter_openapi_schema=parameter_schema,
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keys.deployment(dep.id), encode(dep.model_dump(mode="json")))

@@ -178,3 +178,7 @@ class Keys:
     def workers(self) -> str:
         """Hash worker name → last heartbeat (ms)."""
         return f"{self.prefix}:workers"
+
+    def worker_info(self) -> str:
+        """Hash worker name → JSON: its queues, flows, concurrency and runs held."""
+        return f"{self.prefix}:worker-info"

@@ -43,6 +43,8 @@ _CLUSTER_WATCHERS = 10_000
 
 #: Subscribe with this "run id" to receive every event that sets a deadline in the queue.
 NEW_DEADLINES = "*deadline"
+#: Subscribe with this "run id" to receive every event of the queue (a live view of all runs).
+EVERY_RUN = "*all"
 
 #: What a waiter receives: a run event, or ``None`` for "re-read the run".
 Event = RunEvent | None
@@ -124,6 +126,7 @@ class QueueWatcher:
         waiting = list(self.subscribers.get(run_id, ()))
         if fields.get(b"deadline"):
             waiting += self.subscribers.get(NEW_DEADLINES, ())
+        waiting += self.subscribers.get(EVERY_RUN, ())
         if waiting and (event := event_or_none(self.stream, entry_id, fields)) is not None:
             for sub in waiting:
                 sub.deliver(event)

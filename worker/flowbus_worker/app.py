@@ -15,9 +15,10 @@ import sys
 from typing import Any
 
 import anyio
+from redis.exceptions import RedisError
 
 from flowbus._redis.keys import validate_queue_name
-from flowbus.exceptions import ConfigurationError
+from flowbus.exceptions import ConfigurationError, FlowbusError
 from flowbus.flows import Flow, registry
 from flowbus_worker.config import WorkerConfig, default_name
 from flowbus_worker.logs import configure
@@ -126,15 +127,21 @@ def use_uvloop(choice: str) -> bool:
     return choice == "uvloop"
 
 
+def _startup_error(message: str, code: int) -> int:
+    """A worker that cannot start says why in one line (``error: …``) and exits ``code``."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the worker; return its exit code (0 after a graceful stop)."""
     args = parser().parse_args(argv)
     configure(args.log_level, json_lines=args.json)
     try:
         flows = load_flows(args.modules)
-    except Exception:
-        logger.exception("Cannot import the flow modules %s", ", ".join(args.modules))
-        return EXIT_USAGE
+    except Exception as exc:  # whatever a module raises on import: one line, no traceback
+        modules = ", ".join(args.modules)
+        return _startup_error(f"cannot import {modules}: {type(exc).__name__}: {exc}", EXIT_USAGE)
     if not flows:
         logger.warning("The modules %s define no flows", ", ".join(args.modules))
     config = WorkerConfig(
@@ -153,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = anyio.run(worker.run, backend_options={"use_uvloop": use_uvloop(args.loop)})
     except ConfigurationError as exc:  # no server to serve: one line, not a traceback
-        logger.error("Cannot start: %s", exc)
-        return EXIT_USAGE
+        return _startup_error(f"cannot start: {exc}", EXIT_USAGE)
+    except (FlowbusError, RedisError, OSError, ValueError) as exc:  # e.g. Redis unreachable
+        return _startup_error(str(exc), 1)
     if worker.abandoned_threads:  # a sync flow's thread may never end: do not wait for it
         for handler in logging.getLogger().handlers:
             handler.flush()

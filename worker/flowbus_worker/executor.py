@@ -40,6 +40,11 @@ logger = logging.getLogger("flowbus.worker")
 HANDED_OFF = "The worker stopped; the pause became a suspension (resume re-enqueues the run)"
 
 
+def _about(run: FlowRun) -> dict[str, str]:
+    """Log record fields naming the run a line is about."""
+    return {"run_id": str(run.id), "flow": run.flow_name}
+
+
 def parse_run_id(fields: Mapping[str, str]) -> UUID | str:
     """The entry's run id, or the reason the entry is malformed."""
     raw = fields.get("run_id")
@@ -127,7 +132,12 @@ class Executor:
                 if not await self._run_or_fail(queue, entry_id, run):
                     return
         elif state.is_running():
-            logger.warning("Run %s is RUNNING already; entry %s is a duplicate", run.id, entry_id)
+            logger.warning(
+                "Run %s is RUNNING already; entry %s is a duplicate",
+                run.id,
+                entry_id,
+                extra=_about(run),
+            )
         elif state.is_scheduled() or state.is_pending():  # not claimed: its flow is not here
             await self._end(run.id, self._unknown_flow(run.flow_name))
         else:
@@ -220,7 +230,12 @@ class Executor:
         run = await self._load(queue, entry_id, fields)
         if run is not None:
             if not run.state.is_final():
-                logger.error("Run %s crashed %d workers; it ends CRASHED", run.id, deliveries)
+                logger.error(
+                    "Run %s crashed %d workers; it ends CRASHED",
+                    run.id,
+                    deliveries,
+                    extra=_about(run),
+                )
                 message = f"Its worker died {deliveries} times while running it; giving up"
                 await self._end(run.id, Crashed(message=message))
             await groups.ack(self.runtime.redis, self.store.keys.queue(queue).stream(), entry_id)
@@ -240,6 +255,8 @@ class Executor:
             on_transition=lambda state: self._transitioned(execution, state),
         )
         execution.engine = engine
+        if run.state.is_running():  # claimed and started in one step: the engine will not say
+            self._transitioned(execution, run.state)
         try:
             with execution.scope:
                 await self._run_engine(engine)
@@ -255,11 +272,11 @@ class Executor:
         try:
             await engine.run(run.parameters)
         except InvalidStateTransition as refused:  # another worker or a user moved it first
-            logger.info("Run %s not executed: %s", run.id, refused)
+            logger.info("Run %s not executed: %s", run.id, refused, extra=_about(run))
         except RedisError:
             raise
         except Exception as exc:  # a bug below the flow: do not let it loop through workers
-            logger.exception("Run %s crashed the engine", run.id)
+            logger.exception("Run %s crashed the engine", run.id, extra=_about(run))
             await self._end(run.id, Crashed(message=f"The worker's engine failed: {exc!r}"))
 
     def _transitioned(self, execution: Execution, state: State) -> None:

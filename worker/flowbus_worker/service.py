@@ -7,6 +7,7 @@ signal watcher; and the executions, one task and one cancel scope per run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -72,6 +73,9 @@ class Worker:
         workers_key = runtime.store.keys.workers()
         try:
             await self._beat(runtime, workers_key)
+            await runtime.redis.hset(
+                runtime.store.keys.worker_info(), self.config.name, self.describe()
+            )
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 await tg.start(self._run_intake, runtime, blocking)
@@ -103,9 +107,25 @@ class Worker:
         runtime.leases.beat_worker(workers_key)
         await anyio.to_thread.run_sync(beat.beat_once)
 
+    def describe(self) -> str:
+        """What ``flowbus workers ls`` shows of this worker (its runs held are its pending
+        entries in ``group``)."""
+        return json.dumps(
+            {
+                "queues": list(self.config.queues),
+                "flows": sorted(self.flows),
+                "concurrency": self.config.concurrency,
+                "group": groups.GROUP,
+            }
+        )
+
     async def _leave(self, runtime: Runtime, blocking: Redis, workers_key: str) -> None:
         """Drop the heartbeat, so others may take what is left pending at once."""
         await anyio.to_thread.run_sync(heartbeat().release, runtime.url, [workers_key])
+        try:
+            await runtime.redis.hdel(runtime.store.keys.worker_info(), self.config.name)
+        except RedisError as exc:
+            logger.warning("Could not remove the worker's description: %s", exc)
         await close_client(blocking)
         await close_runtime()
         logger.info("Worker %s stopped", self.config.name, extra={"worker": self.config.name})

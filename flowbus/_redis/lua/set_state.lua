@@ -1,7 +1,8 @@
 -- Propose a state (not PAUSED: pause.lua owns that) under the shared rules. CANCELLING a run
 -- that is paused, suspended or waiting to start, or whose holder is gone, makes it CANCELLED
 -- at once.
--- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack, "" none)
+-- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack) of COMPLETED,
+--         traceback (text) of FAILED ("" none)
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
 -- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
@@ -29,7 +30,7 @@ if to_type == 'CANCELLING' and (idle or (held and holder_gone(cur))) then
   to_type, to_name = 'CANCELLED', 'Cancelled'
 end
 local opts = {message = message, retry = retry}
-if result ~= '' then opts.fields = {'result', result} end
+if result ~= '' then opts.fields = {to_type == 'FAILED' and 'traceback' or 'result', result} end
 local id, reason = transition(cur, to_type, to_name, opts)
 if not id then return reply(REFUSED, reason, cur) end
 if LAST_TASK_RESULT >= FIRST_TASK_RESULT then

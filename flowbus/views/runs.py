@@ -1,0 +1,280 @@
+"""Run summaries, listed page by page from each queue's ``runs`` index (never every run).
+
+A page reads at most ``scan_budget`` index entries per queue; a filter that matches little
+returns a cursor to go on from instead of reading further. Summaries read only the small
+fields of a run hash (``HMGET``), never its parameters or result.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from flowbus._core.codec import ms_to_datetime
+from flowbus._redis.keys import validate_queue_name
+from flowbus._redis.runtime import Runtime
+from flowbus.states import StateType
+
+#: Run-hash fields a summary reads, in order.
+FIELDS = (
+    "id",
+    "name",
+    "flow_name",
+    "queue",
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_ts",
+    "created_ms",
+    "run_count",
+    "pause_key",
+    "pause_timeout_ms",
+    "input_prefix",
+    "deployment_id",
+)
+#: Index entries read per queue for one page, at most.
+SCAN_BUDGET = 5000
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a list shows of a run."""
+
+    id: str
+    name: str
+    flow_name: str
+    queue: str
+    state_type: str
+    state_name: str
+    message: str
+    state_time: datetime
+    created: datetime
+    run_count: int
+    pause_key: str
+    deadline: datetime | None
+    input_prefix: str
+    deployment_id: str
+    sort_key: tuple[int, str]
+
+    @property
+    def awaiting_input(self) -> bool:
+        """Paused or suspended, waiting for typed input."""
+        return (
+            self.state_type == StateType.PAUSED
+            and bool(self.input_prefix)
+            and self.state_name != "Suspending"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "flow_name": self.flow_name,
+            "queue": self.queue,
+            "state_type": self.state_type,
+            "state_name": self.state_name,
+            "message": self.message,
+            "state_time": self.state_time.isoformat(),
+            "created": self.created.isoformat(),
+            "run_count": self.run_count,
+            "awaiting_input": self.awaiting_input,
+            "pause_key": self.pause_key or None,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+        }
+
+
+def safe_text(value: Any) -> str:
+    """A Redis value as text, whatever its bytes (shown, never trusted)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def summary_from_fields(values: Iterable[Any], score: float | None = None) -> RunSummary | None:
+    """A summary from ``HMGET FIELDS`` (``None`` for a run that is gone or not ours)."""
+    f = dict(zip(FIELDS, (safe_text(v) for v in values), strict=True))
+    if not f["id"] or not f["state_type"] or f["state_type"] not in StateType.__members__:
+        return None
+    created_ms = _int(f["created_ms"]) if score is None else int(score)
+    timeout = _int(f["pause_timeout_ms"])
+    return RunSummary(
+        id=f["id"],
+        name=f["name"],
+        flow_name=f["flow_name"],
+        queue=f["queue"],
+        state_type=f["state_type"],
+        state_name=f["state_name"],
+        message=f["state_message"],
+        state_time=ms_to_datetime(_int(f["state_ts"])),
+        created=ms_to_datetime(created_ms),
+        run_count=_int(f["run_count"]),
+        pause_key=f["pause_key"],
+        deadline=ms_to_datetime(timeout) if timeout and f["state_type"] == "PAUSED" else None,
+        input_prefix=f["input_prefix"],
+        deployment_id=f["deployment_id"],
+        sort_key=(created_ms, f["id"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a list keeps."""
+
+    states: frozenset[str] = frozenset()
+    flow: str | None = None
+    awaiting_input: bool = False
+
+    def keep(self, run: RunSummary) -> bool:
+        if self.states and run.state_type not in self.states:
+            return False
+        if self.flow and run.flow_name != self.flow:
+            return False
+        return run.awaiting_input or not self.awaiting_input
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[RunSummary]
+    #: Where the next page starts (``None``: this is the last page).
+    next_cursor: str | None
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """``"<created ms>:<run id>"`` → its parts (``None`` for no or a malformed cursor)."""
+    if not cursor:
+        return None
+    ms, _, run_id = cursor.partition(":")
+    return (int(ms), run_id) if ms.isdigit() else None
+
+
+def _valid_queue(name: str) -> bool:
+    try:
+        validate_queue_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def queues(runtime: Runtime) -> list[str]:
+    """Every queue that ever held a run."""
+    names = {safe_text(q) for q in await runtime.redis.smembers(runtime.store.keys.queues())}
+    return sorted(n for n in names if _valid_queue(n))
+
+
+async def read_summaries(runtime: Runtime, queue: str, run_ids: list[str]) -> list[RunSummary]:
+    """Summaries of these runs of ``queue`` (runs gone are left out), in one round trip."""
+    qkeys = runtime.store.keys.queue(queue)
+    pipe = runtime.redis.pipeline(transaction=False)
+    for rid in run_ids:
+        pipe.hmget(qkeys.run(rid).run, list(FIELDS))
+    found = [summary_from_fields(v) for v in await pipe.execute()]
+    return [s for s in found if s is not None]
+
+
+class _QueueScan:
+    """Matches of one queue's index below the cursor, newest first, within the budget."""
+
+    def __init__(self, runtime: Runtime, queue: str, below: tuple[int, str] | None) -> None:
+        self.runtime = runtime
+        self.queue = queue
+        self.below = below
+        self.offset = 0
+        self.scanned = 0
+        self.exhausted = False  # the index has nothing more
+        self.frontier: tuple[int, str] | None = None  # the last index entry read
+
+    async def collect(self, wanted: RunFilter, count: int, budget: int) -> list[RunSummary]:
+        qkeys = self.runtime.store.keys.queue(self.queue)
+        top: float | str = self.below[0] if self.below else "+inf"
+        found: list[RunSummary] = []
+        seen: set[str] = set()  # a run created meanwhile shifts the offsets: never list one twice
+        while len(found) < count and self.scanned < budget:
+            raw = await self.runtime.redis.zrevrangebyscore(
+                qkeys.runs(),
+                top,
+                "-inf",
+                start=self.offset,
+                num=min(_CHUNK, budget - self.scanned),
+                withscores=True,
+            )
+            pairs = [(safe_text(m), int(s)) for m, s in cast("list[tuple[Any, float]]", raw)]
+            if not pairs:
+                self.exhausted = True
+                break
+            self.offset += len(pairs)
+            self.scanned += len(pairs)
+            self.frontier = (pairs[-1][1], pairs[-1][0])
+            fresh = [(rid, ms) for rid, ms in pairs if rid not in seen and self._below(ms, rid)]
+            seen.update(rid for rid, _ in fresh)
+            pipe = self.runtime.redis.pipeline(transaction=False)
+            for rid, _ in fresh:
+                pipe.hmget(qkeys.run(rid).run, list(FIELDS))
+            for (rid, ms), values in zip(fresh, await pipe.execute(), strict=True):
+                run = summary_from_fields(values, ms)
+                if run is not None and run.id == rid and wanted.keep(run):
+                    found.append(run)
+        return found
+
+    def _below(self, ms: int, run_id: str) -> bool:
+        return self.below is None or (ms, run_id) < self.below
+
+
+async def list_runs(
+    runtime: Runtime,
+    *,
+    queue: str | None = None,
+    wanted: RunFilter | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    scan_budget: int = SCAN_BUDGET,
+) -> RunPage:
+    """One page of runs, newest first, across queues (or of ``queue``)."""
+    wanted = wanted or RunFilter()
+    below = parse_cursor(cursor)
+    scans = [_QueueScan(runtime, q, below) for q in ([queue] if queue else await queues(runtime))]
+    per_queue = [await s.collect(wanted, limit + 1, scan_budget) for s in scans]
+    merged = list(heapq.merge(*per_queue, key=lambda r: r.sort_key, reverse=True))
+    # a queue not read to its end may hold more runs below what it read: the page stops there
+    cut = max((s.frontier for s in scans if not s.exhausted and s.frontier), default=None)
+    if cut is not None:
+        merged = [r for r in merged if r.sort_key >= cut]
+    page = merged[:limit]
+    if len(merged) > limit:
+        last: tuple[int, str] | None = page[-1].sort_key
+    else:
+        last = cut
+    return RunPage(page, None if last is None else f"{last[0]}:{last[1]}")
+
+
+async def awaiting_input(runtime: Runtime, *, limit: int = 200) -> list[RunSummary]:
+    """Runs waiting for input, oldest deadline first (runs without a deadline last).
+
+    Runs with a deadline come from each queue's deadline index (cheap at any size); runs
+    without one from the newest page of the runs index.
+    """
+    found: dict[str, RunSummary] = {}
+    for q in await queues(runtime):
+        earliest = await runtime.store.earliest_deadlines(q, limit)
+        for run in await read_summaries(runtime, q, [rid for rid, _ in earliest]):
+            if run.awaiting_input:
+                found[run.id] = run
+    page = await list_runs(runtime, wanted=RunFilter(awaiting_input=True), limit=limit)
+    for run in page.runs:
+        found.setdefault(run.id, run)
+    far = datetime.max.replace(tzinfo=None)
+    runs = sorted(
+        found.values(),
+        key=lambda r: (r.deadline.replace(tzinfo=None) if r.deadline else far, r.sort_key),
+    )
+    return runs[:limit]
