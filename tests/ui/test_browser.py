@@ -102,7 +102,7 @@ async def test_a_pause_is_answered_through_its_generated_form(
     await page.locator('#run-state[data-state="COMPLETED"]').wait_for(timeout=PUSHED_WITHIN_MS)
     await page.screenshot(path=shots / "4-run-completed.png", full_page=True)
     state = await asyncio.wait_for(handle, 30)
-    assert state.result() == "order-17: standard x2 to Lyon ['top', 'side']"
+    assert await state.result() == "order-17: standard x2 to Lyon ['top', 'side']"
     assert await page.locator("#resume-form").count() == 0
 
 
