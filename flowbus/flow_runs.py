@@ -357,7 +357,7 @@ async def await_for_flow_run(
                     # a final state changes only state and run_count: no need to read back
                     update = {"state": event.state(), "run_count": event.run_count}
                     run = run.model_copy(update=update)
-            return run
+            return store.with_result_source(run)
     raise FlowRunWaitTimeout(
         f"Flow run with ID {flow_run_id} exceeded watch timeout of {timeout} seconds"
     )

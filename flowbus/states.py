@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -9,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from flowbus._core.bridge import in_async_context
+from flowbus._core.bridge import in_async_context, run_blocking
 from flowbus.exceptions import CancelledRun, CrashedRun, FailedRun, PausedRun, UnfinishedRun
 
 
@@ -70,6 +71,14 @@ class State(BaseModel):
     timestamp: datetime = Field(default_factory=now)
     state_details: StateDetails = Field(default_factory=StateDetails)
     _data: Any = PrivateAttr(default=None)
+    #: Reads the persisted result of a completed state read from Redis (set by the store;
+    #: compares equal for the same run).
+    _source: Callable[[], Coroutine[Any, Any, Any]] | None = PrivateAttr(default=None)
+
+    def with_source(self, source: Callable[[], Coroutine[Any, Any, Any]]) -> State:
+        """Let :meth:`result` read the run's persisted result when no value is attached."""
+        self._source = source
+        return self
 
     def with_data(self, data: Any) -> State:
         """Attach a result (or exception) to this state and return it."""
@@ -84,11 +93,20 @@ class State(BaseModel):
         """
         if _sync is None and in_async_context():
             return self.aresult(raise_on_failure)
+        if self._needs_source():
+            assert self._source is not None
+            self._data = run_blocking(self._source)
         return self._value(raise_on_failure)
 
     async def aresult(self, raise_on_failure: bool = True) -> Any:
         """:meth:`result` for async code."""
+        if self._needs_source():
+            assert self._source is not None
+            self._data = await self._source()
         return self._value(raise_on_failure)
+
+    def _needs_source(self) -> bool:
+        return self._data is None and self._source is not None and self.is_completed()
 
     def _value(self, raise_on_failure: bool) -> Any:
         if isinstance(self._data, BaseException):

@@ -7,7 +7,6 @@ import concurrent.futures
 import contextvars
 import inspect
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, update_wrapper
@@ -19,7 +18,7 @@ from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
 
 from flowbus._core.codec import Serializer, decode, encode
 from flowbus._core.options import IGNORED_TASK_OPTIONS, Hook, TaskOptions, options_from
-from flowbus._engine.context import FlowRunContext, TaskRunContext, get_run_logger
+from flowbus._engine.context import FlowRunContext, TaskRunContext, get_run_logger, task_run_id
 from flowbus._engine.hooks import call_hooks_sync
 from flowbus._engine.run_logs import capture_prints, print_logger
 from flowbus.exceptions import TaskRunTimeout, UpstreamTaskError
@@ -297,11 +296,6 @@ class _TaskCall:
             finally:
                 self.leave(token)
         return self.finish(outcome, return_state)
-
-
-def task_run_id(flow_run_id: UUID, task_key: str) -> UUID:
-    """A task run's id: the same for the same call of the same flow run, on every re-run."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowbus:{flow_run_id}:task:{task_key}")
 
 
 def _cache_key(fn: Callable[..., str], ctx: FlowRunContext, parameters: dict[str, Any]) -> str:

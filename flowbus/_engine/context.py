@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
 
 from flowbus._engine.results import ResultWriter
 from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause
-from flowbus.models import FlowRun
+from flowbus.models import FlowRun, TaskRun
 from flowbus.states import State, Suspended
 
 if TYPE_CHECKING:
@@ -104,6 +106,11 @@ class FlowRunContext:
         self.writer = ResultWriter(self.runtime.store, self.flow_run.id, self.loop)
 
     @property
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameters, as Prefect's context has them."""
+        return self.flow_run.parameters
+
+    @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return logging.LoggerAdapter(
             logging.getLogger("flowbus.flow_runs"),
@@ -125,11 +132,24 @@ class TaskRunContext:
     def parameters(self) -> dict[str, Any]:
         return self.bind()
 
+    @property
+    def task_run(self) -> TaskRun:
+        """The task run, as Prefect's context names it (``get_run_context().task_run``)."""
+        run_id = self.flow_run_context.flow_run.id
+        key = self.task_run_key
+        ids = {"flow_run_id": run_id, "task_run_id": task_run_id(run_id, key)}
+        return TaskRun(id=ids["task_run_id"], name=key, task_key=key, **ids)
+
     @classmethod
     def get(cls) -> TaskRunContext | None:
         return _task_ctx.get()
 
     var: ClassVar[ContextVar[TaskRunContext | None]] = _task_ctx
+
+
+def task_run_id(flow_run_id: UUID, task_key: str) -> UUID:
+    """A task run's id: the same for the same call of the same flow run, on every re-run."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"flowbus:{flow_run_id}:task:{task_key}")
 
 
 def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -134,6 +134,25 @@ class ResumeView:
         return pause_expired(self.state_type, self.message)
 
 
+class ResultSource:
+    """Reads a run's persisted result; equal for the same run, so states still compare."""
+
+    __slots__ = ("run_id", "store")
+
+    def __init__(self, store: RunStore, run_id: UUID) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def __call__(self) -> Coroutine[Any, Any, Any]:
+        return self.store.read_result(self.run_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResultSource) and other.run_id == self.run_id
+
+    def __hash__(self) -> int:
+        return hash(self.run_id)
+
+
 class RunStore:
     """Reads and atomic writes of runs; every state change goes through a Lua script."""
 
@@ -232,7 +251,7 @@ class RunStore:
         run_name = name or f"{flow_name}-{str(rid)[:8]}"
         created = ms_to_datetime(reply.created_ms or 0)
         # what the script wrote (already valid): neither read back nor validated again
-        return FlowRun.model_construct(
+        run = FlowRun.model_construct(
             id=rid,
             name=run_name,
             flow_name=flow_name,
@@ -250,6 +269,7 @@ class RunStore:
             run_count=reply.run_count,
             created=created,
         )
+        return self.with_result_source(run)
 
     async def read_run(self, run_id: UUID | str, *, queue: str | None = None) -> FlowRun:
         """The run as stored now; :class:`FlowRunNotFound` if unknown or expired.
@@ -263,12 +283,18 @@ class RunStore:
             raw = await self.redis.hgetall(found.run)
             if raw:
                 self._remember(rid, found)
-                return run_from_hash(raw)
+                return self.with_result_source(run_from_hash(raw))
         keys = await self.run_keys(rid)
         raw = await self.redis.hgetall(keys.run)
         if not raw:
             raise FlowRunNotFound(run_id)
-        return run_from_hash(raw)
+        return self.with_result_source(run_from_hash(raw))
+
+    def with_result_source(self, run: FlowRun) -> FlowRun:
+        """``run`` whose completed state's ``result()`` reads the persisted result, as a
+        Prefect state read from the API does."""
+        run.state.with_source(ResultSource(self, run.id))
+        return run
 
     async def claim_run(self, run_id: UUID | str, queue: str) -> tuple[FlowRun | None, bool]:
         """A worker's one step: start the run if it waits, and read it; ``(None, False)`` if
@@ -350,7 +376,7 @@ class RunStore:
                 if not raw:
                     gone.append(rid)
                 elif keep(run := run_from_hash(raw)):
-                    found.append(run)
+                    found.append(self.with_result_source(run))
             if gone:
                 await self.redis.zrem(qkeys.runs(), *gone)
                 start -= len(gone)  # they no longer take places in the index

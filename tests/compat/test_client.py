@@ -21,7 +21,7 @@ from flowbus.client.schemas.filters import (
 )
 from flowbus.client.schemas.responses import SetStateStatus
 from flowbus.exceptions import FlowRunNotFound, ObjectNotFound
-from flowbus.flow_runs import resume_flow_run
+from flowbus.flow_runs import resume_flow_run, wait_for_flow_run
 from flowbus.states import Completed, Pending, Running, Scheduled, StateType, Suspended, now
 
 pytestmark = pytest.mark.anyio
@@ -135,3 +135,18 @@ async def test_client_resume_returns_an_orchestration_result(runtime_closed: Non
     result = await get_client().resume_flow_run(ids[0])
     assert result.status is SetStateStatus.ACCEPT
     assert await handle == "done"
+
+
+async def test_a_completed_state_read_back_gives_the_runs_result(runtime_closed: None) -> None:
+    # as with Prefect's API, a state read from the store loads the persisted result
+    @flow
+    async def answers() -> dict[str, int]:
+        return {"answer": 42}
+
+    state = await answers(return_state=True)
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    read = await get_client().read_flow_run(run_id)
+    waited = await wait_for_flow_run(run_id)
+    assert await read.state.result() == {"answer": 42}
+    assert await waited.state.aresult() == {"answer": 42}

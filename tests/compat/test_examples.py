@@ -115,8 +115,7 @@ async def test_a_served_run_suspends_for_input_and_resumes(
     assert suspended.state.state_details.run_input_keyset == keyset_from_base_key("suspended-1")
     await resume_flow_run(run.id, run_input={"approved": True})
     done = await wait_for_flow_run(run.id, timeout=60)
-    assert done.state.is_completed()
-    assert await (await get_runtime()).store.read_result(run.id) is True
+    assert done.state.is_completed() and await done.state.result() is True
 
 
 @pytest.mark.anyio

@@ -186,12 +186,14 @@ def test_contexts_and_run_logger() -> None:
         ctx = get_run_context()
         assert isinstance(ctx, TaskRunContext)
         get_run_logger().info("from a task")
-        return ctx.task_run_key
+        assert ctx.task_run.id is not None and ctx.task_run.flow_run_id is not None
+        return ctx.task_run.name
 
     @flow
     def outer() -> tuple[str, str]:
-        assert isinstance(get_run_context(), FlowRunContext)
-        return inner(), FlowRunContext.current().flow_run.flow_name
+        ctx = get_run_context()
+        assert isinstance(ctx, FlowRunContext) and ctx.parameters == {}
+        return inner(), ctx.flow_run.flow_name
 
     assert outer() == ("inner-1", "outer")
     with pytest.raises(MissingContextError, match="No run context available"):
