@@ -215,3 +215,60 @@ async def test_an_async_flow_waits_for_a_submitted_task(runtime_closed: None) ->
         return value
 
     assert await submits() == 1
+
+
+async def test_on_cancellation_runs_when_a_paused_flow_is_cancelled(runtime_closed: None) -> None:
+    from flowbus.client.orchestration import get_client
+    from flowbus.flow_runs import pause_flow_run
+    from flowbus.states import Cancelling
+    from tests.runs import current_run_id, wait_until
+
+    seen: list[str] = []
+    ids: list[str] = []
+
+    @flow(on_cancellation=[lambda fl, run, state: seen.append(state.type.value)])
+    async def waits() -> None:
+        ids.append(current_run_id())
+        await pause_flow_run(timeout=30)
+
+    handle = asyncio.ensure_future(waits(return_state=True))
+    while not ids:  # noqa: ASYNC110 - a test-side wait for the flow to start
+        await asyncio.sleep(0.01)
+    await wait_until(ids[0], StateType.PAUSED)
+    await get_client().set_flow_run_state(ids[0], Cancelling())
+    assert (await handle).is_cancelled() and seen == ["CANCELLED"]
+
+
+async def test_a_failed_state_read_back_raises_failed_run(runtime_closed: None) -> None:
+    from flowbus.client.orchestration import get_client
+    from flowbus.exceptions import FailedRun
+
+    @flow
+    async def breaks() -> None:
+        raise ValueError("broken")
+
+    state = await breaks(return_state=True)
+    with pytest.raises(ValueError, match="broken"):
+        await state.result()  # the exception itself, in the process that ran it
+    assert state.state_details.flow_run_id is not None
+    read = await get_client().read_flow_run(state.state_details.flow_run_id)
+    with pytest.raises(FailedRun, match="broken"):
+        await read.state.result()
+
+
+async def test_sync_overrides_the_dispatch() -> None:
+    from flowbus.flow_runs import pause_flow_run
+
+    pending = pause_flow_run(_sync=False)
+    assert asyncio.iscoroutine(pending)
+    pending.close()
+
+
+def test_serving_keywords_prefect_has_and_flowbus_ignores_warn() -> None:
+    @flow
+    def scheduled() -> None:
+        return None
+
+    with pytest.warns(UserWarning, match="cron= is accepted"):
+        deployment = scheduled.to_deployment("nightly", cron="0 3 * * *", parameters={})
+    assert (deployment.full_name, deployment.queue_name) == ("scheduled/nightly", "serve-scheduled")
