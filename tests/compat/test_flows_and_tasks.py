@@ -259,7 +259,7 @@ async def test_a_failed_state_read_back_raises_failed_run(runtime_closed: None) 
 async def test_sync_overrides_the_dispatch() -> None:
     from flowbus.flow_runs import pause_flow_run
 
-    pending = pause_flow_run(_sync=False)
+    pending = pause_flow_run(_sync=False)  # type: ignore[call-arg]  # Prefect's override
     assert asyncio.iscoroutine(pending)
     pending.close()
 
