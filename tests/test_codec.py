@@ -11,7 +11,8 @@ import msgpack
 import pytest
 from pydantic import BaseModel
 
-from flowbus._core.codec import blob, decode, encode, text
+from flowbus._core.codec import blob, decode, encode, json_depth, loads_json, text
+from flowbus._redis.events import parse_entries
 from flowbus.exceptions import PayloadTooLarge, SerializationError
 
 
@@ -116,3 +117,30 @@ def test_blob_and_text_normalise_redis_replies() -> None:
     assert text(None) == "" and text(b"a") == "a" and text(3) == "3"
     with pytest.raises(SerializationError):
         blob(3)
+
+
+def test_text_never_fails_on_bytes_that_are_not_utf8() -> None:
+    assert text(b"\xff\xfe") == "\ufffd\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("raw", "depth"),
+    [("1", 0), ("[[[]]]", 3), ('{"a": "[[[["}', 1), ('["a\\\\", [1]]', 2), ('"\\"[["', 0)],
+)
+def test_json_depth_counts_brackets_outside_strings(raw: str, depth: int) -> None:
+    assert json_depth(raw) == depth
+
+
+def test_json_from_redis_is_bounded_before_parsing() -> None:
+    assert loads_json('{"a": [1]}', limit=100) == {"a": [1]}
+    with pytest.raises(SerializationError, match="nests deeper than 64 levels"):
+        loads_json("[" * 5000 + "]" * 5000, limit=10**6)
+    with pytest.raises(SerializationError, match="larger than 10 bytes"):
+        loads_json('"' + "x" * 20 + '"', limit=10, what="input")
+    with pytest.raises(SerializationError, match="not valid JSON"):
+        loads_json("{", limit=10)
+
+
+def test_stream_entries_parse_whatever_their_content() -> None:
+    raw = [[b"1-0", {b"run_id": b"\xff"}], [b"2-0", None], (b"3-0", [b"a", b"b"]), None, [b"x"]]
+    assert parse_entries(raw) == [("1-0", {"run_id": "\ufffd"}), ("2-0", {}), ("3-0", {"a": "b"})]

@@ -7,8 +7,11 @@ unless the caller opts in, because unpickling data from Redis runs code.
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, Literal
 
 import msgpack
@@ -85,10 +88,44 @@ def blob(value: object) -> bytes:
 
 
 def text(value: object) -> str:
-    """A Redis reply field as text ("" for a missing field)."""
+    """A Redis reply field as text ("" for a missing field).
+
+    Bytes that are not UTF-8 become U+FFFD: anyone can write a field, and no field may end a
+    reader (a run id with such bytes is then simply not a UUID).
+    """
     if value is None:
         return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+#: Deepest nesting of JSON read from Redis (deeper text would exhaust the parser's stack).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')  # possessive: no backtracking
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(raw: str) -> int:
+    """How deep ``raw`` nests arrays and objects (brackets inside strings do not count)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", raw))
+    if not brackets:
+        return 0
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets))
+
+
+def loads_json(raw: str, *, limit: int | None = None, what: str = "JSON") -> Any:
+    """Parse JSON text from an untrusted source, its size and depth bounded before parsing.
+
+    Raises :class:`SerializationError` (with the reason) for text too large, too deep or
+    not JSON.
+    """
+    if limit is not None and len(raw) > limit:
+        raise SerializationError(f"{what} is larger than {limit} bytes")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise SerializationError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise SerializationError(f"{what} is not valid JSON: {exc}") from exc
 
 
 def ms_to_datetime(ms: int) -> datetime:

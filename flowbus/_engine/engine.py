@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from flowbus._core.bridge import run_loop
 from flowbus._core.codec import encode
+from flowbus._core.supervisor import spawn
 from flowbus._engine.context import FlowRunContext
 from flowbus._engine.hooks import call_hooks, hooks_for
 from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
@@ -82,7 +83,6 @@ class FlowEngine:
         self.acked = False
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
-        self._rereads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.log = run_logger(flow_run)
 
     async def propose(self, state: State, **options: Any) -> State:
@@ -141,9 +141,7 @@ class FlowEngine:
         ``None`` (the watcher may have missed events) has the run's state read for one.
         """
         if event is None:
-            reread = asyncio.get_running_loop().create_task(self._reread_requests())
-            self._rereads.add(reread)
-            reread.add_done_callback(self._rereads.discard)
+            spawn(self._reread_requests(), name=f"re-read of run {self.flow_run.id}")
         elif self.ctx is not None and event.action:
             self.ctx.interrupt = event.action
 

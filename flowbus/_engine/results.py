@@ -11,6 +11,7 @@ import asyncio
 import threading
 from uuid import UUID
 
+from flowbus._core.supervisor import spawn
 from flowbus._redis.store import RunStore
 
 #: Seconds a finished task's result may wait to be written with others.
@@ -48,9 +49,18 @@ class ResultWriter:
         self._timer = self.loop.call_later(BATCH_DELAY, self._write_soon)
 
     def _write_soon(self) -> None:
-        write = self.loop.create_task(self._write(self._take()))
+        write = spawn(self._write_kept(self._take()), name=f"results of run {self.run_id}")
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
+
+    async def _write_kept(self, results: dict[str, bytes]) -> None:
+        """Write a batch; one that failed waits again (the final transition carries it)."""
+        try:
+            await self._write(results)
+        except Exception:
+            with self._lock:
+                self._pending = {**results, **self._pending}
+            raise
 
     def _take(self) -> dict[str, bytes]:
         with self._lock:
@@ -68,10 +78,9 @@ class ResultWriter:
     async def drain(self) -> dict[str, bytes]:
         """Wait for writes in flight; return what still waits (for the final transition)."""
         await asyncio.sleep(0)  # let a threadsafe _arm queued just before run first
-        pending = self._take()
-        if self._writes:
-            await asyncio.gather(*self._writes)
-        return pending
+        if self._writes:  # a write that failed put its results back: they are taken below
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        return self._take()
 
     async def flush(self) -> None:
         """Write everything now and wait until it is in Redis."""

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from flowbus._core.supervisor import spawn
 from flowbus._redis.connect import pipeline_places
 
 #: Adds one caller's commands to a shared pipeline (what it returns is ignored); must not raise.
@@ -48,7 +49,6 @@ class AutoPipeline:
         self._redis = redis
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
-        self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         #: On a cluster, a pipeline (split per node by redis-py) queues for connections.
         self._places = pipeline_places(redis)
 
@@ -64,9 +64,7 @@ class AutoPipeline:
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_GROUPS):
-            task = asyncio.ensure_future(self._send(pending[start : start + MAX_GROUPS]))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            spawn(self._send(pending[start : start + MAX_GROUPS]), name="pipeline")
 
     async def _send(self, requests: list[_Request]) -> None:
         try:

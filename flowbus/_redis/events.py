@@ -23,10 +23,27 @@ RawEntry = tuple[str, Mapping[Any, Any]]
 
 def raw_entries(raw: Any) -> list[RawEntry]:
     """The entries of an ``XRANGE`` reply (or of one stream of an ``XREAD`` reply), their
-    fields left undecoded."""
+    fields left undecoded.
+
+    Never fails on an entry's content: anyone can ``XADD`` anything. An entry without fields
+    (deleted while pending) has none; what each field means is for its reader to check, and
+    :func:`text` turns bytes that are not UTF-8 into U+FFFD.
+    """
     if not isinstance(raw, list):
         raise MalformedEntry("stream reply", repr(raw)[:200])
-    return [(text(entry_id), fields or {}) for entry_id, fields in raw]
+    return [(text(item[0]), _fields(item[1])) for item in raw if _is_entry(item)]
+
+
+def _is_entry(item: Any) -> bool:
+    return isinstance(item, list | tuple) and len(item) == 2 and item[0] is not None
+
+
+def _fields(raw: Any) -> Mapping[Any, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, list | tuple):  # a reply redis-py did not turn into a dict
+        return dict(zip(raw[::2], raw[1::2], strict=False))
+    return {}
 
 
 def raw_xread(raw: Any) -> list[tuple[str, list[RawEntry]]]:

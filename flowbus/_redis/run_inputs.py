@@ -73,7 +73,7 @@ def _as_json(raw: bytes) -> str:
     try:
         json.loads(raw)
         return text(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return json.dumps(decode(raw))

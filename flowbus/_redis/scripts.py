@@ -172,10 +172,11 @@ class Scripts:
         return Call(self, "create_run", keys, (*args, *tail, *held), replies.created)
 
     def claim_run(
-        self, keys: RunKeys, *, holder: str = "", first_lease: str = ""
+        self, keys: RunKeys, *, holder: str = "", first_lease: str = "", flow: str = ""
     ) -> Call[ClaimReply]:
-        """Start a waiting run held by ``holder`` and read its hash, in one step."""
-        return Call(self, "claim_run", keys, (holder, first_lease), replies.claimed)
+        """Start a waiting run held by ``holder`` and read its hash, in one step; with
+        ``flow``, only a run of that flow (a queue entry's flow is a hint: the run's decides)."""
+        return Call(self, "claim_run", keys, (holder, first_lease, flow), replies.claimed)
 
     def start_run(self, keys: RunKeys, *, holder: str = "", first_lease: str = "") -> Call[Reply]:
         """SCHEDULED/PENDING → RUNNING, held by ``holder``."""

@@ -296,16 +296,21 @@ class RunStore:
         run.state.with_source(ResultSource(self, run.id))
         return run
 
-    async def claim_run(self, run_id: UUID | str, queue: str) -> tuple[FlowRun | None, bool]:
+    async def claim_run(
+        self, run_id: UUID | str, queue: str, *, flow: str = ""
+    ) -> tuple[FlowRun | None, bool]:
         """A worker's one step: start the run if it waits, and read it; ``(None, False)`` if
-        ``queue`` holds no such run. The flag says whether this call started it.
+        ``queue`` holds no such run. The flag says whether this call started it; a run of
+        another flow than ``flow`` (when given) is not started.
         """
         rid = str(run_id)
         keys = self._runs.get(rid)
         if keys is None or keys.queue != queue:
             keys = self.keys.queue(queue).run(rid)
         holder, first_lease = self.holding(keys)
-        reply = await self.scripts.claim_run(keys, holder=holder, first_lease=first_lease)
+        reply = await self.scripts.claim_run(
+            keys, holder=holder, first_lease=first_lease, flow=flow
+        )
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flowbus._core.codec import text
+from flowbus._core.supervisor import spawn, supervise
 from flowbus._redis.connect import close_client, is_cluster, lost_node, open_client
 from flowbus._redis.events import RunEvent, event_or_none, raw_xread
 from flowbus._redis.keys import Keys
@@ -35,8 +36,6 @@ logger = logging.getLogger("flowbus._redis.waiters")
 
 #: Entries read per wake-up of a watcher; no stream it reads is capped below this.
 _BATCH = 1000
-#: Seconds between reconnect attempts of a watcher whose connection dropped (doubling, capped).
-_BACKOFF_START, _BACKOFF_MAX = 0.05, 2.0
 
 #: Most watchers' reads blocked at once on one cluster node (one per stream watched).
 _CLUSTER_WATCHERS = 10_000
@@ -93,21 +92,23 @@ class QueueWatcher:
                 sub.deliver(event)
 
     async def run(self) -> None:
-        backoff = _BACKOFF_START
+        """Read forever; after any failure, back off, have every waiter re-read, read again.
+
+        A lost connection, a key of the wrong type or a missing permission never ends the
+        watcher (its waiters would hang): they wake up to re-read their runs instead.
+        """
+        await supervise(
+            f"Watcher of {self.stream}",
+            self._read_forever,
+            on_restart=lambda: self.broadcast(None),
+            expected=(RedisError, OSError),
+        )
+
+    async def _read_forever(self) -> None:
         while True:
-            try:
-                reply = await self.redis.xread(
-                    {self.stream: self.cursor}, count=_BATCH, block=self.recheck_ms
-                )
-            except (RedisError, OSError) as exc:
-                if not lost_node(exc):
-                    raise
-                logger.warning("Watcher of %s lost Redis (%s); reconnecting", self.stream, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
-                self.broadcast(None)
-                continue
-            backoff = _BACKOFF_START
+            reply = await self.redis.xread(
+                {self.stream: self.cursor}, count=_BATCH, block=self.recheck_ms
+            )
             read = [entry for _stream, entries in raw_xread(reply) for entry in entries]
             for entry_id, fields in read:
                 self.cursor = entry_id
@@ -129,7 +130,10 @@ class QueueWatcher:
         waiting += self.subscribers.get(EVERY_RUN, ())
         if waiting and (event := event_or_none(self.stream, entry_id, fields)) is not None:
             for sub in waiting:
-                sub.deliver(event)
+                try:
+                    sub.deliver(event)
+                except Exception:
+                    logger.exception("A waiter of run %s failed on an event", sub.run_id)
 
     async def _may_have_lost(self, first_read: str) -> bool:
         """Whether entries between the old cursor and ``first_read`` may have been trimmed.
@@ -188,7 +192,7 @@ class Waiters:
             if watcher is None:
                 watcher = QueueWatcher(self._connection(), stream, self.recheck)
                 await watcher.pin_cursor()
-                watcher.task = asyncio.get_running_loop().create_task(watcher.run())
+                watcher.task = spawn(watcher.run(), name=f"watcher of {stream}")
                 self.watchers[stream] = watcher
         return watcher
 

@@ -11,7 +11,6 @@ send is stored once. Waiting is a blocking stream read.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -24,11 +23,13 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from flowbus._core.bridge import in_async_context, run_blocking, sync_or_async
+from flowbus._core.codec import loads_json
 from flowbus._redis import run_inputs
 from flowbus._redis.consumer_groups import create_group
 from flowbus._redis.events import Entry, parse_xread
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus.exceptions import SerializationError
 from flowbus.input.actions import current_sender, ensure_flow_run_id
 from flowbus.input.run_input import (
     AutomaticRunInput,
@@ -204,8 +205,8 @@ class InputReceiver:
             return _SKIP
         self.exclude_keys.add(key)
         try:
-            json.loads(fields.get("payload") or "{}")
-        except ValueError:
+            loads_json(fields.get("payload") or "{}")
+        except SerializationError:
             logger.warning("Skipping input %s of run %s: its payload is not JSON", key, self.run_id)
             return _SKIP
         return self.to_instance(run_inputs.record(self.run_id, (entry_id, fields)))

@@ -12,6 +12,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from flowbus._core.bridge import in_async_context, run_blocking
+from flowbus._core.codec import loads_json
 from flowbus.exceptions import InvalidRunInput
 from flowbus.input.actions import (
     SENDER_PREFIXES,
@@ -253,7 +254,7 @@ def _path(parts: Any) -> str:
 
 def check_against_schema(schema: str, data: Any) -> None:
     """Validate resume input with JSON Schema; :class:`InvalidRunInput` lists every field."""
-    validator = jsonschema.Draft202012Validator(json.loads(schema))
+    validator = jsonschema.Draft202012Validator(_schema(schema))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise InvalidRunInput([(_path(e.absolute_path), e.message) for e in errors])
@@ -261,7 +262,12 @@ def check_against_schema(schema: str, data: Any) -> None:
 
 def accepts_empty(schema: str) -> bool:
     """True if ``{}`` satisfies ``schema`` (every field has a default)."""
-    return jsonschema.Draft202012Validator(json.loads(schema)).is_valid({})
+    return jsonschema.Draft202012Validator(_schema(schema)).is_valid({})
+
+
+def _schema(raw: str) -> Any:
+    """A stored schema, parsed with bounds (it is read from Redis)."""
+    return loads_json(raw, what="the stored input schema")
 
 
 def load_input(model: type[RunInput], data: Any, key: str, receiver: UUID | None = None) -> Any:

@@ -38,17 +38,23 @@ async def test_deployed_flows_complete(start_worker: StartWorker, runtime_closed
             assert await client.store.read_result(run.id) == expected
 
 
-async def test_unknown_flow_fails_clearly(start_worker: StartWorker, runtime_closed: None) -> None:
+async def test_a_flow_no_live_worker_runs_fails_clearly(
+    start_worker: StartWorker, runtime_closed: None
+) -> None:
     # Given a worker that was not started with flow "mystery"
-    start_worker("w1")
+    worker = start_worker("w1", "--unknown-flow-timeout", "1")
     async with get_client() as client:
         dep = await client.create_deployment("mystery", "d")
-        # When a run of it is enqueued
+        # When a run of it is enqueued and no worker with the flow shows up
         run = await client.create_flow_run_from_deployment(dep)
         done = await await_for_flow_run(run.id, timeout=90)
-    # Then it fails, saying why
+    # Then it fails, naming the queue, the flow and the live workers' flows
     assert done.state.type is StateType.FAILED
-    assert "not known to this worker" in (done.state.message or "")
+    message = done.state.message or ""
+    assert "No live worker of queue 'default' runs flow 'mystery'" in message
+    assert "w1: add, approval" in message
+    # and the worker said so first, as a warning
+    assert "WARNING" in worker.log() and "is not known to this worker" in worker.log()
 
 
 async def test_malformed_entries_go_to_dead_letter(

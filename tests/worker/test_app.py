@@ -93,3 +93,16 @@ def test_flowbus_never_imports_worker() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_modules_without_flows_refuse_to_start(tmp_path: Path) -> None:
+    (tmp_path / "no_flows_here.py").write_text("X = 1\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "flowbus_worker", "no_flows_here"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr == "error: the modules no_flows_here define no flows\n"

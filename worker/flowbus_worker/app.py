@@ -100,6 +100,13 @@ def parser() -> argparse.ArgumentParser:
         help="deliveries after which a run whose worker died again is CRASHED",
     )
     p.add_argument(
+        "--unknown-flow-timeout",
+        type=_positive(float),
+        default=60.0,
+        help="seconds a run of a flow no live worker of its queue runs waits for one, then "
+        "FAILs (default 60)",
+    )
+    p.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         modules = ", ".join(args.modules)
         return _startup_error(f"cannot import {modules}: {type(exc).__name__}: {exc}", EXIT_USAGE)
     if not flows:
-        logger.warning("The modules %s define no flows", ", ".join(args.modules))
+        sys.stderr.write(f"error: the modules {', '.join(args.modules)} define no flows\n")
+        return EXIT_USAGE
     config = WorkerConfig(
         modules=tuple(args.modules),
         queues=tuple(dict.fromkeys(args.queues or ["default"])),
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat=args.heartbeat,
         sweep_interval=args.sweep_interval,
         max_deliveries=args.max_deliveries,
+        unknown_flow_timeout=args.unknown_flow_timeout,
         json_logs=args.json,
     )
     worker = Worker(config, flows)

@@ -33,6 +33,8 @@ class WorkerConfig:
     sweep_interval: float = 30.0
     #: Deliveries after which a run whose worker died again ends CRASHED instead of re-running.
     max_deliveries: int = 3
+    #: Seconds a run of a flow no live worker of its queue runs waits for one, then FAILs.
+    unknown_flow_timeout: float = 60.0
     #: Milliseconds one blocking stream read waits before it is re-issued.
     block_ms: int = 2000
     #: Write logs as JSON lines.

@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from flowbus._core.supervisor import supervise
 from flowbus._redis.connect import lost_node
 from flowbus._redis.events import Entry
 from flowbus_worker import groups
@@ -79,6 +80,16 @@ async def consume(
     await groups.ensure_group(redis, stream)
     task_status.started()
     reader = _GroupReader(redis, stream, consumer, block_ms)
+    await supervise(
+        f"Reader of {stream}",
+        lambda: _read_forever(reader, limiter, handler, runs),
+        expected=(RedisError,),
+    )
+
+
+async def _read_forever(
+    reader: _GroupReader, limiter: anyio.CapacityLimiter, handler: EntryHandler, runs: TaskGroup
+) -> None:
     while True:
         # one slot in hand while blocked: others stay free for the reclaimer and for runs
         token: object | None = object()
@@ -126,6 +137,10 @@ async def consume_each(
     await groups.ensure_group(redis, stream)
     task_status.started()
     reader = _GroupReader(redis, stream, consumer, block_ms)
-    while True:
-        for entry_id, fields in await reader.read(count):
-            await handler(entry_id, fields)
+
+    async def read_forever() -> None:
+        while True:
+            for entry_id, fields in await reader.read(count):
+                await handler(entry_id, fields)
+
+    await supervise(f"Reader of {stream}", read_forever, expected=(RedisError,))

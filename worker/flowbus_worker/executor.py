@@ -8,7 +8,6 @@ reclaimer of a live worker to take over.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -16,8 +15,9 @@ from typing import Any
 from uuid import UUID
 
 import anyio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from flowbus._core.supervisor import spawn
 from flowbus._engine.engine import FlowEngine
 from flowbus._redis.runtime import Runtime
 from flowbus._redis.store import Delivery
@@ -33,8 +33,14 @@ from flowbus.states import Cancelled, Crashed, Failed, Scheduled, State, StateTy
 from flowbus_worker import groups
 from flowbus_worker.config import WorkerConfig
 from flowbus_worker.logs import log_transition
+from flowbus_worker.routing import Router
 
 logger = logging.getLogger("flowbus.worker")
+
+#: States of a run a worker may start.
+_CLAIMABLE = frozenset({StateType.SCHEDULED, StateType.PENDING})
+#: States of a run whose entry goes to a worker that runs its flow, when this one does not.
+_PLACEABLE = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING})
 
 #: Message of the Suspended state a paused run gets when its worker stops.
 HANDED_OFF = "The worker stopped; the pause became a suspension (resume re-enqueues the run)"
@@ -89,47 +95,74 @@ class Executor:
         self.flows = flows
         self.config = config
         self.limiter = anyio.CapacityLimiter(config.concurrency)
+        self.router = Router(runtime.redis, runtime.store.keys, config, flows)
         self.active: dict[tuple[str, str], Execution] = {}
         self.stopping = False
         #: A sync flow's thread was left running (the process should not wait for it at exit).
         self.abandoned_threads = False
         self._changed = anyio.Event()
-        self._handoffs: set[asyncio.Task[None]] = set()
 
     # -- entry handling --------------------------------------------------------------------
 
     async def handle(
         self, queue: str, entry_id: str, fields: dict[str, str], token: object, reclaimed: bool
     ) -> None:
-        """Process one entry of ``queue``'s stream with the slot ``token`` holds (freed here)."""
+        """Process one entry of ``queue``'s stream with the slot ``token`` holds (freed here).
+
+        Nothing in an entry may end the worker: an entry that makes its handling fail is
+        dead-lettered; only a Redis that is unreachable or busy leaves it pending.
+        """
         try:
             await self._handle(queue, entry_id, fields, reclaimed)
+        except ResponseError as exc:
+            if groups.is_entry_error(exc):
+                await self._reject(queue, entry_id, fields, exc)
+            else:
+                logger.error("Entry %s of queue %s stays pending: %s", entry_id, queue, exc)
         except RedisError as exc:
             logger.error(
                 "Entry %s of queue %s stays pending: Redis failed (%s)", entry_id, queue, exc
             )
+        except Exception as exc:
+            logger.exception("Handling entry %s of queue %s failed", entry_id, queue)
+            await self._reject(queue, entry_id, fields, exc)
         finally:
             self.limiter.release_on_behalf_of(token)
+
+    async def _reject(
+        self, queue: str, entry_id: str, fields: dict[str, str], exc: Exception
+    ) -> None:
+        qkeys = self.store.keys.queue(queue)
+        reason = f"the worker failed on it: {exc!r}"
+        logger.warning("Dead-lettering entry %s of queue %s: %s", entry_id, queue, reason)
+        try:
+            await groups.dead_letter(
+                self.runtime.redis, qkeys.stream(), qkeys.dead_letter(), entry_id, fields, reason
+            )
+        except RedisError as failed:
+            logger.error("Entry %s of queue %s stays pending: %s", entry_id, queue, failed)
 
     async def _handle(
         self, queue: str, entry_id: str, fields: dict[str, str], reclaimed: bool
     ) -> None:
         stream = self.store.keys.queue(queue).stream()
-        run, started = await self._claim(queue, fields)
+        run, started = await self._take(queue, entry_id, fields)
         if run is None:
-            run = await self._load(queue, entry_id, fields)  # dead-letters what is malformed
-            if run is None:
-                return
+            return
         state = run.state
-        if started:
-            if not await self._run_or_fail(queue, entry_id, run):
+        flow = self.flows.get(run.flow_name)
+        if flow is None and state.type in _PLACEABLE:
+            await self._place(queue, entry_id, run)
+            return
+        if started and flow is not None:
+            if not await self._execute(queue, entry_id, run, flow):
                 return  # abandoned (left pending), or acknowledged by the final transition
-        elif state.is_running() and reclaimed:  # its worker died mid-run: run it again
+        elif state.is_running() and reclaimed and flow is not None:  # its worker died mid-run
             rescheduled = Scheduled(name="Rescheduled", message="Its worker stopped; re-running")
             reply = await self.store.set_state(run.id, rescheduled, expect=StateType.RUNNING)
             if reply.accepted:
                 run.state = rescheduled
-                if not await self._run_or_fail(queue, entry_id, run):
+                if not await self._execute(queue, entry_id, run, flow):
                     return
         elif state.is_running():
             logger.warning(
@@ -138,40 +171,63 @@ class Executor:
                 entry_id,
                 extra=_about(run),
             )
-        elif state.is_scheduled() or state.is_pending():  # not claimed: its flow is not here
-            await self._end(run.id, self._unknown_flow(run.flow_name))
         else:
             await self._settle(run, reclaimed)
         await groups.ack(self.runtime.redis, stream, entry_id)
+
+    async def _take(
+        self, queue: str, entry_id: str, fields: dict[str, str]
+    ) -> tuple[FlowRun | None, bool]:
+        """The entry's run, started when its flow is here; ``None`` once dead-lettered."""
+        run, started = await self._claim(queue, fields)
+        if run is None:
+            run = await self._load(queue, entry_id, fields)  # dead-letters what is malformed
+            if run is None:
+                return None, False
+        if not started and run.flow_name in self.flows and run.state.type in _CLAIMABLE:
+            # the entry's flow hint was missing or wrong: the run's own flow decides
+            claimed, started = await self.store.claim_run(run.id, queue, flow=run.flow_name)
+            run = claimed or run
+        return run, started
 
     async def _claim(self, queue: str, fields: dict[str, str]) -> tuple[FlowRun | None, bool]:
         """Start the entry's run, if it waits and its flow is here, reading it in the same step.
 
         ``(None, False)`` when the entry needs a closer look (malformed, unknown flow or run).
+        The entry's ``flow`` is a hint only: the script starts no run of another flow.
         """
         run_id = parse_run_id(fields)
-        flow_name = fields.get("flow")
-        if isinstance(run_id, str) or (flow_name and flow_name not in self.flows):
+        flow_name = fields.get("flow", "")
+        if isinstance(run_id, str) or flow_name not in self.flows:
             return None, False
         try:
-            return await self.store.claim_run(run_id, queue)
+            return await self.store.claim_run(run_id, queue, flow=flow_name)
         except (MalformedEntry, SerializationError):
             return None, False
 
-    def _unknown_flow(self, flow_name: str) -> State:
-        known = ", ".join(sorted(self.flows)) or "none"
-        return Failed(
-            message=f"Flow {flow_name!r} is not known to this worker (its flows: {known}); "
-            "a worker runs only the flows of the modules it was started with"
-        )
+    async def _place(self, queue: str, entry_id: str, run: FlowRun) -> None:
+        """A run of a flow not here: handed to a worker that has it, kept, or failed at last."""
+        stream = self.store.keys.queue(queue).stream()
+        failed = await self.router.place(queue, stream, entry_id, run.id, run.flow_name)
+        if failed is not None:
+            logger.error("Run %s: %s", run.id, failed.message)
+            await self._end(run.id, failed)
+            await groups.ack(self.runtime.redis, stream, entry_id)
 
-    async def _run_or_fail(self, queue: str, entry_id: str, run: FlowRun) -> bool:
-        """Execute the run; True when its entry is still to be acknowledged."""
-        flow = self.flows.get(run.flow_name)
-        if flow is None:
-            await self._end(run.id, self._unknown_flow(run.flow_name))
-            return True
-        return await self._execute(queue, entry_id, run, flow)
+    async def recheck_held(self, queue: str) -> None:
+        """Place again the entries kept here for a worker that runs their flow."""
+        for (q, entry_id), held in list(self.router.held.items()):
+            if q != queue:
+                continue
+            try:
+                run: FlowRun | None = await self.store.read_run(held.run_id, queue=queue)
+            except (FlowRunNotFound, MalformedEntry, SerializationError):
+                run = None
+            if run is None or run.state.type not in _PLACEABLE:  # ended or taken meanwhile
+                del self.router.held[(q, entry_id)]
+                await groups.ack(self.runtime.redis, self.store.keys.queue(q).stream(), entry_id)
+            else:
+                await self._place(queue, entry_id, run)
 
     async def _load(self, queue: str, entry_id: str, fields: dict[str, str]) -> FlowRun | None:
         """The entry's run, or ``None`` once a malformed entry went to the dead letters."""
@@ -291,9 +347,7 @@ class Executor:
             message=state.message or "",
         )
         if self.stopping and state.is_paused() and not state.is_suspended():
-            handing = asyncio.get_running_loop().create_task(self.hand_off(execution))
-            self._handoffs.add(handing)
-            handing.add_done_callback(self._handoffs.discard)
+            spawn(self.hand_off(execution), name=f"hand-off of run {execution.run_id}")
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from flowbus._redis.events import Entry, parse_entries, parse_xread
 GROUP = "flowbus-workers"
 #: Approximate cap of a dead-letter stream (entries).
 DEAD_LETTER_MAXLEN = 10_000
+#: Longest field value copied to a dead letter (characters); longer ones are cut.
+DEAD_LETTER_FIELD_CHARS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +97,31 @@ async def ack(redis: Redis, stream: str, entry_id: str) -> None:
     await redis.xack(stream, GROUP, entry_id)
 
 
+async def hand_over(
+    redis: Redis, stream: str, entry_id: str, consumer: str, *, idle_ms: int
+) -> None:
+    """Make a pending entry ``consumer``'s, idle ``idle_ms`` already, its delivery count kept."""
+    await redis.xclaim(stream, GROUP, consumer, 0, [entry_id], idle=idle_ms, justid=True)
+
+
+def is_entry_error(exc: ResponseError) -> bool:
+    """True for an error the entry's own data causes (a key of the wrong type, a script
+    failing on what it read): retrying cannot help, unlike a server that is busy or read-only.
+    """
+    message = str(exc)
+    return message.startswith("WRONGTYPE") or "user_script" in message
+
+
 async def dead_letter(
     redis: Redis, stream: str, dead: str, entry_id: str, fields: dict[str, str], reason: str
 ) -> None:
-    """Move an entry nobody can process to the dead-letter stream and acknowledge it."""
-    record = {**fields, "reason": reason, "source_stream": stream, "source_id": entry_id}
-    pipe = redis.pipeline(transaction=False)
+    """Move an entry nobody can process to the dead-letter stream and acknowledge it.
+
+    One transaction: an entry is never acknowledged without its dead letter.
+    """
+    cut = {k[:DEAD_LETTER_FIELD_CHARS]: v[:DEAD_LETTER_FIELD_CHARS] for k, v in fields.items()}
+    record = {**cut, "reason": reason[:1000], "source_stream": stream, "source_id": entry_id}
+    pipe = redis.pipeline(transaction=True)
     pipe.xadd(dead, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
     pipe.xack(stream, GROUP, entry_id)
     await pipe.execute()

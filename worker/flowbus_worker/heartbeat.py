@@ -11,6 +11,8 @@ import logging
 
 from redis.asyncio import Redis
 
+from flowbus._core.codec import text
+
 logger = logging.getLogger("flowbus.worker")
 
 
@@ -35,7 +37,7 @@ async def live_workers(redis: Redis, workers_key: str, lease_ms: int) -> set[str
     for name, value in beats.items():
         try:
             if now - int(value) <= lease_ms:
-                live.add(name.decode() if isinstance(name, bytes) else str(name))
+                live.add(text(name))
         except ValueError:
             continue
     return live

@@ -42,10 +42,17 @@ async def orphans(
 
 
 async def forget_dead(
-    redis: Redis, streams: list[str], *, workers_key: str, holders_key: str, lease_ms: int
+    redis: Redis,
+    streams: list[str],
+    *,
+    workers_key: str,
+    holders_key: str,
+    infos_key: str,
+    lease_ms: int,
 ) -> None:
     """Leave no trace of dead workers: each one whose beat lapsed and that holds no entry of
-    ``streams`` any more (all reclaimed) is removed from their groups, with its beats."""
+    ``streams`` any more (all reclaimed) is removed from their groups, with its beats and
+    its description."""
     live = await live_workers(redis, workers_key, lease_ms)
     idle: dict[str, int] = {}
     for stream in streams:
@@ -61,4 +68,5 @@ async def forget_dead(
             pipe.xgroup_delconsumer(stream, groups.GROUP, name)
     pipe.hdel(workers_key, *dead)
     pipe.hdel(holders_key, *dead)
+    pipe.hdel(infos_key, *dead)
     await pipe.execute(raise_on_error=False)

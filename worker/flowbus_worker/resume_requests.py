@@ -15,9 +15,12 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from flowbus._core.codec import text
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flowbus._core.codec import loads_json, text
 from flowbus._redis.runtime import Runtime
-from flowbus.exceptions import FlowbusError, InvalidRunInput
+from flowbus.exceptions import FlowbusError, InvalidRunInput, SerializationError
 from flowbus.flow_runs import aresume_flow_run
 from flowbus_worker import groups
 
@@ -25,6 +28,8 @@ logger = logging.getLogger("flowbus.worker")
 
 #: Seconds a request id is remembered.
 SEEN_TTL = 7 * 24 * 3600
+#: Longest request id or run id echoed in an outcome (characters); longer ones are cut.
+MAX_ID_CHARS = 200
 
 
 class ResumeRequests:
@@ -36,38 +41,59 @@ class ResumeRequests:
         self.keys = runtime.store.keys.queue(queue)
 
     async def handle(self, entry_id: str, fields: dict[str, str]) -> None:
-        """Apply one request (unless its id was taken before), record its outcome, ack it."""
+        """Apply one request (unless its id was taken before), record its outcome, ack it.
+
+        Nothing in a request may end the worker: one whose handling fails is rejected with
+        the reason; only a Redis that is unreachable leaves it pending.
+        """
+        request_id = fields.get("request_id", "")[:MAX_ID_CHARS] or entry_id
+        try:
+            if len(fields.get("request_id", "")) > MAX_ID_CHARS:
+                raise ValueError(f"request_id is longer than {MAX_ID_CHARS} characters")
+            await self._handle(entry_id, request_id, fields)
+        except (RedisConnectionError, RedisTimeoutError):
+            raise
+        except Exception as exc:
+            logger.exception("Resume request %s failed", request_id)
+            await self._record(request_id, fields, ("rejected", f"the worker failed: {exc!r}", []))
+            await groups.ack(self.runtime.redis, self.keys.resume_requests(), entry_id)
+
+    async def _handle(self, entry_id: str, request_id: str, fields: dict[str, str]) -> None:
         redis = self.runtime.redis
-        request_id = fields.get("request_id") or entry_id
         seen = self.keys.resume_request_seen(request_id)
         first = await redis.set(seen, entry_id, nx=True, ex=SEEN_TTL)
         # the same entry delivered again (its worker died) is still this request's turn
         if first or text(await redis.get(seen)) == entry_id:
-            status, reason, errors = await self._apply(fields)
+            outcome = await self._apply(fields)
             logger.info(
                 "Resume request %s for run %s: %s %s",
                 request_id,
-                fields.get("run_id"),
-                status,
-                reason,
+                fields.get("run_id", "")[:MAX_ID_CHARS],
+                *outcome[:2],
             )
-            await redis.xadd(
-                self.keys.resume_outcomes(),
-                {
-                    "request_id": request_id,
-                    "run_id": fields.get("run_id", ""),
-                    "status": status,
-                    "reason": reason,
-                    "errors": json.dumps(errors),
-                },
-                maxlen=self.runtime.settings.queue_events_maxlen,
-                approximate=True,
-            )
+            await self._record(request_id, fields, outcome)
         else:
             logger.info(
                 "Resume request %s was applied before; ignoring entry %s", request_id, entry_id
             )
         await groups.ack(redis, self.keys.resume_requests(), entry_id)
+
+    async def _record(
+        self, request_id: str, fields: dict[str, str], outcome: tuple[str, str, list[list[str]]]
+    ) -> None:
+        status, reason, errors = outcome
+        await self.runtime.redis.xadd(
+            self.keys.resume_outcomes(),
+            {
+                "request_id": request_id,
+                "run_id": fields.get("run_id", "")[:MAX_ID_CHARS],
+                "status": status,
+                "reason": reason,
+                "errors": json.dumps(errors),
+            },
+            maxlen=self.runtime.settings.queue_events_maxlen,
+            approximate=True,
+        )
 
     async def _apply(self, fields: dict[str, str]) -> tuple[str, str, list[list[str]]]:
         """``(status, reason, errors)`` of one request."""
@@ -79,10 +105,11 @@ class ResumeRequests:
         data: Any = None
         raw_input = fields.get("input", "")
         if raw_input:
+            limit = self.runtime.settings.max_payload_bytes
             try:
-                data = json.loads(raw_input)
-            except ValueError as exc:
-                return "rejected", f"input is not valid JSON: {exc}", []
+                data = loads_json(raw_input, limit=limit, what="input")
+            except SerializationError as exc:
+                return "rejected", str(exc), []
             if not isinstance(data, dict):
                 return "rejected", "input must be a JSON object", []
         try:

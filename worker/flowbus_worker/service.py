@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from flowbus._core.supervisor import supervise
 from flowbus._redis.connect import close_client
 from flowbus._redis.heartbeat import heartbeat
 from flowbus._redis.orphans import end_orphans
@@ -156,37 +157,44 @@ class Worker:
                 task_status.started()
 
     async def _sweep_forever(self, runtime: Runtime, queue: str) -> None:
-        while True:
-            try:
-                await sweep_forever(runtime, queue, self.config.sweep_interval)
-            except RedisError as exc:
-                logger.warning("Deadline sweep of %s failed: %s; retrying", queue, exc)
-                await anyio.sleep(1)
+        await supervise(
+            f"Deadline sweeper of {queue}",
+            lambda: sweep_forever(runtime, queue, self.config.sweep_interval),
+            expected=(RedisError,),
+        )
 
     async def _reclaim_forever(
         self, runtime: Runtime, queue: str, requests: ResumeRequests
     ) -> None:
-        qkeys = runtime.store.keys.queue(queue)
+        await supervise(
+            f"Reclaimer of {queue}",
+            lambda: self._reclaim_rounds(runtime, queue, requests),
+            expected=(RedisError,),
+        )
+
+    async def _reclaim_rounds(self, runtime: Runtime, queue: str, requests: ResumeRequests) -> None:
+        keys = runtime.store.keys
+        qkeys = keys.queue(queue)
         interval = max(0.2, min(self.config.lease / 2, 2.0))
         while True:
             await anyio.sleep(interval)
-            try:
-                await self._reclaim_runs(runtime, queue, qkeys.stream())
-                await self._reclaim_requests(runtime, qkeys.resume_requests(), requests)
-                await end_orphans(runtime.store, queue)
-                await forget_dead(
-                    runtime.redis,
-                    [qkeys.stream(), qkeys.resume_requests()],
-                    workers_key=runtime.store.keys.workers(),
-                    holders_key=qkeys.holders(),
-                    lease_ms=self.config.lease_ms,
-                )
-            except RedisError as exc:
-                logger.warning("Reclaiming in %s failed: %s", queue, exc)
+            await self._reclaim_runs(runtime, queue, qkeys.stream())
+            await self._reclaim_requests(runtime, qkeys.resume_requests(), requests)
+            await self.executor.recheck_held(queue)
+            await end_orphans(runtime.store, queue)
+            await forget_dead(
+                runtime.redis,
+                [qkeys.stream(), qkeys.resume_requests()],
+                workers_key=keys.workers(),
+                holders_key=qkeys.holders(),
+                infos_key=keys.worker_info(),
+                lease_ms=self.config.lease_ms,
+            )
 
     async def _reclaim_runs(self, runtime: Runtime, queue: str, stream: str) -> None:
         executor, config = self.executor, self.config
         mine = {entry_id for q, entry_id in executor.active if q == queue}
+        mine.update(entry_id for q, entry_id in executor.router.held if q == queue)
         candidates = await orphans(
             runtime.redis,
             stream,
