@@ -26,8 +26,10 @@ def start_worker(
     started: list[WorkerProcess] = []
     env = env_for_subprocess(redis_server.url, flowbus_env)
 
-    def start(name: str, *extra: str, queue: str = "default") -> WorkerProcess:
-        worker = spawn_worker(env, tmp_path, name, *extra, queue=queue)
+    def start(
+        name: str, *extra: str, queue: str = "default", module: str = "tests.e2e.flows_module"
+    ) -> WorkerProcess:
+        worker = spawn_worker(env, tmp_path, name, *extra, queue=queue, module=module)
         started.append(worker)
         return worker
 

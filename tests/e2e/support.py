@@ -63,14 +63,19 @@ class WorkerProcess:
 
 
 def spawn_worker(
-    env: dict[str, str], log_dir: Path, name: str, *extra: str, queue: str = "default"
+    env: dict[str, str],
+    log_dir: Path,
+    name: str,
+    *extra: str,
+    queue: str = "default",
+    module: str = "tests.e2e.flows_module",
 ) -> WorkerProcess:
     """Start a worker on the e2e flows with a short lease (2 s) and grace (10 s)."""
     args = [
         sys.executable,
         "-m",
         "flowbus_worker",
-        "tests.e2e.flows_module",
+        module,
         "--queue",
         queue,
         "--name",
@@ -119,3 +124,15 @@ def dump_logs(workers: list[WorkerProcess]) -> None:
 
 def prefix_env() -> tuple[str, str]:
     return os.environ["FLOWBUS_REDIS_URL"], os.environ["FLOWBUS_KEY_PREFIX"]
+
+
+async def wait_for_log(worker: WorkerProcess, text: str, within: float = 60.0) -> None:
+    """Return once the worker logged ``text``.
+
+    A worker announces nothing in Redis for what this waits on (a warning, a restart), so
+    this one wait reads its log file over and over.
+    """
+    with anyio.fail_after(within):
+        while text not in worker.log():  # noqa: ASYNC110
+            assert worker.proc.poll() is None, f"{worker.name} exited:\n{worker.log()[-3000:]}"
+            await anyio.sleep(0.05)
