@@ -133,6 +133,6 @@ async def wait_for_log(worker: WorkerProcess, text: str, within: float = 60.0) -
     this one wait reads its log file over and over.
     """
     with anyio.fail_after(within):
-        while text not in worker.log():  # noqa: ASYNC110
+        while text not in worker.log():
             assert worker.proc.poll() is None, f"{worker.name} exited:\n{worker.log()[-3000:]}"
             await anyio.sleep(0.05)
