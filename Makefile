@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install format lint typecheck test bench demo clean
+.PHONY: install format lint typecheck test bench chaos demo clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ bench: install
 	$(BIN)/python bench/flow_overhead.py
 	$(BIN)/python bench/resume_latency.py
 	$(BIN)/python bench/worker_throughput.py
+
+chaos: install
+	$(BIN)/python bench/chaos.py
 
 demo: install
 	$(BIN)/flowbus demo

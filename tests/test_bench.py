@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, *args: str) -> dict[str, Any]:
+def run_bench(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args],
@@ -25,7 +25,7 @@ def run_bench(script: str, *args: str) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result: dict[str, Any] = json.loads(out.stdout)
