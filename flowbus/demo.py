@@ -39,12 +39,17 @@ async def publish(summary: dict[str, float], reviewer: str) -> str:
     return f"{summary['orders']:.0f} orders, {summary['revenue']:.2f} EUR (approved by {reviewer})"
 
 
+#: What the reviewer reads above the form (Markdown).
+APPROVAL_NOTE = "Approve the **daily report** before it is published.\n\n- check the revenue\n"
+
+
 @flow(name="daily-report")
-async def daily_report(day: str = "2026-11-27") -> str:
+async def daily_report(day: str = "2026-11-27", approval_timeout: int = 60) -> str:
     """Fetch a day's orders, summarize them, wait for approval, publish."""
     orders = await fetch_orders(day)
     summary = summarize(orders)
-    approval = await pause_flow_run(wait_for_input=Approval, timeout=60)
+    asked = Approval.with_initial_data(description=APPROVAL_NOTE, reviewer="demo")
+    approval = await pause_flow_run(wait_for_input=asked, timeout=approval_timeout)
     assert isinstance(approval, Approval)
     if not approval.approved:
         return "not published"

@@ -21,12 +21,25 @@ workers_app = typer.Typer(help="Live workers.", no_args_is_help=True)
 
 
 @app.command()
-def demo() -> None:
-    """Run a small flow end to end and narrate each state change from its event stream."""
+def demo(
+    ui: Annotated[
+        bool, typer.Option("--ui", help="serve the web page with a demo run waiting in its inbox")
+    ] = False,
+    port: Annotated[int, typer.Option(help="port of the web page (--ui)")] = 4200,
+) -> None:
+    """Run a small flow end to end and narrate each state change from its event stream.
+
+    With --ui: serve the web page (127.0.0.1) where a demo run waits for your approval.
+    """
     from flowbus.demo import run_demo
 
+    if ui:
+        try:
+            from flowbus.ui.demo import serve_demo
+        except ImportError as exc:
+            fail(f"the web page needs the ui extra: pip install 'flowbus[ui]' ({exc})")
     try:
-        code = run(run_demo(console.print))
+        code = run(serve_demo("127.0.0.1", port, console.print) if ui else run_demo(console.print))
     except FlowbusError as exc:
         fail(str(exc))
     raise typer.Exit(code)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from collections.abc import Callable
 
 import uvicorn
@@ -21,14 +23,45 @@ def check_exposure(host: str, token: str | None) -> None:
         )
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, telling when it listens (so an address is printed only then)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+
+def address(host: str, port: int, token: str | None = None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+async def start(
+    host: str, port: int, token: str | None = None
+) -> tuple[Server, asyncio.Task[None]]:
+    """The server, serving on its task once this returns; ``ConfigurationError`` if it cannot."""
+    server = Server(uvicorn.Config(create_app(token), host=host, port=port, log_level="warning"))
+    serving = asyncio.ensure_future(server.serve())
+    listening = asyncio.ensure_future(server.listening.wait())
+    await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if not server.listening.is_set():
+        listening.cancel()
+        raise ConfigurationError(f"cannot serve on {host}:{port} (is the port taken?)")
+    return server, serving
+
+
 def serve(host: str, port: int, echo: Callable[[str], None]) -> None:
     token = os.environ.get("FLOWBUS_UI_TOKEN") or None
     check_exposure(host, token)
-    shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    echo(f"flowbus ui on {address}")
-    config = uvicorn.Config(create_app(token), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:
-        raise ConfigurationError(f"cannot serve on {host}:{port} (is the port taken?)")
+
+    async def main() -> None:
+        _, serving = await start(host, port, token)
+        echo(f"flowbus ui on {address(host, port, token)}")
+        await serving
+
+    asyncio.run(main())
