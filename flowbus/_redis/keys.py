@@ -167,6 +167,10 @@ class Keys:
         """Set of every queue that ever held a run (swept by workers)."""
         return f"{self.prefix}:queues"
 
+    def block(self, kind: str, name: str) -> str:
+        """One saved block (a ``JSON`` value of ``flowbus.blocks.system``), by kind and name."""
+        return f"{self.prefix}:block:{kind}:{name}"
+
     def deployment(self, deployment_id: UUID | str) -> str:
         """One deployment; it shares the names hash's slot, as both are written together."""
         return f"{self.prefix}:{{deployments}}:{deployment_id}"

@@ -150,3 +150,14 @@ async def test_a_completed_state_read_back_gives_the_runs_result(runtime_closed:
     waited = await wait_for_flow_run(run_id)
     assert await read.state.result() == {"answer": 42}
     assert await waited.state.aresult() == {"answer": 42}
+
+
+async def test_waiting_for_a_run_created_final_returns_it_unchanged(runtime_closed: None) -> None:
+    from flowbus.exceptions import FlowRunWaitTimeout
+
+    client = get_client()
+    done = await client.create_flow_run(target, state=Completed())
+    assert done.state.is_final() and await wait_for_flow_run(done.id) == done
+    waiting = await client.create_flow_run(target)
+    with pytest.raises(FlowRunWaitTimeout, match="exceeded watch timeout of 0 seconds"):
+        await wait_for_flow_run(waiting.id, timeout=0)

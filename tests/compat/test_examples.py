@@ -19,6 +19,7 @@ import pytest
 
 from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.runtime import get_runtime
+from flowbus.blocks.system import JSON
 from flowbus.client.orchestration import get_client
 from flowbus.deployments import run_deployment
 from flowbus.flow_runs import resume_flow_run, wait_for_flow_run
@@ -38,7 +39,9 @@ def env(redis_server: EmbeddedServer, flowbus_env: str) -> dict[str, str]:
     return {**env_for_subprocess(redis_server.url, flowbus_env), "FLOWBUS_LOGGING_LEVEL": "WARNING"}
 
 
-def serving(script: str, *args: str, env: dict[str, str], log_path: Path) -> Iterator[str]:
+def serving(
+    script: str, *args: str, env: dict[str, str], log_path: Path, count: int = 2
+) -> Iterator[str]:
     """Run ``script`` (which serves deployments) until the test ends; yields its banner."""
     log = log_path.open("w")
     proc = subprocess.Popen(
@@ -52,7 +55,7 @@ def serving(script: str, *args: str, env: dict[str, str], log_path: Path) -> Ite
     banner = []
     for line in proc.stdout:  # the banner is printed once the deployments are registered
         banner.append(line)
-        if sum("$ flowbus run" in b for b in banner) == 2:  # both deployments are listed
+        if sum("$ flowbus run" in b for b in banner) == count:  # every deployment is listed
             break
     try:
         yield "".join(banner)
@@ -73,6 +76,14 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 def suspending(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """``python suspending.py``: serves approve-later/approve and stops-itself/self."""
     yield from serving("suspending.py", env=env, log_path=tmp_path / "served.log")
+
+
+@pytest.fixture
+def complete_greeter(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``python guide_complete.py greeter``: the guide's complete example, served."""
+    yield from serving(
+        "guide_complete.py", "greeter", env=env, log_path=tmp_path / "served.log", count=1
+    )
 
 
 def run_example(name: str, *args: str, env: dict[str, str], stdin: str = "") -> str:
@@ -96,6 +107,19 @@ def test_served_greeter_answers_the_sender(served: str, env: dict[str, str]) -> 
     assert "flowbus run 'greeter/send-receive'" in served
     out = run_example("guide.py", "sender", env=env, stdin="andrew\nada\nq\n")
     assert "Hello, andrew!" in out and "Hello, ada!" in out and out.rstrip().endswith("Goodbye!")
+
+
+def test_the_guides_complete_example(complete_greeter: str, env: dict[str, str]) -> None:
+    out = run_example("guide_complete.py", "sender", env=env, stdin="andrew\nq\n")
+    assert "Hello, andrew!" in out and out.rstrip().endswith("Goodbye!")
+    # the greeter kept the key it saw in its JSON block
+    assert anyio.run(seen_keys) == 1
+
+
+async def seen_keys() -> int:
+    [greeter] = await get_client().read_flow_runs(flow_name="greeter")
+    block = await JSON.load(f"{greeter.id}-seen-ids")
+    return len(block.value)
 
 
 def test_the_seed_examples_wait_for_deployment_runs(served: str, env: dict[str, str]) -> None:

@@ -125,6 +125,7 @@ PATHS: dict[str, list[str]] = {
     ],
     "flowbus.context": ["FlowRunContext", "TaskRunContext", "get_run_context"],
     "flowbus.logging": ["get_run_logger"],
+    "flowbus.blocks.system": ["JSON"],
     "flowbus.deployments": ["run_deployment", "RunnerDeployment"],
 }
 

@@ -220,3 +220,15 @@ async def test_receiver_options(runtime_closed: None) -> None:
     # a key_prefix of one's own
     await send_input(9, run_id, key_prefix="nine")
     assert [v async for v in receive_input(int, 0, key_prefix="nine", flow_run_id=run_id)] == [9]
+
+
+async def test_a_json_block_saves_and_loads_by_name(runtime_closed: None) -> None:
+    from flowbus.blocks.system import JSON
+
+    with pytest.raises(ValueError, match="Unable to find block document named seen"):
+        await JSON.load("seen")
+    await JSON(value=["a"]).save(name="seen")
+    with pytest.raises(ValueError, match="overwrite=True"):
+        await JSON(value=[]).save(name="seen")
+    await JSON(value=["a", "b"]).save(name="seen", overwrite=True)
+    assert (await JSON.load("seen")).value == ["a", "b"]
