@@ -10,6 +10,7 @@ Tree::
     │   ├── FlowRunNotFound
     │   └── DeploymentNotFound
     ├── InvalidStateTransition      the run store refused a state change
+    │   ├── StaleExecution          ... made by an execution a newer one superseded
     │   └── NotPausedError          resume of a run that is not paused
     │       ├── HolderGone          ... whose process is gone (the run is CRASHED)
     │       └── StillSuspending     resume of a run still on its way to Suspended
@@ -105,6 +106,11 @@ class NotPausedError(InvalidStateTransition):
 
 #: Prefect's message for a resume of a run that is not paused.
 NOT_PAUSED = "Cannot resume a run that isn't paused!"
+
+
+class StaleExecution(InvalidStateTransition):
+    """Raised in an execution whose run was taken over by a newer one (its lease lapsed: a
+    stopped process, a long pause, a partition): it changes nothing more and stops."""
 
 
 class HolderGone(NotPausedError):

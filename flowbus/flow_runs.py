@@ -37,6 +37,7 @@ from flowbus.exceptions import (
     NotPausedError,
     Pause,
     PauseNotAllowed,
+    StaleExecution,
     StillSuspending,
 )
 from flowbus.input.early import deliver_early, judge
@@ -154,6 +155,7 @@ async def _pause(
             optional=optional,
             input_type=expected.identity if expected else NO_INPUT,
             resume_on_timeout=on_timeout == "resume",
+            attempt=ctx.attempt,
         )
         reply = await pause()
         if reply.status is Status.EARLY:
@@ -165,6 +167,8 @@ async def _pause(
         if reply.status is Status.ALREADY_FIRED:
             check_same_type(key, reply.input_type, expected)
             return expected.load(_response(reply), key) if expected else None
+        if reply.status is Status.STALE:
+            raise StaleExecution(run_id, reply.detail)
         if not reply.accepted:
             raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
         deadline_ms = reply.deadline_ms

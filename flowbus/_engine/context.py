@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from flowbus._engine.results import ResultWriter
-from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause
+from flowbus.exceptions import FlowRunCancelled, MissingContext, Pause, StaleExecution
 from flowbus.models import FlowRun, TaskRun
 from flowbus.states import State, Suspended
 
@@ -40,8 +40,11 @@ class FlowRunContext:
     results: dict[str, bytes] = field(default_factory=dict)
     task_counts: Counter[str] = field(default_factory=Counter)
     pause_count: int = 0
-    #: Set from the queue's control stream: "suspend" or "cancel", acted on at a task boundary.
+    #: Set from the queue's control stream: "suspend", "cancel" or "fence" (a newer execution
+    #: took the run over), acted on at a task boundary.
     interrupt: str | None = None
+    #: This execution's fencing token (the run count its start wrote), carried by its writes.
+    attempt: int | None = None
     #: Told of every state the run's own process moves it to (a worker logs them).
     on_transition: Callable[[State], None] | None = None
     #: The key of the pause this process is blocked in, if any.
@@ -86,6 +89,10 @@ class FlowRunContext:
             raise Pause(Suspended(message="Suspended at a task boundary"))
         if self.interrupt == "cancel":
             raise FlowRunCancelled(f"Flow run {self.flow_run.id} was cancelled")
+        if self.interrupt == "fence":
+            raise StaleExecution(
+                self.flow_run.id, f"execution {self.attempt} was superseded by a newer one"
+            )
 
     def next_pause_key(self) -> str:
         """Positional key of the next pause ("1", "2", …), as in Prefect."""
@@ -103,7 +110,13 @@ class FlowRunContext:
         await self.writer.flush()
 
     def __post_init__(self) -> None:
-        self.writer = ResultWriter(self.runtime.store, self.flow_run.id, self.loop)
+        self.writer = ResultWriter(
+            self.runtime.store, self.flow_run.id, self.loop, self.attempt, self._fenced
+        )
+
+    def _fenced(self) -> None:
+        """A write was refused: a newer execution holds the run; stop at the next boundary."""
+        self.interrupt = "fence"
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from flowbus._engine.context import FlowRunContext
 from flowbus._engine.hooks import call_hooks, hooks_for
 from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
 from flowbus._engine.suspension import complete_suspension
-from flowbus._redis.replies import Reply
+from flowbus._redis.replies import Reply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.store import Delivery, state_from_fields
 from flowbus._redis.waiters import Event
@@ -32,6 +32,7 @@ from flowbus.exceptions import (
     FlowRunTimeout,
     InvalidStateTransition,
     Pause,
+    StaleExecution,
 )
 from flowbus.models import FlowRun
 from flowbus.states import (
@@ -84,10 +85,14 @@ class FlowEngine:
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
         self.log = run_logger(flow_run)
+        #: This execution's fencing token: the run count its start wrote (a run handed over
+        #: RUNNING was started by the claim just made), carried by every write it makes.
+        self.attempt: int | None = flow_run.run_count if flow_run.state.is_running() else None
 
     async def propose(self, state: State, **options: Any) -> State:
-        """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it."""
-        reply = await self.store.set_state(self.flow_run.id, state, **options)
+        """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it
+        (:class:`StaleExecution` if a newer execution holds the run)."""
+        reply = await self.store.set_state(self.flow_run.id, state, attempt=self.attempt, **options)
         return self._accepted(reply, state)
 
     async def start(self) -> None:
@@ -99,8 +104,11 @@ class FlowEngine:
         if scheduled and reply.accepted:
             self._tell(Pending())
         self._accepted(reply, Running())
+        self.attempt = reply.run_count
 
     def _accepted(self, reply: Reply, state: State) -> State:
+        if reply.status is Status.STALE:
+            raise StaleExecution(self.flow_run.id, reply.detail)
         if not reply.accepted:
             current = state_from_fields(
                 {"state_type": reply.state_type, "state_name": reply.state_name}
@@ -143,6 +151,8 @@ class FlowEngine:
         if event is None:
             spawn(self._reread_requests(), name=f"re-read of run {self.flow_run.id}")
         elif self.ctx is not None and event.action:
+            if event.action == "fence" and (self.attempt is None or event.run_count < self.attempt):
+                return  # the takeover that started this very execution
             self.ctx.interrupt = event.action
 
     async def _reread_requests(self) -> None:
@@ -157,7 +167,8 @@ class FlowEngine:
         if not self.flow_run.state.is_running():
             await self.start()
         while True:
-            ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            ctx = FlowRunContext(self.flow, self.flow_run, self.runtime, loop, attempt=self.attempt)
             ctx.on_transition = self.on_transition
             self.ctx = ctx
             if self.flow_run.run_count > 1:
@@ -168,12 +179,14 @@ class FlowEngine:
             except Pause as pause:
                 await ctx.flush()
                 if ctx.interrupt == "suspend":
-                    await complete_suspension(self.runtime, self.flow_run.id)
+                    await complete_suspension(self.runtime, self.flow_run.id, self.attempt)
                 self._tell(pause.state)
                 return pause.state
             except (FlowRunCancelled, FlowPauseTimeout) as exc:
                 await ctx.flush()
                 return (await self._settle_interrupted()).with_data(exc)
+            except StaleExecution:
+                raise  # a newer execution holds the run: nothing more to write
             except Exception as exc:
                 await ctx.flush()
                 attempt += 1
@@ -216,6 +229,8 @@ class FlowEngine:
 
     async def _settle_interrupted(self) -> State:
         """The final state of a run cancelled or timed out from outside its process."""
+        if await self.store.attempt_of(self.flow_run.id) not in ("", str(self.attempt)):
+            raise StaleExecution(self.flow_run.id, "a newer execution holds the run")
         state = (await self.store.read_run(self.flow_run.id)).state
         if state.is_cancelling():
             return await self.propose(Cancelled(message=state.message))
@@ -238,7 +253,7 @@ class FlowEngine:
                 what=f"result of flow {self.flow.name!r}",
             )
         except Exception as exc:
-            await self.store.save_task_results(self.flow_run.id, task_results)
+            await self._save(task_results)
             return await self._fail(exc)
         state = Completed(message=f"Finished in {seconds:.3f}s")
         final = await self._finalize(state, result=data, task_results=task_results)
@@ -266,14 +281,22 @@ class FlowEngine:
             )
             self.acked = self.delivery is not None
             return state
+        except StaleExecution:
+            raise
         except InvalidStateTransition as refused:
             if task_results:  # the run ended otherwise; a retry may still reuse them
-                await self.store.save_task_results(self.flow_run.id, task_results)
+                await self._save(task_results)
             if refused.state is not None and refused.state.is_cancelling():
                 return await self.propose(Cancelled(message="Cancelled while finishing"))
             if refused.state is None or not refused.state.is_final():
                 raise
             return refused.state
+
+    async def _save(self, task_results: dict[str, bytes]) -> None:
+        if not await self.store.save_task_results(
+            self.flow_run.id, task_results, attempt=self.attempt
+        ):
+            raise StaleExecution(self.flow_run.id, "a newer execution holds the run")
 
 
 async def run_new_flow(

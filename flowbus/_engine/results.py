@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from uuid import UUID
 
 from flowbus._core.supervisor import spawn
@@ -21,10 +22,20 @@ BATCH_DELAY = 0.02
 class ResultWriter:
     """Persists the task results of one run; ``persist`` may be called from any thread."""
 
-    def __init__(self, store: RunStore, run_id: UUID, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: UUID,
+        loop: asyncio.AbstractEventLoop,
+        attempt: int | None = None,
+        on_fenced: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.loop = loop
+        #: The writing execution's token: a superseded one's writes are refused, and it is told.
+        self.attempt = attempt
+        self.on_fenced = on_fenced
         #: The thread of ``loop`` (the writer is made there); sync tasks persist from others.
         self._loop_thread = threading.get_ident()
         self._pending: dict[str, bytes] = {}
@@ -73,7 +84,9 @@ class ResultWriter:
 
     async def _write(self, results: dict[str, bytes]) -> None:
         if results:
-            await self.store.save_task_results(self.run_id, results)
+            written = await self.store.save_task_results(self.run_id, results, attempt=self.attempt)
+            if not written and self.on_fenced is not None:
+                self.on_fenced()
 
     async def drain(self) -> dict[str, bytes]:
         """Wait for writes in flight; return what still waits (for the final transition)."""

@@ -29,9 +29,12 @@ async def request_suspension(flow_run_id: UUID | str, timeout: float | None = No
         raise InvalidStateTransition(flow_run_id, f"cannot suspend: {reply.detail}")
 
 
-async def complete_suspension(runtime: Runtime, flow_run_id: UUID | str) -> None:
-    """Record that a Suspending run has checkpointed and left its process."""
+async def complete_suspension(
+    runtime: Runtime, flow_run_id: UUID | str, attempt: int | None = None
+) -> None:
+    """Record that a Suspending run has checkpointed and left its process (the execution
+    ``attempt``)."""
     keys = await runtime.store.run_keys(flow_run_id)
-    reply = await runtime.store.scripts.complete_suspension(keys)
+    reply = await runtime.store.scripts.complete_suspension(keys, attempt=attempt)
     if not reply.accepted:
         raise InvalidStateTransition(flow_run_id, f"cannot complete suspension: {reply.detail}")

@@ -86,7 +86,8 @@ class RunEvent:
     pause_key: str
     #: A deadline the transition set (pause timeout, scheduled start), epoch ms.
     deadline_ms: int | None
-    #: On the control stream, what the process holding the run must do ("cancel", "suspend").
+    #: On the control stream, what the process holding the run must do ("cancel", "suspend",
+    #: or "fence": another process took the run over, the old execution stops).
     action: str
 
     @property

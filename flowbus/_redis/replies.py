@@ -30,6 +30,8 @@ class Status(IntEnum):
     EARLY = 6
     #: An early resume found the run paused under its key: resume it normally (``resume``).
     IS_PAUSED = 7
+    #: The calling execution was superseded by a newer one (fencing): nothing was written.
+    STALE = 8
 
 
 @dataclass(frozen=True, slots=True)

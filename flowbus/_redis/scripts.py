@@ -61,6 +61,11 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
+def _token(attempt: int | None) -> str:
+    """An execution's fencing token as a script reads it ("" for callers that are none)."""
+    return "" if attempt is None else str(attempt)
+
+
 class Call(Generic[R]):
     """One script call, its arguments and call id fixed: awaited alone, or added to a pipeline.
 
@@ -199,12 +204,14 @@ class Scripts:
         enqueue: bool = False,
         ack_group: str = "",
         ack_entry_id: str = "",
+        attempt: int | None = None,
         task_results: Mapping[str, bytes] | None = None,
     ) -> Call[Reply]:
         """Propose a state (not PAUSED); ``expect`` guards the current kind, ``ack_*``
-        acknowledges a queue delivery and ``task_results`` are written in the same step."""
+        acknowledges a queue delivery and ``task_results`` are written in the same step.
+        ``attempt``: the token of the execution proposing it (refused if superseded)."""
         args = (kind, name, message, _flag(retry), b"" if result is None else result)
-        tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id)
+        tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id, _token(attempt))
         results = (item for pair in (task_results or {}).items() for item in pair)
         return Call(self, "set_state", keys, (*args, *tail, *results), replies.plain)
 
@@ -247,17 +254,19 @@ class Scripts:
         resume_on_timeout: bool = False,
         early: str = "",
         early_refusal: str = "",
+        attempt: int | None = None,
     ) -> Call[PauseReply]:
         """Pause a RUNNING run under ``key``; ``input_prefix`` ("" none) names its input,
         ``optional`` says an empty input is valid, ``input_type`` is kept with the key.
 
         Input that came for ``key`` early is shown (``early=""``, status EARLY), taken
         (``"take"``: the key fires, nothing pauses) or refused (``"refuse"``: dropped, the
-        PAUSED event's message is ``early_refusal``)."""
+        PAUSED event's message is ``early_refusal``). ``attempt``: the pausing execution's."""
         timeout = "" if timeout_ms is None else timeout_ms
         args = (key, timeout, _flag(reschedule), state_name, input_prefix, schema, description)
         tail = (_flag(optional), input_type, "resume" if resume_on_timeout else "fail")
-        return Call(self, "pause", keys, (*args, *tail, early, early_refusal), replies.paused)
+        early_input = (early, early_refusal, _token(attempt))
+        return Call(self, "pause", keys, (*args, *tail, *early_input), replies.paused)
 
     def resume(
         self, keys: RunKeys, *, key: str = "", data: bytes | None = None, early: bool = False
@@ -278,13 +287,24 @@ class Scripts:
         timeout = "" if timeout_ms is None else timeout_ms
         return Call(self, "request_suspension", keys, (key, timeout), replies.plain)
 
-    def complete_suspension(self, keys: RunKeys) -> Call[Reply]:
-        """Suspending → Suspended."""
-        return Call(self, "complete_suspension", keys, (), replies.plain)
+    def complete_suspension(self, keys: RunKeys, *, attempt: int | None = None) -> Call[Reply]:
+        """Suspending → Suspended, by the execution ``attempt``."""
+        return Call(self, "complete_suspension", keys, (_token(attempt),), replies.plain)
 
-    def pause_to_suspension(self, keys: RunKeys, *, key: str = "", message: str) -> Call[Reply]:
-        """An in-process pause under ``key`` ("" any) becomes a suspension."""
-        return Call(self, "pause_to_suspension", keys, (key, message), replies.plain)
+    def pause_to_suspension(
+        self, keys: RunKeys, *, key: str = "", message: str, attempt: int | None = None
+    ) -> Call[Reply]:
+        """An in-process pause under ``key`` ("" any) becomes a suspension (``attempt``: the
+        execution handing it off, if it is one)."""
+        args = (key, message, _token(attempt))
+        return Call(self, "pause_to_suspension", keys, args, replies.plain)
+
+    def save_results(
+        self, keys: RunKeys, results: Mapping[str, bytes], *, attempt: int | None = None
+    ) -> Call[Reply]:
+        """Write task results, unless the execution ``attempt`` was superseded."""
+        pairs = (item for pair in results.items() for item in pair)
+        return Call(self, "save_results", keys, (_token(attempt), *pairs), replies.plain)
 
     # -- messages (send_input.lua) -----------------------------------------------------------
 

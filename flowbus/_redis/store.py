@@ -397,13 +397,14 @@ class RunStore:
         expect: StateType | None = None,
         enqueue: bool = False,
         ack: Delivery | None = None,
+        attempt: int | None = None,
         task_results: Mapping[str, bytes] | None = None,
     ) -> Reply:
         """Propose ``state``; the reply says whether the rules accepted it (nothing raised).
 
         ``ack`` acknowledges a worker's queue delivery in the same step, and ``task_results``
-        are written with it. A final state's run keys expire; its index, in another slot, is
-        expired in the same round trip.
+        are written with it; ``attempt`` is the proposing execution's fencing token. A final
+        state's run keys expire; its index, in another slot, is expired in the same round trip.
         """
         keys = await self.run_keys(run_id)
         final = state.is_final()
@@ -418,6 +419,7 @@ class RunStore:
             enqueue=enqueue,
             ack_group=ack.group if ack else "",
             ack_entry_id=ack.entry_id if ack else "",
+            attempt=attempt,
             task_results=task_results,
         )
 
@@ -474,10 +476,21 @@ class RunStore:
 
     # -- task results --------------------------------------------------------------------
 
-    async def save_task_results(self, run_id: UUID | str, results: Mapping[str, bytes]) -> None:
+    async def save_task_results(
+        self, run_id: UUID | str, results: Mapping[str, bytes], *, attempt: int | None = None
+    ) -> bool:
+        """Write task results; False when the execution ``attempt`` was superseded (fenced:
+        nothing written)."""
+        if not results:
+            return True
         keys = await self.run_keys(run_id)
-        if results:
-            await self.redis.hset(keys.results, items=[x for pair in results.items() for x in pair])
+        reply = await self.scripts.save_results(keys, results, attempt=attempt)
+        return reply.status is not Status.STALE
+
+    async def attempt_of(self, run_id: UUID | str) -> str:
+        """The fencing token of the run's current execution ("" if none started)."""
+        keys = await self.run_keys(run_id)
+        return text(await self.redis.hget(keys.run, "attempt") or b"")
 
     async def load_task_results(self, run_id: UUID | str) -> dict[str, bytes]:
         keys = await self.run_keys(run_id)

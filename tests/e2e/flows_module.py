@@ -155,3 +155,16 @@ def sleeper(seconds: float = 1.0, tag: str = "z") -> str:
     sleep_for(seconds)
     count(f"{tag}-after")
     return "awake"
+
+
+@task
+def whoami() -> int:
+    """The executing process's pid: each execution writes a result of its own."""
+    return os.getpid()
+
+
+@flow
+def fenced_run(tag: str = "z") -> str:
+    count(f"{tag}-one")
+    gate(f"{tag}-gate")
+    return f"done by {whoami()}"

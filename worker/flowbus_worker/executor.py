@@ -26,6 +26,7 @@ from flowbus.exceptions import (
     InvalidStateTransition,
     MalformedEntry,
     SerializationError,
+    StaleExecution,
 )
 from flowbus.flows import Flow
 from flowbus.models import FlowRun
@@ -313,20 +314,31 @@ class Executor:
         execution.engine = engine
         if run.state.is_running():  # claimed and started in one step: the engine will not say
             self._transitioned(execution, run.state)
+        superseded = False
         try:
             with execution.scope:
-                await self._run_engine(engine)
+                superseded = await self._run_engine(engine)
         finally:
             del self.active[key]
             self._changed.set()
         if execution.handed_off:
             return True
-        return not execution.scope.cancelled_caught and not engine.acked
+        # a superseded execution leaves the entry alone: it is the newer execution's now
+        return not (superseded or execution.scope.cancelled_caught or engine.acked)
 
-    async def _run_engine(self, engine: FlowEngine) -> None:
+    async def _run_engine(self, engine: FlowEngine) -> bool:
+        """Run the engine; True when a newer execution took the run over meanwhile."""
         run = engine.flow_run
         try:
             await engine.run(run.parameters)
+        except StaleExecution as stale:  # taken for dead (stopped, paused, cut off) and re-run
+            logger.warning(
+                "Run %s: this execution (attempt %s) stops without changing anything: %s",
+                run.id,
+                engine.attempt,
+                stale.reason,
+            )
+            return True
         except InvalidStateTransition as refused:  # another worker or a user moved it first
             logger.info("Run %s not executed: %s", run.id, refused, extra=_about(run))
         except RedisError:
@@ -334,6 +346,7 @@ class Executor:
         except Exception as exc:  # a bug below the flow: do not let it loop through workers
             logger.exception("Run %s crashed the engine", run.id, extra=_about(run))
             await self._end(run.id, Crashed(message=f"The worker's engine failed: {exc!r}"))
+        return False
 
     def _transitioned(self, execution: Execution, state: State) -> None:
         """Log the transition; a pause that starts while stopping is handed off at once."""
@@ -358,7 +371,10 @@ class Executor:
         keys = await self.store.run_keys(execution.run_id)
         # the key, when known, guards against a pause that ended meanwhile
         key = execution.paused_key or ""
-        reply = await self.store.scripts.pause_to_suspension(keys, key=key, message=HANDED_OFF)
+        attempt = execution.engine.attempt if execution.engine is not None else None
+        reply = await self.store.scripts.pause_to_suspension(
+            keys, key=key, message=HANDED_OFF, attempt=attempt
+        )
         if reply.accepted:
             execution.handed_off = True
             self.abandoned_threads |= not execution.is_async

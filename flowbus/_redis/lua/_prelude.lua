@@ -16,8 +16,9 @@
 --   ALREADY_FIRED (the pause key fired), EXPIRED (the pause expired), SUSPENDING (the run is
 --   suspending), ORPHANED (the process holding the run is gone: the script ended it), EARLY
 --   (input for the pause key came before the pause), IS_PAUSED (an early resume found the run
---   paused under its key: resume it normally); flowbus/_redis/replies.py reads them (Status)
---   and each script's extra values.
+--   paused under its key: resume it normally), STALE (the calling execution was superseded
+--   by a newer one: nothing was written); flowbus/_redis/replies.py reads them (Status) and
+--   each script's extra values.
 
 local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -33,6 +34,7 @@ local OP = ARGV[#ARGV]
 -- The reply statuses (the first value of every reply; Status in replies.py).
 local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
 local ALREADY_FIRED, EXPIRED, SUSPENDING, ORPHANED, EARLY, IS_PAUSED = 2, 3, 4, 5, 6, 7
+local STALE = 8
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -71,13 +73,24 @@ end
 local function current()
   local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
     'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op',
-    'op_detail', 'holder', 'held', 'early_keys')
+    'op_detail', 'holder', 'held', 'early_keys', 'attempt')
   if not f[1] then return nil end
   return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
           pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
           reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11],
           holder = f[12] or '', held = f[13] == '1',
-          early_keys = f[14] or ''}
+          early_keys = f[14] or '', attempt = f[15] or ''}
+end
+
+-- The fencing check of a call made by an execution of the run: ``attempt`` is the token its
+-- start wrote (the run count it started), "" for callers that are no execution (a user, a
+-- sweeper). nil when the call may go on, else the reason it is refused: a newer execution
+-- holds the run (this one's lease lapsed and the run was taken over), so this one changes
+-- nothing and stops.
+local function fenced(cur, attempt)
+  if attempt == '' or cur.attempt == '' or attempt == cur.attempt then return nil end
+  return 'a newer execution (attempt ' .. cur.attempt .. ') holds the run; attempt ' .. attempt
+    .. ' is stale'
 end
 
 -- Whether the process holding the run let its lease end (no entry: it left, or was swept).
@@ -193,8 +206,10 @@ local function transition(cur, to_type, to_name, opts)
   -- a running run, the end of a pause (wakes its waiter), a new deadline (wakes sweepers)
   local action = ''
   if cur.type == 'RUNNING' then
+    -- a run taken over from a worker taken for dead ('fence'): its old execution, if it
+    -- still runs, stops at its next task boundary
     action = ((to_type == 'CANCELLING' or to_type == 'CANCELLED') and 'cancel')
-      or (to_name == 'Suspending' and 'suspend') or ''
+      or (to_name == 'Suspending' and 'suspend') or (to_name == 'Rescheduled' and 'fence') or ''
   end
   if action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms then
     event[#event + 1] = 'action'
@@ -250,7 +265,8 @@ local function drop_early(cur, key)
 end
 
 -- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING,
--- held by the process named ``holder``; ``lease_ms`` ("" none) writes that process's first
+-- as a new execution (its fencing token, ``attempt``, is the run count it starts) held by the
+-- process named ``holder``; ``lease_ms`` ("" none) writes that process's first
 -- lease (its heartbeat keeps it from then on); ``held`` indexes a run that no queue delivery
 -- tracks (a plain script's), for the sweepers. Returns the RUNNING event id, or nil and the
 -- reason.
@@ -261,11 +277,11 @@ local function start(cur, holder, lease_ms, held)
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
   if lease_ms ~= '' then redis.call('HSET', HOLDERS, holder, now_ms() + tonumber(lease_ms)) end
-  cur.holder = holder
-  local fields = {'holder', holder}
+  cur.holder, cur.attempt = holder, tostring(cur.run_count + 1)
+  local fields = {'holder', holder, 'attempt', cur.attempt}
   if held then
     redis.call('SADD', HELD, cur.id)
-    fields[3], fields[4], cur.held = 'held', '1', true
+    fields[5], fields[6], cur.held = 'held', '1', true
   end
   return transition(cur, 'RUNNING', 'Running', {fields = fields})
 end

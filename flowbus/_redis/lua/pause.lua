@@ -10,15 +10,16 @@
 -- ARGV[12] the input type's identity (kept with the key, to tell a diverging re-run)
 -- ARGV[13] "resume": the deadline resumes the run without input instead of failing it
 -- ARGV[14] early input: "" show it, "take" take it, "refuse" drop it  [15] why it was refused
+-- ARGV[16] the pausing execution's attempt (fenced; "" unchecked)
 -- Reply: {ACCEPTED, event id, ..., deadline ms or ""}
 --      | {ALREADY_FIRED, reason, ..., stored response or "", "1" if a response was stored,
 --         the input type identity stored with the key or ""}
 --      | {EARLY, reason, ..., early input or "", "1" if one was given}
---      | {REFUSED, reason, ...} | {NOT_FOUND, ...}
+--      | {REFUSED, reason, ...} | {STALE, reason, ...} | {NOT_FOUND, ...}
 local key, timeout_ms, reschedule = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1'
 local state_name, prefix, schema, description = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local optional, identity, on_timeout = ARGV[11], ARGV[12], ARGV[13]
-local early_action, refusal = ARGV[14], ARGV[15]
+local early_action, refusal, attempt = ARGV[14], ARGV[15], ARGV[16]
 
 local function fired(cur)
   local response = false
@@ -48,6 +49,8 @@ if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then
   return reply(ACCEPTED, cur.op_detail, cur, kept_deadline(cur) or '')
 end
+local stale = fenced(cur, attempt)
+if stale then return reply(STALE, stale, cur) end
 if redis.call('SISMEMBER', FIRED, key) == 1 then return fired(cur) end
 local opts = pause_until({pause_key = key, reschedule = reschedule, input_prefix = prefix},
   timeout_ms and now_ms() + timeout_ms)

@@ -3,12 +3,16 @@
 -- keeping the pause key, deadline and input prefix. A later resume then re-enqueues the run
 -- (resume.lua) and any worker re-runs it; the fired key makes the pause return the input.
 -- ARGV[4] expected pause key ("" = any)  [5] message
--- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
-local key, message = ARGV[4], ARGV[5]
+-- ARGV[6] the attempt of the execution handing its pause off (fenced; "" for a reclaimer)
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
+--      | {NOT_FOUND, ...}
+local key, message, attempt = ARGV[4], ARGV[5], ARGV[6]
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
+local stale = fenced(cur, attempt)
+if stale then return reply(STALE, stale, cur) end
 if cur.type ~= 'PAUSED' or cur.reschedule or cur.name == 'Suspending' then
   return reply(REFUSED, 'the run is not paused in-process', cur)
 end

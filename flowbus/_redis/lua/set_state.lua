@@ -7,17 +7,21 @@
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
 -- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
 --          ("" none; a worker's final transition)
--- ARGV[13…] task-run key, result, … : task results written in the same step (before the
+-- ARGV[13] the calling execution's attempt ("" for callers that are no execution): fenced
+-- ARGV[14…] task-run key, result, … : task results written in the same step (before the
 --          call id, the last ARGV)
--- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
+-- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
+--      | {NOT_FOUND, ...}
 local to_type, to_name, message, retry = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
 local result, expected, enqueue_it = ARGV[8], ARGV[9], ARGV[10] == '1'
-local group, entry_id = ARGV[11], ARGV[12]
-local FIRST_TASK_RESULT, LAST_TASK_RESULT = 13, #ARGV - 1
+local group, entry_id, attempt = ARGV[11], ARGV[12], ARGV[13]
+local FIRST_TASK_RESULT, LAST_TASK_RESULT = 14, #ARGV - 1
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
+local stale = fenced(cur, attempt)
+if stale then return reply(STALE, stale, cur) end
 if to_type == 'PAUSED' then return reply(REFUSED, 'pause a run through pause_flow_run', cur) end
 if expected ~= '' and cur.type ~= expected then
   return reply(REFUSED, 'expected ' .. expected .. ', found ' .. cur.type, cur)
