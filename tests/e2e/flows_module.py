@@ -168,3 +168,10 @@ def fenced_run(tag: str = "z") -> str:
     count(f"{tag}-one")
     gate(f"{tag}-gate")
     return f"done by {whoami()}"
+
+
+@flow
+def busy(seconds: float = 0.1) -> str:
+    """A run that keeps its slot a little while (a saturated queue is made of these)."""
+    time.sleep(seconds)
+    return "busy"

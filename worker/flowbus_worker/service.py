@@ -36,6 +36,9 @@ from flowbus_worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
 
+#: Longest seconds between two looks for orphaned entries of a queue.
+RECLAIM_INTERVAL = 0.5
+
 
 class Worker:
     """A worker process's service; :meth:`run` returns the exit code."""
@@ -173,25 +176,39 @@ class Worker:
         )
 
     async def _reclaim_rounds(self, runtime: Runtime, queue: str, requests: ResumeRequests) -> None:
-        keys = runtime.store.keys
-        qkeys = keys.queue(queue)
-        interval = max(0.2, min(self.config.lease / 2, 2.0))
+        qkeys = runtime.store.keys.queue(queue)
+        # a lapsed lease is seen within a fraction of a second: orphans re-run within lease + 1 s
+        interval = max(0.1, min(self.config.lease / 5, RECLAIM_INTERVAL))
+        per_recheck = max(1, round(max(0.2, min(self.config.lease / 2, 2.0)) / interval))
+        per_sweep = max(1, round(self.config.lease / interval))
+        rounds = 0
         while True:
             await anyio.sleep(interval)
+            rounds += 1
             await self._reclaim_runs(runtime, queue, qkeys.stream())
             await self._reclaim_requests(runtime, qkeys.resume_requests(), requests)
-            await self.executor.recheck_held(queue)
-            await end_orphans(runtime.store, queue)
-            await forget_dead(
-                runtime.redis,
-                [qkeys.stream(), qkeys.resume_requests()],
-                workers_key=keys.workers(),
-                holders_key=qkeys.holders(),
-                infos_key=keys.worker_info(),
-                lease_ms=self.config.lease_ms,
-            )
+            if rounds % per_recheck == 0:
+                await self.executor.recheck_held(queue)
+            if rounds % per_sweep == 0:  # what dead processes left: once per lease
+                await self._sweep_the_dead(runtime, queue)
+
+    async def _sweep_the_dead(self, runtime: Runtime, queue: str) -> None:
+        """End the runs gone plain processes held; forget dead workers that hold nothing."""
+        qkeys = runtime.store.keys.queue(queue)
+        await end_orphans(runtime.store, queue)
+        await forget_dead(
+            runtime.redis,
+            [qkeys.stream(), qkeys.resume_requests()],
+            workers_key=runtime.store.keys.workers(),
+            holders_key=qkeys.holders(),
+            infos_key=runtime.store.keys.worker_info(),
+            lease_ms=self.config.lease_ms,
+        )
 
     async def _reclaim_runs(self, runtime: Runtime, queue: str, stream: str) -> None:
+        """Take over the orphaned entries of ``stream``: each waits for a slot, all at once,
+        so they queue together ahead of the consumer's next read (a saturated queue never
+        starves them), then is claimed and run."""
         executor, config = self.executor, self.config
         mine = {entry_id for q, entry_id in executor.active if q == queue}
         mine.update(entry_id for q, entry_id in executor.router.held if q == queue)
@@ -203,38 +220,46 @@ class Worker:
             lease_ms=config.lease_ms,
             mine_active=mine,
         )
-        for candidate in candidates:
-            if candidate.deliveries >= config.max_deliveries:
-                entry = await groups.claim(
-                    runtime.redis,
-                    stream,
-                    config.name,
-                    candidate.entry_id,
-                    min_idle_ms=config.lease_ms,
-                )
-                if entry is not None:
-                    await executor.crash(queue, *entry, candidate.deliveries)
-                continue
-            token = object()
-            try:
-                executor.limiter.acquire_on_behalf_of_nowait(token)
-            except anyio.WouldBlock:
-                return
+        async with anyio.create_task_group() as takeovers:
+            for candidate in candidates:
+                if candidate.deliveries >= config.max_deliveries:
+                    entry = await groups.claim(
+                        runtime.redis,
+                        stream,
+                        config.name,
+                        candidate.entry_id,
+                        min_idle_ms=config.lease_ms,
+                    )
+                    if entry is not None:
+                        await executor.crash(queue, *entry, candidate.deliveries)
+                    continue
+                takeovers.start_soon(self._take_over, runtime, queue, stream, candidate)
+
+    async def _take_over(
+        self, runtime: Runtime, queue: str, stream: str, candidate: groups.PendingEntry
+    ) -> None:
+        executor, config = self.executor, self.config
+        token = object()
+        await executor.limiter.acquire_on_behalf_of(token)
+        try:
             entry = await groups.claim(
                 runtime.redis, stream, config.name, candidate.entry_id, min_idle_ms=config.lease_ms
             )
-            if entry is None:
-                executor.limiter.release_on_behalf_of(token)
-                continue
-            logger.info(
-                "Reclaimed entry %s of %s from %s (delivery %d)",
-                candidate.entry_id,
-                queue,
-                candidate.consumer,
-                candidate.deliveries + 1,
-            )
-            assert self._tg is not None
-            self._tg.start_soon(executor.handle, queue, entry[0], entry[1], token, True)
+        except BaseException:
+            executor.limiter.release_on_behalf_of(token)
+            raise
+        if entry is None:  # another worker took it first
+            executor.limiter.release_on_behalf_of(token)
+            return
+        logger.info(
+            "Reclaimed entry %s of %s from %s (delivery %d)",
+            candidate.entry_id,
+            queue,
+            candidate.consumer,
+            candidate.deliveries + 1,
+        )
+        assert self._tg is not None
+        self._tg.start_soon(executor.handle, queue, entry[0], entry[1], token, True)
 
     async def _reclaim_requests(
         self, runtime: Runtime, stream: str, requests: ResumeRequests
