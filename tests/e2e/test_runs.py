@@ -123,3 +123,4 @@ async def test_killed_worker_run_is_finished_by_another(
     names = {c["name"] for c in await rclient.xinfo_consumers(stream, "flowbus-workers")}
     assert "a" not in names and "b" in names
     assert await rclient.hget(qkeys(flowbus_env).holders(), "a") is None
+    assert await rclient.hget(Keys(flowbus_env).worker_info(), "a") is None
