@@ -65,8 +65,8 @@ RESUMES_OF_MANY = 200
 PAUSE_TIMEOUT = 3600
 #: Seconds any single handshake may take before the scenario is declared stuck.
 STEP_TIMEOUT = 30
-#: Seconds a child process may live.
-CHILD_TIMEOUT = 110
+#: Seconds a child process may live (pausing 100,000 runs takes a while).
+CHILD_TIMEOUT = 600
 #: The queue flow calls use.
 QUEUE = "default"
 #: Targets from the design: latency in ms and flowbus p50 over the floor p50.
@@ -487,10 +487,12 @@ def used_memory(counter: CommandCounter) -> int:
     return int(info["used_memory"])
 
 
-def many_paused(url: str, counter: CommandCounter, count: int) -> dict[str, Any]:
+def many_paused(
+    url: str, counter: CommandCounter, count: int, prefix: str = "many"
+) -> dict[str, Any]:
     time.sleep(0.2)  # connections of the previous scenario's children close
     before, memory_before = client_ids(counter), used_memory(counter)
-    with Children(url, "many") as children:
+    with Children(url, prefix) as children:
         holder = children.start("many_holder", count)
         paused = children.collect("many_holder")["many_holder"]
         after, memory_after = client_ids(counter), used_memory(counter)

@@ -109,9 +109,10 @@ def start_flowbus_worker(children: Children, url: str, name: str) -> None:
     ]
     env = bench_env(FLOWBUS_REDIS_URL=url, FLOWBUS_KEY_PREFIX=KEY_PREFIX)
     client = redis.Redis.from_url(url, decode_responses=True)
-    # an idle worker blocks in XREADGROUP twice per queue (runs, resume requests); consumers
-    # are only listed by XINFO once delivered something, so count blocked reads instead
-    wanted = blocked_group_reads(client) + 2 * 2
+    # an idle worker blocks in XREADGROUP twice (runs, resume requests: one read each for all
+    # its queues); consumers are only listed by XINFO once delivered something, so count
+    # blocked reads instead
+    wanted = blocked_group_reads(client) + 2
 
     def reading() -> bool:
         return blocked_group_reads(client) >= wanted and bool(

@@ -47,3 +47,14 @@ def test_resume_latency_prints_its_figures() -> None:
     assert result["benchmark"] == "resume_latency"
     assert result["many_paused"]["paused_runs"] == 100
     assert {"resume", "wait", "many_paused_resume"} <= set(result["vs_targets"])
+
+
+@pytest.mark.timeout(150)
+def test_scaling_prints_its_figures() -> None:
+    result = run_bench(
+        "scaling.py", "--runs", "20", "--rounds", "1", "--backlog", "40", "--paused", "40"
+    )
+    assert result["benchmark"] == "scaling"
+    assert result["vs_targets"]["blocking_connections_1_10_50"] == [3, 3, 3]
+    assert result["retention"]["runs"] == 20
+    assert set(result["paused_runs"]) == {"floor", "40"}

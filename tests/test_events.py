@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from flowbus._core.codec import text
 from flowbus._redis.events import RunEvent, parse_event, run_events
 from flowbus._redis.runtime import get_runtime
-from flowbus._redis.waiters import QueueWatcher, Subscription
+from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus._redis.watch import history
 from flowbus.exceptions import MalformedEntry
 from flowbus.states import StateType
@@ -102,10 +102,10 @@ async def test_a_watcher_skips_a_malformed_event_and_delivers_the_next(
     # Given a watcher with a waiter on run "mine"
     redis = Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
     stream = f"watched:{uuid4()}"
-    watcher = QueueWatcher(Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), stream, 60.0)
+    watcher = StreamWatcher(Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), [stream], 60.0)
     sub = Subscription("mine")
     watcher.subscribers["mine"] = {sub}
-    await watcher.pin_cursor()
+    await watcher.pin_cursors()
     watcher.task = asyncio.create_task(watcher.run())
     try:
         # When an entry of that run that is not an event lands, then a real one

@@ -27,7 +27,7 @@ from flowbus import (
     pause_flow_run,
     wait_for_flow_run,
 )
-from flowbus._redis.waiters import QueueWatcher, Subscription
+from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
 from tests.redis_clients import async_redis, primaries
 from tests.runs import (
@@ -211,12 +211,12 @@ async def watched_burst(burst: int, maxlen: int) -> list[Any]:
     ``maxlen``, land on the stream between two reads of its watcher, the run's own first."""
     redis = async_redis(decode_responses=True)
     stream = f"watched:{uuid4()}"
-    watcher = QueueWatcher(async_redis(), stream, 60.0)
+    watcher = StreamWatcher(async_redis(), [stream], 60.0)
     sub = Subscription("mine")
     watcher.subscribers["mine"] = {sub}
     try:
         await redis.xadd(stream, {"run_id": "before"})
-        await watcher.pin_cursor()
+        await watcher.pin_cursors()
         await redis.xadd(stream, {"run_id": "mine", "type": "CANCELLED"})
         for start in range(0, burst, 500):
             pipe = redis.pipeline(transaction=False)

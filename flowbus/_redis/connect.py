@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -226,6 +226,17 @@ def pipeline_places(client: Redis) -> Callable[[], AbstractAsyncContextManager[N
 def is_cluster(client: Redis) -> bool:
     """Whether ``client`` talks to a cluster (a ``RedisCluster`` held as a ``Redis``)."""
     return isinstance(client, RedisCluster)
+
+
+def by_slot(client: Redis, keys: Sequence[str]) -> list[list[str]]:
+    """``keys`` in groups one command may name together: all on one server; on a cluster,
+    those of each hash slot (a multi-stream read of one group blocks on one connection)."""
+    if not isinstance(client, RedisCluster):
+        return [list(keys)] if keys else []
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(client.keyslot(key), []).append(key)
+    return list(groups.values())
 
 
 async def close_client(client: Redis) -> None:

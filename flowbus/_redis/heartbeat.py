@@ -3,12 +3,13 @@
 A process holds a run while it executes it (a worker, or a plain script calling a flow) or is
 blocked in its in-process pause. It beats once per interval for all of them, whatever their
 number: in each queue it holds runs of, ``<p>:{q}:holders`` maps its name to the time (ms,
-clock of the node holding that hash) its lease ends; a worker also refreshes its entry in
-``<p>:workers``. The beat runs on a thread of its own, with its own event loop and clients, so
-code that blocks an event loop (a sync subflow called from an async flow, a CPU-bound task)
-does not lapse the lease of runs that are alive. The scripts read the lease in the run's own
-slot: a run whose holder's lease ended is answered for at once (resume, cancel) and ended by
-any sweeper.
+clock of the node holding that hash) its lease ends, and so does ``<p>:holders`` (one entry
+per process, so workers learn that a holder ended without reading every queue's hash); a
+worker also refreshes its entry in ``<p>:workers``. The beat runs on a thread of its own,
+with its own event loop and clients, so code that blocks an event loop (a sync subflow called
+from an async flow, a CPU-bound task) does not lapse the lease of runs that are alive. The
+scripts read the lease in the run's own slot: a run whose holder's lease ended is answered
+for at once (resume, cancel) and ended by any sweeper.
 """
 
 from __future__ import annotations
@@ -29,17 +30,19 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from flowbus._redis.connect import open_client
+from flowbus._redis.connect import by_slot, open_client
+from flowbus._redis.keys import Keys
 from flowbus._redis.url_file import prepared
 from flowbus.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Writes the beat with the clock of the node holding the hash: ``now + lease`` (a holder's
-#: lease end), or ``now`` for a worker's beat (lease 0).
+#: Writes the beats of keys of one slot with the clock of their node: ``now + lease`` (a
+#: holder's lease end), or ``now`` for a worker's beat (lease 0); ARGV: name, a lease per key.
 _BEAT = """
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i, key in ipairs(KEYS) do redis.call('HSET', key, ARGV[1], now + tonumber(ARGV[i + 1])) end
 """
 #: Seconds a caller waits for the heartbeat's thread to beat or to drop its entries.
 _WAIT = 10.0
@@ -55,6 +58,8 @@ class _Server:
     holders: Counter[str] = field(default_factory=Counter)
     #: Worker hashes (value: the beat's time).
     workers: set[str] = field(default_factory=set)
+    #: The registry of holding processes of each key prefix held in (``Keys.holders``).
+    registries: set[str] = field(default_factory=set)
     client: Redis | None = None
 
     def connect(self) -> Redis:
@@ -69,8 +74,15 @@ class _Server:
 
     async def beat(self, name: str, lease_ms: int) -> None:
         client = self.connect()
-        beats = [(key, lease_ms) for key in self.holders] + [(key, 0) for key in self.workers]
-        await asyncio.gather(*(client.eval(_BEAT, 1, key, name, ms) for key, ms in beats))
+        lease = {key: lease_ms for key in [*self.holders, *self.registries]}
+        lease.update(dict.fromkeys(self.workers, 0))
+        # one script per slot (one for all on a single server)
+        await asyncio.gather(
+            *(
+                client.eval(_BEAT, len(keys), *keys, name, *(lease[key] for key in keys))
+                for keys in by_slot(client, list(lease))
+            )
+        )
 
     async def drop(self, name: str, keys: list[str]) -> None:
         client = self.connect()
@@ -109,6 +121,7 @@ class Heartbeat:
             server = self._server(settings, url)
             first = server.holders[key] == 0
             server.holders[key] += 1
+            server.registries.add(Keys(settings.key_prefix).holders())
         self._start()
         return first
 
@@ -137,6 +150,9 @@ class Heartbeat:
                     if server.holders[key] == 0:
                         del server.holders[key]
                         gone.append(key)
+            if not server.holders:  # holds nothing any more: out of the registries too
+                gone += server.registries
+                server.registries.clear()
         if gone:
             try:
                 self._call(server.drop(self.name, gone))

@@ -186,3 +186,13 @@ class Keys:
     def worker_info(self) -> str:
         """Hash worker name → JSON: its queues, flows, concurrency and runs held."""
         return f"{self.prefix}:worker-info"
+
+    def handovers(self) -> str:
+        """Hash worker name → how many entries other workers handed to it (it watches the
+        count, to take them at once)."""
+        return f"{self.prefix}:handovers"
+
+    def holders(self) -> str:
+        """Hash: name of every process holding runs of any queue → end of its lease (ms), so
+        workers learn of a holder's end without reading every queue's holders."""
+        return f"{self.prefix}:holders"

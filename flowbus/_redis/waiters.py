@@ -1,10 +1,10 @@
-"""The per-process wait multiplexer: many waiting runs, one blocking read per queue stream.
+"""The per-process wait multiplexer: many waiting runs, one blocking read per watcher.
 
 A queue's events stream carries every transition of its runs, its control stream the few a
 process holding a run must act on. A process that waits on runs of a queue holds ONE blocking
-``XREAD`` per such stream (on a connection of its own) and hands each entry to the waiters of
-that run id. 10,000 paused runs cost one connection
-and, while nothing happens, one command per ``recheck_interval``.
+``XREAD`` for such streams (on a connection of its own) and hands each entry to the waiters of
+that run id; a worker watches all its queues' control streams with one. 10,000 paused runs
+cost one connection and, while nothing happens, one command per ``recheck_interval``.
 
 No lost wake-up: a watcher pins its cursor to a concrete stream id before a waiter is
 registered, and a waiter registers before it acts (pauses, reads the state), so every event
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +26,8 @@ from redis.exceptions import RedisError
 
 from flowbus._core.codec import text
 from flowbus._core.supervisor import spawn, supervise
-from flowbus._redis.connect import close_client, is_cluster, lost_node, open_client
-from flowbus._redis.events import RunEvent, event_or_none, raw_xread
+from flowbus._redis.connect import by_slot, close_client, is_cluster, lost_node, open_client
+from flowbus._redis.events import RawEntry, RunEvent, event_or_none, raw_xread
 from flowbus._redis.keys import Keys
 from flowbus._redis.url_file import prepared
 from flowbus.settings import Settings
@@ -44,6 +44,9 @@ _CLUSTER_WATCHERS = 10_000
 NEW_DEADLINES = "*deadline"
 #: Subscribe with this "run id" to receive every event of the queue (a live view of all runs).
 EVERY_RUN = "*all"
+
+#: Subscriptions to a kind of event of one stream, not to one run.
+_OF_A_STREAM = frozenset({NEW_DEADLINES, EVERY_RUN})
 
 #: What a waiter receives: a run event, or ``None`` for "re-read the run".
 Event = RunEvent | None
@@ -69,25 +72,37 @@ class Subscription:
             self.inbox.put_nowait(event)
 
 
-class QueueWatcher:
-    """The one blocking reader of a queue's events stream in this process."""
+class StreamWatcher:
+    """The one blocking reader of some streams in this process (one ``XREAD`` for them all).
 
-    def __init__(self, redis: Redis, stream: str, recheck: float) -> None:
+    A worker watches the control streams of all its queues with one watcher, so its blocking
+    connections do not grow with its queues; on a cluster, one watcher per node would do.
+    """
+
+    def __init__(self, redis: Redis, streams: Sequence[str], recheck: float) -> None:
         #: A connection of its own: a watcher blocks on it for as long as it lives.
         self.redis = redis
-        self.stream = stream
+        self.cursors = dict.fromkeys(streams, "0-0")
         self.recheck_ms = max(1, int(recheck * 1000))
-        self.cursor = "0-0"
         self.subscribers: dict[str, set[Subscription]] = {}
+        #: Subscribers of events of a kind (``NEW_DEADLINES``, ``EVERY_RUN``) of one stream.
+        self.stream_subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self.task: asyncio.Task[None] | None = None
 
-    async def pin_cursor(self) -> None:
-        """Start from the stream's last id (a concrete id: ``$`` could skip an event)."""
-        last = await self.redis.xrevrange(self.stream, count=1)
-        self.cursor = text(last[0][0]) if last else "0-0"
+    @property
+    def streams(self) -> list[str]:
+        return list(self.cursors)
+
+    async def pin_cursors(self) -> None:
+        """Start from each stream's last id (a concrete id: ``$`` could skip an event)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.cursors:
+            pipe.xrevrange(stream, count=1)
+        for stream, last in zip(self.cursors, await pipe.execute(), strict=True):
+            self.cursors[stream] = text(last[0][0]) if last else "0-0"
 
     def broadcast(self, event: Event) -> None:
-        for subs in self.subscribers.values():
+        for subs in (*self.subscribers.values(), *self.stream_subscribers.values()):
             for sub in subs:
                 sub.deliver(event)
 
@@ -98,7 +113,7 @@ class QueueWatcher:
         watcher (its waiters would hang): they wake up to re-read their runs instead.
         """
         await supervise(
-            f"Watcher of {self.stream}",
+            f"Watcher of {self.name}",
             self._read_forever,
             on_restart=lambda: self.broadcast(None),
             expected=(RedisError, OSError),
@@ -106,36 +121,43 @@ class QueueWatcher:
 
     async def _read_forever(self) -> None:
         while True:
-            reply = await self.redis.xread(
-                {self.stream: self.cursor}, count=_BATCH, block=self.recheck_ms
-            )
-            read = [entry for _stream, entries in raw_xread(reply) for entry in entries]
-            for entry_id, fields in read:
-                self.cursor = entry_id
-                self._dispatch(entry_id, fields)
-            if len(read) >= _BATCH and await self._may_have_lost(read[0][0]):
-                logger.warning(
-                    "Watcher of %s fell behind the stream's cap; every waiter re-reads its run",
-                    self.stream,
-                )
-                self.broadcast(None)
+            streams: Any = self.cursors
+            reply = await self.redis.xread(streams, count=_BATCH, block=self.recheck_ms)
+            for stream, read in raw_xread(reply):
+                self._deliver(stream, read)
+                if len(read) >= _BATCH and await self._may_have_lost(stream, read[0][0]):
+                    logger.warning(
+                        "Watcher of %s fell behind the stream's cap; every waiter re-reads its run",
+                        stream,
+                    )
+                    self.broadcast(None)
 
-    def _dispatch(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+    @property
+    def name(self) -> str:
+        streams = self.streams
+        return streams[0] if len(streams) == 1 else f"{streams[0]} and {len(streams) - 1} more"
+
+    def _deliver(self, stream: str, read: list[RawEntry]) -> None:
+        for entry_id, fields in read:
+            self.cursors[stream] = entry_id
+            self._dispatch(stream, entry_id, fields)
+
+    def _dispatch(self, stream: str, entry_id: str, fields: Mapping[Any, Any]) -> None:
         """Hand an entry to its run's waiters (and the deadline waiters, if it sets one),
         parsed once, and only when someone waits for it."""
         run_id = fields.get(b"run_id", b"").decode(errors="replace")
         waiting = list(self.subscribers.get(run_id, ()))
         if fields.get(b"deadline"):
-            waiting += self.subscribers.get(NEW_DEADLINES, ())
-        waiting += self.subscribers.get(EVERY_RUN, ())
-        if waiting and (event := event_or_none(self.stream, entry_id, fields)) is not None:
+            waiting += self.stream_subscribers.get((NEW_DEADLINES, stream), ())
+        waiting += self.stream_subscribers.get((EVERY_RUN, stream), ())
+        if waiting and (event := event_or_none(stream, entry_id, fields)) is not None:
             for sub in waiting:
                 try:
                     sub.deliver(event)
                 except Exception:
                     logger.exception("A waiter of run %s failed on an event", sub.run_id)
 
-    async def _may_have_lost(self, first_read: str) -> bool:
+    async def _may_have_lost(self, stream: str, first_read: str) -> bool:
         """Whether entries between the old cursor and ``first_read`` may have been trimmed.
 
         Only a full batch can follow a loss: the cap keeps at least ``_BATCH`` entries, all
@@ -144,12 +166,29 @@ class QueueWatcher:
         after the cursor was trimmed.
         """
         try:
-            oldest: Any = await self.redis.xrange(self.stream, count=1)
+            oldest: Any = await self.redis.xrange(stream, count=1)
         except (RedisError, OSError) as exc:
             if not lost_node(exc):
                 raise
             return True  # the next read reconnects
         return bool(oldest) and text(oldest[0][0]) == first_read
+
+    def add(self, stream: str, sub: Subscription) -> None:
+        self._registry(stream, sub).add(sub)
+
+    def discard(self, stream: str, sub: Subscription) -> None:
+        subs = self._registry(stream, sub)
+        subs.discard(sub)
+        if not subs:
+            if sub.run_id in _OF_A_STREAM:
+                del self.stream_subscribers[(sub.run_id, stream)]
+            else:
+                del self.subscribers[sub.run_id]
+
+    def _registry(self, stream: str, sub: Subscription) -> set[Subscription]:
+        if sub.run_id in _OF_A_STREAM:
+            return self.stream_subscribers.setdefault((sub.run_id, stream), set())
+        return self.subscribers.setdefault(sub.run_id, set())
 
 
 class Waiters:
@@ -179,22 +218,25 @@ class Waiters:
             if is_cluster(self.redis)
             else None
         )
-        self.watchers: dict[str, QueueWatcher] = {}
-        self._starting: dict[str, asyncio.Lock] = {}
+        #: The watcher of each watched stream (one watcher may serve several streams).
+        self.watchers: dict[str, StreamWatcher] = {}
+        self._starting = asyncio.Lock()
 
-    async def _watcher(self, stream: str) -> QueueWatcher:
-        watcher = self.watchers.get(stream)
-        if watcher is not None:
-            return watcher
-        lock = self._starting.setdefault(stream, asyncio.Lock())
-        async with lock:
-            watcher = self.watchers.get(stream)
-            if watcher is None:
-                watcher = QueueWatcher(self._connection(), stream, self.recheck)
-                await watcher.pin_cursor()
-                watcher.task = spawn(watcher.run(), name=f"watcher of {stream}")
-                self.watchers[stream] = watcher
-        return watcher
+    async def watch(self, streams: Sequence[str]) -> None:
+        """Watch those of ``streams`` not watched yet with ONE new watcher (one connection);
+        on a cluster, one per hash slot (a read names the streams of one slot)."""
+        async with self._starting:
+            new = [s for s in dict.fromkeys(streams) if s not in self.watchers]
+            for group in by_slot(self.redis, new):
+                watcher = StreamWatcher(self._connection(), group, self.recheck)
+                await watcher.pin_cursors()
+                watcher.task = spawn(watcher.run(), name=f"watcher of {watcher.name}")
+                self.watchers.update(dict.fromkeys(group, watcher))
+
+    async def _watcher(self, stream: str) -> StreamWatcher:
+        if stream not in self.watchers:
+            await self.watch([stream])
+        return self.watchers[stream]
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -211,17 +253,14 @@ class Waiters:
         from a stream that is nearly silent, unlike the queue's events stream.
         """
         qkeys = self.keys.queue(queue)
-        watcher = await self._watcher(qkeys.control() if control else qkeys.events())
+        stream = qkeys.control() if control else qkeys.events()
+        watcher = await self._watcher(stream)
         sub = Subscription(run_id, callback=callback)
-        watcher.subscribers.setdefault(run_id, set()).add(sub)
+        watcher.add(stream, sub)
         try:
             yield sub
         finally:
-            subs = watcher.subscribers.get(run_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del watcher.subscribers[run_id]
+            watcher.discard(stream, sub)
 
     def _connection(self) -> Redis:
         if self._cluster_watch is not None:
@@ -237,7 +276,7 @@ class Waiters:
         return client
 
     async def aclose(self) -> None:
-        for watcher in self.watchers.values():
+        for watcher in {id(w): w for w in self.watchers.values()}.values():
             if watcher.task is not None:
                 watcher.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,13 +1,19 @@
-"""The queue consumer: a free slot first, then entries (as many as slots are free).
+"""The worker's intake: ONE blocking ``XREADGROUP`` over every stream it serves.
 
-Reading only with slots in hand keeps undelivered entries in the stream, where another
-worker with free slots takes them, instead of in this worker's pending list.
+Each stream has its own consumer group (of one name); a read names them all
+(``XREADGROUP … STREAMS s1 … sK > … >``), so a worker's blocking connections and idle
+commands do not grow with its queues, and a busy queue is never waiting behind idle ones.
+Run entries are read only while a slot is free, and no slot is held while blocked: the
+reclaimer and the runs keep them all. ``COUNT`` is per stream, so a read asks for the free
+slots shared among the streams the last read found busy: one busy queue gets them all, a
+spread load a share per queue. Entries beyond the free slots (more streams turned busy) wait
+here, in order, for theirs, and no read is made meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
@@ -17,39 +23,47 @@ from redis.exceptions import RedisError, ResponseError
 
 from flowbus._core.supervisor import supervise
 from flowbus._redis.connect import lost_node
-from flowbus._redis.events import Entry
 from flowbus_worker import groups
 
 logger = logging.getLogger("flowbus.worker")
 
-#: Most entries read at once (when that many slots are free).
+#: Most entries read at once per stream (when that many slots are free).
 READ_BATCH = 16
 #: Seconds between attempts while Redis is unreachable (doubling, capped).
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 
-#: Called with the entry id, its fields and the slot token (which it must release).
-EntryHandler = Callable[[str, dict[str, str], object], Coroutine[Any, Any, None]]
+#: Called with the stream, the entry id, its fields and the slot token (which it must release).
+EntryHandler = Callable[[str, str, dict[str, str], object], Coroutine[Any, Any, None]]
 
 
-class _GroupReader:
-    """Reads new entries of one stream through the workers' group, surviving Redis hiccups."""
+class GroupReader:
+    """Reads new entries of some streams through the workers' groups, surviving Redis hiccups.
 
-    def __init__(self, redis: Redis, stream: str, consumer: str, block_ms: int) -> None:
+    One reader per list of streams: on a cluster, where one command reaches one node, the
+    streams of each node would get a reader of their own.
+    """
+
+    def __init__(self, redis: Redis, streams: Sequence[str], consumer: str, block_ms: int):
         self.redis = redis
-        self.stream = stream
+        self.streams = list(dict.fromkeys(streams))
         self.consumer = consumer
         self.block_ms = block_ms
         self.backoff = BACKOFF_START
 
-    async def read(self, count: int) -> list[Entry]:
-        """Up to ``count`` new entries; none after a timeout or a recovered error."""
+    async def start(self) -> None:
+        await groups.ensure_groups(self.redis, self.streams)
+
+    async def read(self, count: int) -> list[groups.StreamEntry]:
+        """Up to ``count`` new entries per stream; none after a timeout or a recovered error."""
         try:
             entries = await groups.read_new(
-                self.redis, self.stream, self.consumer, count=count, block_ms=self.block_ms
+                self.redis, self.streams, self.consumer, count=count, block_ms=self.block_ms
             )
         except (RedisError, OSError) as exc:
             if isinstance(exc, ResponseError) and groups.is_missing_group(exc):
-                await groups.ensure_group(self.redis, self.stream)  # deleted, or lost in a failover
+                await groups.ensure_groups(
+                    self.redis, self.streams
+                )  # deleted, or lost in a failover
                 return []
             if not lost_node(exc):
                 raise
@@ -60,60 +74,83 @@ class _GroupReader:
 
     async def _back_off(self, exc: BaseException) -> None:
         """Wait before reading again: the next read goes to the node owning the stream now."""
-        logger.warning("Reading %s failed (%s); retrying in %.1fs", self.stream, exc, self.backoff)
+        logger.warning(
+            "Reading %s failed (%s); retrying in %.1fs", self.describe(), exc, self.backoff
+        )
         await anyio.sleep(self.backoff)
         self.backoff = min(self.backoff * 2, BACKOFF_MAX)
 
-
-async def consume(
-    redis: Redis,
-    stream: str,
-    consumer: str,
-    limiter: anyio.CapacityLimiter,
-    handler: EntryHandler,
-    runs: TaskGroup,
-    *,
-    block_ms: int,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Read ``stream`` through the workers' group forever, each entry handled in ``runs``."""
-    await groups.ensure_group(redis, stream)
-    task_status.started()
-    reader = _GroupReader(redis, stream, consumer, block_ms)
-    await supervise(
-        f"Reader of {stream}",
-        lambda: _read_forever(reader, limiter, handler, runs),
-        expected=(RedisError,),
-    )
+    def describe(self) -> str:
+        first, more = self.streams[0], len(self.streams) - 1
+        return f"{first} and {more} more stream(s)" if more else first
 
 
-async def _read_forever(
-    reader: _GroupReader, limiter: anyio.CapacityLimiter, handler: EntryHandler, runs: TaskGroup
-) -> None:
-    while True:
-        # one slot in hand while blocked: others stay free for the reclaimer and for runs
-        token: object | None = object()
-        await limiter.acquire_on_behalf_of(token)
-        try:
-            entries = await reader.read(min(READ_BATCH, 1 + int(limiter.available_tokens)))
-        except BaseException:
-            limiter.release_on_behalf_of(token)
-            raise
-        if not entries:
-            limiter.release_on_behalf_of(token)
-            continue
-        for entry_id, fields in entries:
-            if token is None:
+class RunIntake:
+    """Reads run entries of all the worker's queues, each handled in ``runs`` with a slot."""
+
+    def __init__(
+        self,
+        reader: GroupReader,
+        limiter: anyio.CapacityLimiter,
+        handler: EntryHandler,
+        runs: TaskGroup,
+    ) -> None:
+        self.reader = reader
+        self.limiter = limiter
+        self.handler = handler
+        self.runs = runs
+        #: ``(stream, entry id)`` read here and not handled to the end (waiting for a slot or
+        #: in hand): they are pending as this worker's, and not orphans however long they idle.
+        self.held: set[tuple[str, str]] = set()
+        #: Streams that had entries in the last read that returned any.
+        self.busy_streams = 1
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self.reader.start()
+        task_status.started()
+        await supervise(
+            f"Reader of {self.reader.describe()}", self._read_forever, expected=(RedisError,)
+        )
+
+    async def _read_forever(self) -> None:
+        limiter = self.limiter
+        while True:
+            await _free_slot(limiter)
+            share = int(limiter.available_tokens) // self.busy_streams
+            entries = await self.reader.read(min(READ_BATCH, max(1, share)))
+            if entries:
+                self.busy_streams = len({stream for stream, _id, _fields in entries})
+            self.held.update((stream, entry_id) for stream, entry_id, _fields in entries)
+            for stream, entry_id, fields in entries:
                 token = await _slot(limiter)
-            runs.start_soon(handler, entry_id, fields, token)
-            token = None
+                self.runs.start_soon(self._handle, stream, entry_id, fields, token)
+
+    async def _handle(
+        self, stream: str, entry_id: str, fields: dict[str, str], token: object
+    ) -> None:
+        try:
+            await self.handler(stream, entry_id, fields, token)
+        finally:
+            self.held.discard((stream, entry_id))
+
+    def held_in(self, stream: str) -> set[str]:
+        return {entry_id for held_stream, entry_id in self.held if held_stream == stream}
+
+
+async def _free_slot(limiter: anyio.CapacityLimiter) -> None:
+    """Return once a slot is free, without keeping it."""
+    if limiter.available_tokens >= 1:
+        return
+    token = object()
+    await limiter.acquire_on_behalf_of(token)
+    limiter.release_on_behalf_of(token)
 
 
 async def _slot(limiter: anyio.CapacityLimiter) -> object:
     """A slot's token, taken at once when one is free (it was, when the batch was read).
 
     Without yielding, the whole batch starts in one loop turn, so its claims share one round
-    trip; only a batch that outgrew the free slots (the reclaimer took some) waits.
+    trip; only a batch that outgrew the free slots (several streams, or the reclaimer) waits.
     """
     token = object()
     try:
@@ -124,23 +161,19 @@ async def _slot(limiter: anyio.CapacityLimiter) -> object:
 
 
 async def consume_each(
-    redis: Redis,
-    stream: str,
-    consumer: str,
-    handler: Callable[[str, dict[str, str]], Awaitable[None]],
+    reader: GroupReader,
+    handler: Callable[[str, str, dict[str, str]], Awaitable[None]],
     *,
-    block_ms: int,
     count: int = 10,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Read ``stream`` through the workers' group, handling each entry in turn (no slots)."""
-    await groups.ensure_group(redis, stream)
+    """Read the reader's streams forever, handling each entry in turn (no slots)."""
+    await reader.start()
     task_status.started()
-    reader = _GroupReader(redis, stream, consumer, block_ms)
 
     async def read_forever() -> None:
         while True:
-            for entry_id, fields in await reader.read(count):
-                await handler(entry_id, fields)
+            for stream, entry_id, fields in await reader.read(count):
+                await handler(stream, entry_id, fields)
 
-    await supervise(f"Reader of {stream}", read_forever, expected=(RedisError,))
+    await supervise(f"Reader of {reader.describe()}", read_forever, expected=(RedisError,))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -89,7 +89,11 @@ class Executor:
     """Runs queue entries with at most ``concurrency`` runs at once."""
 
     def __init__(
-        self, runtime: Runtime, flows: Mapping[str, Flow[..., Any]], config: WorkerConfig
+        self,
+        runtime: Runtime,
+        flows: Mapping[str, Flow[..., Any]],
+        config: WorkerConfig,
+        left_pending: Callable[[float], None] = lambda _at: None,
     ) -> None:
         self.runtime = runtime
         self.store = runtime.store
@@ -102,6 +106,8 @@ class Executor:
         #: A sync flow's thread was left running (the process should not wait for it at exit).
         self.abandoned_threads = False
         self._changed = anyio.Event()
+        #: Told (with the time) when an entry stays pending here, for the reclaimer to retake.
+        self._left_pending = left_pending
 
     # -- entry handling --------------------------------------------------------------------
 
@@ -120,10 +126,12 @@ class Executor:
                 await self._reject(queue, entry_id, fields, exc)
             else:
                 logger.error("Entry %s of queue %s stays pending: %s", entry_id, queue, exc)
+                self._left_pending(anyio.current_time())
         except RedisError as exc:
             logger.error(
                 "Entry %s of queue %s stays pending: Redis failed (%s)", entry_id, queue, exc
             )
+            self._left_pending(anyio.current_time())
         except Exception as exc:
             logger.exception("Handling entry %s of queue %s failed", entry_id, queue)
             await self._reject(queue, entry_id, fields, exc)

@@ -5,6 +5,7 @@ Every reply of these commands is parsed here, so the rest of the worker sees typ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,9 @@ GROUP = "flowbus-workers"
 DEAD_LETTER_MAXLEN = 10_000
 #: Longest field value copied to a dead letter (characters); longer ones are cut.
 DEAD_LETTER_FIELD_CHARS = 8192
+
+#: An entry read from one of several streams: the stream, the entry id, its fields.
+StreamEntry = tuple[str, str, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,11 @@ async def consumers(redis: Redis, stream: str) -> list[Consumer]:
     return [Consumer(text(item["name"]), int(item["pending"])) for item in raw]
 
 
-async def ensure_group(redis: Redis, stream: str) -> None:
-    """Create the workers' group (and the stream), so entries added before any worker count."""
-    await create_group(redis, stream, GROUP)
+async def ensure_groups(redis: Redis, streams: Sequence[str]) -> None:
+    """Create the workers' group of each stream (and the stream), so entries added before
+    any worker count."""
+    for stream in streams:
+        await create_group(redis, stream, GROUP)
 
 
 def is_missing_group(exc: ResponseError) -> bool:
@@ -61,11 +67,20 @@ def is_missing_group(exc: ResponseError) -> bool:
 
 
 async def read_new(
-    redis: Redis, stream: str, consumer: str, *, count: int, block_ms: int
-) -> list[Entry]:
-    """New entries for ``consumer`` (``XREADGROUP … >``); empty when the block timed out."""
-    reply = await redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block_ms)
-    return [entry for _stream, entries in parse_xread(reply) for entry in entries]
+    redis: Redis, streams: Sequence[str], consumer: str, *, count: int, block_ms: int
+) -> list[StreamEntry]:
+    """New entries of any of ``streams`` for ``consumer`` (one ``XREADGROUP … >`` for all).
+
+    At most ``count`` per stream; empty when the block timed out.
+    """
+    reply = await redis.xreadgroup(
+        GROUP, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
+    )
+    return [
+        (stream, entry_id, fields)
+        for stream, entries in parse_xread(reply)
+        for entry_id, fields in entries
+    ]
 
 
 async def pending(redis: Redis, stream: str, *, min_idle_ms: int, count: int) -> list[PendingEntry]:

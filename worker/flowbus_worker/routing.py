@@ -5,7 +5,8 @@ queues it serves and the flows it runs, among others). A worker given an
 entry of a flow it lacks (stale code in a rolling deploy, a module left out) does not start
 the run. It moves the entry, unacknowledged, to a live worker of the queue that runs the flow
 (``XCLAIM … IDLE <lease> JUSTID``: the delivery count is unchanged, and the entry looks idle
-past the lease to that worker's reclaimer, which takes it as its own at its next round). With
+past the lease to that worker's reclaimer, which takes it as its own at its next round: the
+count of entries handed to it, ``Keys.handovers()``, tells it to look at once). With
 no such worker it keeps the entry pending and looks again at each of its reclaim rounds; only
 when none has appeared for ``unknown_flow_timeout`` does the run fail, naming the queue, the
 flow and the live workers' flows.
@@ -73,6 +74,7 @@ class Router:
         self.redis = redis
         self.workers_key = keys.workers()
         self.profiles_key = keys.worker_info()
+        self.handovers_key = keys.handovers()
         self.config = config
         self.me = Profile(frozenset(config.queues), frozenset(flows))
         #: Entries kept pending here, by (queue, entry id).
@@ -103,6 +105,7 @@ class Router:
             await groups.hand_over(
                 self.redis, stream, entry_id, target, idle_ms=self.config.lease_ms
             )
+            await self.redis.hincrby(self.handovers_key, target, 1)  # the target looks at once
             self.held.pop(key, None)
             logger.warning(
                 "Run %s of flow %r is not known to this worker; handed to worker %s, which runs it",

@@ -1,8 +1,12 @@
 """The worker service: one anyio task group holding every part of the worker.
 
-Children: the heartbeat; the intake (a consumer per queue stream, a resume-request consumer
-and a reclaimer per queue), which shutdown cancels first; a deadline sweeper per queue; the
-signal watcher; and the executions, one task and one cancel scope per run.
+Children: the heartbeat; the intake (one reader of all the queue streams, one of all the
+resume-request streams, and the reclaimer), which shutdown cancels first; a deadline sweeper
+per queue (sharing one watcher of the control streams); the signal watcher; and the
+executions, one task and one cancel scope per run. Whatever the number of queues, a worker
+blocks on three connections (on a cluster, three per hash slot of its queues), and an idle
+one sends no command per queue but a deadline sweep per ``sweep_interval`` and a pending-list
+scan per ``RECLAIM_SAFETY`` seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -21,23 +25,25 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flowbus._core.supervisor import supervise
-from flowbus._redis.connect import close_client
+from flowbus._redis.connect import by_slot, close_client
 from flowbus._redis.heartbeat import heartbeat
 from flowbus._redis.orphans import end_orphans
 from flowbus._redis.runtime import Runtime, close_runtime, get_runtime, open_redis
 from flowbus.flows import Flow
 from flowbus_worker import groups
 from flowbus_worker.config import WorkerConfig
-from flowbus_worker.consumer import EntryHandler, consume, consume_each
+from flowbus_worker.consumer import GroupReader, RunIntake, consume_each
 from flowbus_worker.executor import Executor
+from flowbus_worker.heartbeat import liveness
 from flowbus_worker.reclaim import forget_dead, orphans
+from flowbus_worker.reclaim_schedule import ReclaimSchedule
 from flowbus_worker.resume_requests import ResumeRequests
 from flowbus_worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
 
-#: Longest seconds between two looks for orphaned entries of a queue.
-RECLAIM_INTERVAL = 0.5
+#: Seconds between scans of the pending lists when no worker's beat lapsed or vanished.
+RECLAIM_SAFETY = 300.0
 
 
 class Worker:
@@ -51,6 +57,10 @@ class Worker:
         self._stopping = False
         self._executor: Executor | None = None
         self._tg: TaskGroup | None = None
+        self._intakes: list[RunIntake] = []
+        #: The streams of each blocking read: of runs, then of resume requests.
+        self._readers: list[list[list[str]]] = []
+        self._reclaims = ReclaimSchedule(config.lease_ms, RECLAIM_SAFETY)
 
     @property
     def executor(self) -> Executor:
@@ -68,11 +78,18 @@ class Worker:
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, self.config.concurrency + 4)
         runtime = await get_runtime()
-        # blocking reads hold their connection: two per queue, apart from the command pool
+        keys = runtime.store.keys
+        # one blocking read for all runs, one for all resume requests (per slot on a cluster)
+        queues = [keys.queue(q) for q in self.config.queues]
+        self._readers = [
+            by_slot(runtime.redis, [q.stream() for q in queues]),
+            by_slot(runtime.redis, [q.resume_requests() for q in queues]),
+        ]
+        # each read holds its connection while it blocks, apart from the command pool
         blocking = open_redis(
-            runtime.url, runtime.settings, max_connections=2 * len(self.config.queues) + 1
+            runtime.url, runtime.settings, max_connections=sum(map(len, self._readers))
         )
-        self._executor = Executor(runtime, self.flows, self.config)
+        self._executor = Executor(runtime, self.flows, self.config, self._reclaims.left_pending)
         self._intake = anyio.CancelScope()
         workers_key = runtime.store.keys.workers()
         try:
@@ -82,10 +99,13 @@ class Worker:
             )
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await tg.start(self._run_intake, runtime, blocking)
+                tg.start_soon(self._watch_signals)  # first: a stop during start-up is graceful
+                await runtime.waiters.watch(
+                    [runtime.store.keys.queue(q).control() for q in self.config.queues]
+                )
                 for queue in self.config.queues:
-                    tg.start_soon(self._sweep_forever, runtime, queue)
-                tg.start_soon(self._watch_signals)
+                    await tg.start(self._sweep_forever, runtime, queue)
+                await tg.start(self._run_intake, runtime, blocking)
                 logger.info(
                     "Worker %s ready: queues %s, flows %s, concurrency %d",
                     self.config.name,
@@ -101,13 +121,11 @@ class Worker:
 
     async def _beat(self, runtime: Runtime, workers_key: str) -> None:
         """Join the process's heartbeat (a thread: a blocked loop does not lapse the lease) as
-        this worker, holding runs of each queue it serves; the first beat is in Redis before
-        the worker takes any work."""
+        this worker; the first beat is in Redis before the worker takes any work. A queue's
+        lease is written by the first claim there (an idle queue is never beaten)."""
         beat = heartbeat()
         config = self.config
         beat.configure(name=config.name, lease_ms=config.lease_ms, interval=config.heartbeat)
-        for queue in config.queues:
-            runtime.leases.first_lease(runtime.store.keys.queue(queue).holders())
         runtime.leases.beat_worker(workers_key)
         await anyio.to_thread.run_sync(beat.beat_once)
 
@@ -138,72 +156,125 @@ class Worker:
         self, runtime: Runtime, blocking: Redis, *, task_status: TaskStatus[None]
     ) -> None:
         runs = self._tg
-        assert runs is not None
-        executor = self.executor
-        assert self._intake is not None
+        assert runs is not None and self._intake is not None
+        executor, config = self.executor, self.config
+        keys = runtime.store.keys
+        queue_of = {keys.queue(q).stream(): q for q in config.queues}
+        requests = {
+            keys.queue(q).resume_requests(): ResumeRequests(runtime, q) for q in config.queues
+        }
+
+        async def handle_run(
+            stream: str, entry_id: str, fields: dict[str, str], token: object
+        ) -> None:
+            await executor.handle(queue_of[stream], entry_id, fields, token, False)
+
+        async def handle_request(stream: str, entry_id: str, fields: dict[str, str]) -> None:
+            await requests[stream].handle(entry_id, fields)
+
+        run_streams, request_streams = self._readers
+        self._intakes = [
+            RunIntake(
+                GroupReader(blocking, streams, config.name, config.block_ms),
+                executor.limiter,
+                handle_run,
+                runs,
+            )
+            for streams in run_streams
+        ]
         with self._intake:
             async with anyio.create_task_group() as intake:
-                for queue in self.config.queues:
-                    qkeys = runtime.store.keys.queue(queue)
-                    requests = ResumeRequests(runtime, queue)
-
-                    async def handle(
-                        entry_id: str, fields: dict[str, str], token: object, queue: str = queue
-                    ) -> None:
-                        await executor.handle(queue, entry_id, fields, token, False)
-
-                    await intake.start(_consume_runs, blocking, qkeys.stream(), self, handle, runs)
-                    await intake.start(
-                        _consume_requests, blocking, qkeys.resume_requests(), self, requests
-                    )
-                    intake.start_soon(self._reclaim_forever, runtime, queue, requests)
+                for run_intake in self._intakes:
+                    await intake.start(run_intake.run)
+                for streams in request_streams:
+                    reader = GroupReader(blocking, streams, config.name, config.block_ms)
+                    await intake.start(consume_each, reader, handle_request)
+                await intake.start(self._reclaim_forever, runtime, requests)
                 task_status.started()
 
-    async def _sweep_forever(self, runtime: Runtime, queue: str) -> None:
-        await supervise(
-            f"Deadline sweeper of {queue}",
-            lambda: sweep_forever(runtime, queue, self.config.sweep_interval),
-            expected=(RedisError,),
-        )
+    async def _sweep_forever(
+        self, runtime: Runtime, queue: str, *, task_status: TaskStatus[None]
+    ) -> None:
+        waiting = [task_status]  # ready after the first sweep (done or failed)
+
+        def swept() -> None:
+            if waiting:
+                waiting.pop().started()
+
+        async def sweeping() -> None:
+            try:
+                await sweep_forever(runtime, queue, self.config.sweep_interval, swept)
+            except Exception:
+                swept()  # a failed first sweep does not hold the worker's start
+                raise
+
+        await supervise(f"Deadline sweeper of {queue}", sweeping, expected=(RedisError,))
 
     async def _reclaim_forever(
-        self, runtime: Runtime, queue: str, requests: ResumeRequests
+        self,
+        runtime: Runtime,
+        requests: Mapping[str, ResumeRequests],
+        *,
+        task_status: TaskStatus[None],
     ) -> None:
-        await supervise(
-            f"Reclaimer of {queue}",
-            lambda: self._reclaim_rounds(runtime, queue, requests),
-            expected=(RedisError,),
-        )
+        """Tick by tick, read who is alive; scan every queue when something changed."""
+        waiting = [task_status]  # ready after the first round (done or failed)
 
-    async def _reclaim_rounds(self, runtime: Runtime, queue: str, requests: ResumeRequests) -> None:
-        qkeys = runtime.store.keys.queue(queue)
-        # a lapsed lease is seen within a fraction of a second: orphans re-run within lease + 1 s
-        interval = max(0.1, min(self.config.lease / 5, RECLAIM_INTERVAL))
-        per_recheck = max(1, round(max(0.2, min(self.config.lease / 2, 2.0)) / interval))
-        per_sweep = max(1, round(self.config.lease / interval))
-        rounds = 0
+        def ready() -> None:
+            if waiting:
+                waiting.pop().started()
+
+        async def rounds() -> None:
+            try:
+                await self._reclaim_rounds(runtime, requests, ready)
+            except Exception:
+                ready()
+                raise
+
+        await supervise("Reclaimer", rounds, expected=(RedisError,))
+
+    async def _reclaim_rounds(
+        self, runtime: Runtime, requests: Mapping[str, ResumeRequests], ready: Callable[[], None]
+    ) -> None:
+        keys, schedule = runtime.store.keys, self._reclaims
+        # a lapsed lease is seen within a quarter lease (at most 1 s), whatever the queues
+        interval = max(0.1, min(self.config.lease / 4, 1.0))
         while True:
-            await anyio.sleep(interval)
-            rounds += 1
-            await self._reclaim_runs(runtime, queue, qkeys.stream())
-            await self._reclaim_requests(runtime, qkeys.resume_requests(), requests)
-            if rounds % per_recheck == 0:
+            alive, handed = await liveness(
+                runtime.redis, keys, self.config.name, self.config.lease_ms
+            )
+            schedule.observe(alive, anyio.current_time())
+            schedule.handed(handed, anyio.current_time())
+            if schedule.take(anyio.current_time()):
+                await self._scan(runtime, requests, alive)
+            for queue in self.config.queues:  # entries kept here for a worker with their flow
                 await self.executor.recheck_held(queue)
-            if rounds % per_sweep == 0:  # what dead processes left: once per lease
-                await self._sweep_the_dead(runtime, queue)
+            ready()
+            await anyio.sleep(interval)
 
-    async def _sweep_the_dead(self, runtime: Runtime, queue: str) -> None:
-        """End the runs gone plain processes held; forget dead workers that hold nothing."""
-        qkeys = runtime.store.keys.queue(queue)
-        await end_orphans(runtime.store, queue)
-        await forget_dead(
-            runtime.redis,
-            [qkeys.stream(), qkeys.resume_requests()],
-            workers_key=runtime.store.keys.workers(),
-            holders_key=qkeys.holders(),
-            infos_key=runtime.store.keys.worker_info(),
-            lease_ms=self.config.lease_ms,
-        )
+    async def _scan(
+        self, runtime: Runtime, requests: Mapping[str, ResumeRequests], alive: Mapping[str, bool]
+    ) -> None:
+        """Take over what dead processes left in every queue served here, then forget them."""
+        keys = runtime.store.keys
+        for queue in self.config.queues:
+            qkeys = keys.queue(queue)
+            await self._reclaim_runs(runtime, queue, qkeys.stream())
+            await self._reclaim_requests(
+                runtime, qkeys.resume_requests(), requests[qkeys.resume_requests()]
+            )
+            await end_orphans(runtime.store, queue)
+            await forget_dead(
+                runtime.redis,
+                [qkeys.stream(), qkeys.resume_requests()],
+                workers_key=keys.workers(),
+                holders_key=qkeys.holders(),
+                infos_key=keys.worker_info(),
+                lease_ms=self.config.lease_ms,
+            )
+        gone = [name for name, live in alive.items() if not live and name.startswith("holder ")]
+        if gone:  # their runs here are ended: out of the registry
+            await runtime.redis.hdel(keys.holders(), *(n.removeprefix("holder ") for n in gone))
 
     async def _reclaim_runs(self, runtime: Runtime, queue: str, stream: str) -> None:
         """Take over the orphaned entries of ``stream``: each waits for a slot, all at once,
@@ -212,6 +283,8 @@ class Worker:
         executor, config = self.executor, self.config
         mine = {entry_id for q, entry_id in executor.active if q == queue}
         mine.update(entry_id for q, entry_id in executor.router.held if q == queue)
+        for run_intake in self._intakes:
+            mine |= run_intake.held_in(stream)
         candidates = await orphans(
             runtime.redis,
             stream,
@@ -320,42 +393,3 @@ class Worker:
                 await executor.wait_idle()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-
-
-async def _consume_runs(
-    redis: Redis,
-    stream: str,
-    worker: Worker,
-    handle: EntryHandler,
-    runs: TaskGroup,
-    *,
-    task_status: TaskStatus[None],
-) -> None:
-    await consume(
-        redis,
-        stream,
-        worker.config.name,
-        worker.executor.limiter,
-        handle,
-        runs,
-        block_ms=worker.config.block_ms,
-        task_status=task_status,
-    )
-
-
-async def _consume_requests(
-    redis: Redis,
-    stream: str,
-    worker: Worker,
-    requests: ResumeRequests,
-    *,
-    task_status: TaskStatus[None],
-) -> None:
-    await consume_each(
-        redis,
-        stream,
-        worker.config.name,
-        requests.handle,
-        block_ms=worker.config.block_ms,
-        task_status=task_status,
-    )

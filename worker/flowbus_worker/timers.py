@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -59,11 +60,14 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
     return time.time() if len(first) == BATCH else None  # a full batch: sweep again now
 
 
-async def sweep_forever(runtime: Runtime, queue: str, max_sleep: float) -> None:
-    """Sweep ``queue`` whenever a deadline comes or may have been added."""
+async def sweep_forever(
+    runtime: Runtime, queue: str, max_sleep: float, swept: Callable[[], None] = lambda: None
+) -> None:
+    """Sweep ``queue`` whenever a deadline comes or may have been added (``swept`` after each)."""
     async with runtime.waiters.subscribe(queue, NEW_DEADLINES, control=True) as events:
         while True:
             due = await sweep(runtime, queue)
+            swept()
             wait = max_sleep if due is None else min(max_sleep, max(0.0, due - time.time()))
             with anyio.move_on_after(wait):
                 await _deadline_event(events)

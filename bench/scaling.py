@@ -1,0 +1,448 @@
+"""Scaling curves: queues per worker, a backlog, paused runs per process, bytes per kept run.
+
+On one private server (AOF on), with real ``python -m flowbus_worker`` processes
+(``--concurrency 32``) running the trivial flow of ``bench/worker_flows.py``:
+
+1. ``queues_per_worker``: one worker serving 1, 10, then 50 queues. Idle, its blocking
+   connections (``CLIENT LIST``) and commands per second (``INFO commandstats``) are counted.
+   Then ``--runs`` runs are enqueued while it is stopped (SIGSTOP), spread over all its queues
+   (``spread``) or all on one (``busy``), and drained: timed from its continuation to the last
+   COMPLETED event. Rates are medians over ``--rounds``; ratios are to the one-queue worker.
+2. ``retention``: ``--runs`` runs completed, then ``MEMORY USAGE … SAMPLES 0`` of each run's
+   own keys and of the queue's shared structures, per finished run.
+3. ``backlog``: 1,000 then ``--backlog`` runs enqueued while the worker is stopped, drained.
+4. ``paused_runs``: 1k, 10k, 100k (``--paused``) async flows paused in one process: its RSS
+   and connections, and resume latency of random runs from another process over the
+   ``XADD`` → ``XREAD`` floor (both from ``bench/resume_latency.py``).
+
+Prints one JSON object on stdout; progress goes to stderr::
+
+    python bench/scaling.py [--runs 2000] [--rounds 3] [--backlog 100000] \
+        [--paused 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+import redis
+import redis.asyncio
+import resume_latency
+from _server import CommandCounter, machine, point_flowbus_at, private_server
+from _workers import STEP_TIMEOUT, Children, bench_env, log, wait_until, workers_dir
+from worker_flows import TRIVIAL
+
+from flowbus import FlowbusClient, get_client
+from flowbus._redis.keys import Keys
+from flowbus._redis.runtime import close_runtime
+from flowbus.settings import get_settings
+
+KEY_PREFIX = "scale"
+CONCURRENCY = 32
+ENQUEUE_CONCURRENCY = 64
+#: A worker's lease (s): it is stopped while runs are enqueued, and must not be taken for dead.
+LEASE = 120.0
+QUEUE_COUNTS = (1, 10, 50)
+#: Seconds an idle worker's commands are counted over.
+IDLE_SECONDS = 5.0
+#: Targets of the issue: many queues at least 0.9x one queue; idle commands per queue.
+TARGETS = {
+    "queues_50_over_1_min": 0.9,
+    "idle_commands_per_second_per_queue_max": 0.1,
+    "retained_bytes_per_finished_run_max": 2048,
+    "paused_rss_kib_per_run_max": 10,
+}
+#: Events of a trivial run on its queue's events stream (SCHEDULED, PENDING, RUNNING, COMPLETED).
+EVENTS_PER_RUN = 4
+
+
+def start_worker(children: Children, url: str, name: str, queues: list[str]) -> None:
+    """A worker serving ``queues``; returns once it beats and blocks in its reads."""
+    args = [sys.executable, "-m", "flowbus_worker", "worker_flows", "--name", name]
+    args += [arg for queue in queues for arg in ("--queue", queue)]
+    args += ["--concurrency", str(CONCURRENCY), "--log-level", "WARNING", "--lease", str(LEASE)]
+    env = bench_env(
+        FLOWBUS_REDIS_URL=url,
+        FLOWBUS_KEY_PREFIX=KEY_PREFIX,
+        FLOWBUS_QUEUE_EVENTS_MAXLEN=str(get_settings().queue_events_maxlen),
+    )
+    client = redis.Redis.from_url(url, decode_responses=True)
+    before = blocking_connections(client)
+
+    def ready() -> bool:
+        # runs and resume requests: two blocked group reads, whatever the queues
+        return blocking_connections(client) >= before + 2 and bool(
+            client.hexists(Keys(KEY_PREFIX).workers(), name)
+        )
+
+    try:
+        children.start(name, args, env)
+        wait_until(f"worker {name}", ready, children)
+    finally:
+        client.close()
+
+
+def blocking_connections(client: redis.Redis) -> int:
+    """Connections whose last command reads a stream (what blocked readers re-issue)."""
+    clients: list[dict[str, Any]] = client.client_list()
+    return sum(1 for c in clients if c.get("cmd") in ("xread", "xreadgroup"))
+
+
+class Completions:
+    """Counts COMPLETED events of some queues with one blocking ``XREAD``, from pinned ids."""
+
+    def __init__(self, url: str, queues: list[str]) -> None:
+        self.redis = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_timeout=None)
+        keys = Keys(KEY_PREFIX)
+        self.cursors = {keys.queue(q).events(): "0-0" for q in queues}
+
+    async def pin(self) -> None:
+        for stream in self.cursors:
+            last: Any = await self.redis.xrevrange(stream, count=1)
+            self.cursors[stream] = last[0][0] if last else "0-0"
+
+    async def wait(self, n: int) -> float:
+        """Read until ``n`` COMPLETED events; ``perf_counter`` when the last one was read."""
+        seen = 0
+        while seen < n:
+            streams: Any = self.cursors
+            reply: Any = await self.redis.xread(streams, count=1000, block=int(STEP_TIMEOUT * 1000))
+            if not reply:
+                raise TimeoutError(f"{seen} of {n} runs completed within {STEP_TIMEOUT} s")
+            for stream, entries in reply:
+                for entry_id, fields in entries:
+                    self.cursors[stream] = entry_id
+                    if fields.get("type") in ("FAILED", "CRASHED", "CANCELLED"):
+                        raise RuntimeError(f"run {fields.get('run_id')} ended {fields}")
+                    seen += fields.get("type") == "COMPLETED"
+        return time.perf_counter()
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+async def enqueue(client: FlowbusClient, deployments: list[UUID], n: int) -> list[str]:
+    """``n`` runs, round-robin over ``deployments`` (64 creates in flight)."""
+    gate = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
+
+    async def one(i: int) -> str:
+        async with gate:
+            run = await client.create_flow_run_from_deployment(deployments[i % len(deployments)])
+            return str(run.id)
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def drain(
+    client: FlowbusClient,
+    children: Children,
+    url: str,
+    worker: str,
+    deployments: list[UUID],
+    queues: list[str],
+    n: int,
+) -> dict[str, Any]:
+    """Enqueue ``n`` runs with the worker stopped; seconds from its continuation to the last."""
+    completions = Completions(url, queues)
+    try:
+        await completions.pin()
+        cpu_before = children.cpu_seconds(worker)
+        with children.frozen(worker):
+            started = time.perf_counter()
+            await enqueue(client, deployments, n)
+            enqueue_seconds = time.perf_counter() - started
+            done = asyncio.create_task(completions.wait(n))
+        continued = time.perf_counter()
+        seconds = await done - continued
+        cpu = children.cpu_seconds(worker) - cpu_before
+    finally:
+        await completions.aclose()
+    return {
+        "runs": n,
+        "enqueue_seconds": round(enqueue_seconds, 3),
+        "drain_seconds": round(seconds, 3),
+        "runs_per_second": round(n / seconds, 1),
+        "worker_cpu_us_per_run": round(cpu / n * 1e6),
+    }
+
+
+def idle_cost(counter: CommandCounter, queues: int) -> dict[str, Any]:
+    """Commands per second of the (only) idle worker, and its blocking connections."""
+    time.sleep(1)  # its start-up scans and sweeps are done
+    counter.reset()
+    time.sleep(IDLE_SECONDS)
+    counts = counter.read()
+    return {
+        "blocking_connections": blocking_connections(counter.redis),
+        "commands_per_second": round(counts.total / IDLE_SECONDS, 2),
+        "commands_by_name": dict(sorted(counts.by_command.items())),
+        "queues": queues,
+    }
+
+
+async def queues_per_worker(
+    client: FlowbusClient, children: Children, url: str, counter: CommandCounter, args: Any
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for count in QUEUE_COUNTS:
+        queues = [f"q{count}-{i}" for i in range(count)]
+        worker = f"flowbus-q{count}"
+        await asyncio.to_thread(start_worker, children, url, worker, queues)
+        idle = await asyncio.to_thread(idle_cost, counter, count)
+        deployments = [await client.create_deployment(TRIVIAL, q, queue=q) for q in queues]
+        busy = deployments[len(deployments) // 2]
+        rates: dict[str, list[float]] = {"spread": [], "busy": []}
+        cpu: dict[str, list[float]] = {"spread": [], "busy": []}
+        for round_ in range(args.rounds):
+            for mode in ("spread", "busy") if round_ % 2 == 0 else ("busy", "spread"):
+                chosen = deployments if mode == "spread" else [busy]
+                batch = await drain(client, children, url, worker, chosen, queues, args.runs)
+                rates[mode].append(batch["runs_per_second"])
+                cpu[mode].append(batch["worker_cpu_us_per_run"])
+        children.stop(worker)
+        result[f"{count}_queues"] = {
+            "idle": idle,
+            **{
+                mode: {
+                    "runs_per_second_median": statistics.median(rates[mode]),
+                    "rounds": rates[mode],
+                    "worker_cpu_us_per_run_median": statistics.median(cpu[mode]),
+                }
+                for mode in rates
+            },
+        }
+        log(f"{count} queue(s): spread {rates['spread']}, busy {rates['busy']} runs/s; {idle}")
+    one = result["1_queues"]
+    for count in QUEUE_COUNTS:
+        entry = result[f"{count}_queues"]
+        for mode in ("spread", "busy"):
+            median = entry[mode]["runs_per_second_median"]
+            entry[mode]["over_1_queue"] = round(median / one[mode]["runs_per_second_median"], 2)
+            entry[mode]["cpu_per_run_over_1_queue"] = round(
+                entry[mode]["worker_cpu_us_per_run_median"]
+                / max(1, one[mode]["worker_cpu_us_per_run_median"]),  # clock ticks: 10 ms
+                2,
+            )
+        extra = entry["idle"]["commands_per_second"] - one["idle"]["commands_per_second"]
+        entry["idle"]["extra_commands_per_second_per_queue"] = (
+            round(extra / (count - 1), 3) if count > 1 else 0.0
+        )
+    return result
+
+
+def memory_usage(client: redis.Redis, keys: list[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    return sum(int(size or 0) for size in pipe.execute())
+
+
+async def retention(client: FlowbusClient, children: Children, url: str, n: int) -> dict[str, Any]:
+    """Bytes each finished run keeps for its retention: its own keys, and its queue's share."""
+    queue = "retained"
+    await asyncio.to_thread(start_worker, children, url, "flowbus-retention", [queue])
+    deployment = await client.create_deployment(TRIVIAL, "retained", queue=queue)
+    completions = Completions(url, [queue])
+    try:
+        await completions.pin()
+        ids = await enqueue(client, [deployment], n)
+        await completions.wait(n)
+    finally:
+        await completions.aclose()
+    children.stop("flowbus-retention")
+    keys, qkeys = Keys(KEY_PREFIX), Keys(KEY_PREFIX).queue(queue)
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        own: Counter[str] = Counter()
+        for key in raw.scan_iter(match=f"{qkeys.tag}:run:*", count=1000):
+            suffix = key.split(":run:", 1)[1].partition(":")[2] or "hash"
+            own[suffix] += memory_usage(raw, [key])
+        own["index"] = memory_usage(raw, [keys.run_index(run_id) for run_id in ids])
+        shared = {
+            name: memory_usage(raw, [key])
+            for name, key in (
+                ("queue_stream", qkeys.stream()),
+                ("queue_runs_index", qkeys.runs()),
+                ("queue_events_capped", qkeys.events()),
+                ("queue_control_capped", qkeys.control()),
+            )
+        }
+        key_count = sum(1 for _ in raw.scan_iter(match=f"{qkeys.tag}:run:*", count=1000))
+    finally:
+        raw.close()
+    growing = own.total() + shared["queue_stream"] + shared["queue_runs_index"]
+    return {
+        "runs": n,
+        "keys_per_run": round(key_count / n + 1, 2),  # + the run's index key
+        "own_bytes_per_run_by_key": {k: round(v / n) for k, v in sorted(own.items())},
+        "queue_bytes_per_run": {k: round(v / n) for k, v in shared.items()},
+        "bytes_per_finished_run": round(growing / n),
+        "what": "own keys + the queue stream and runs index (which grow with runs); the queue's "
+        "events and control streams are capped, so a steady state does not grow with runs",
+    }
+
+
+async def backlog(
+    client: FlowbusClient, children: Children, url: str, sizes: list[int]
+) -> dict[str, Any]:
+    queue = "backlog"
+    await asyncio.to_thread(start_worker, children, url, "flowbus-backlog", [queue])
+    deployment = await client.create_deployment(TRIVIAL, "backlog", queue=queue)
+    result: dict[str, Any] = {}
+    for size in sizes:
+        batch = await drain(client, children, url, "flowbus-backlog", [deployment], [queue], size)
+        result[str(size)] = batch
+        log(f"backlog {size}: {batch}")
+    children.stop("flowbus-backlog")
+    small, large = result[str(sizes[0])], result[str(sizes[-1])]
+    result["largest_over_smallest"] = round(large["runs_per_second"] / small["runs_per_second"], 2)
+    return result
+
+
+def paused_runs(url: str, counter: CommandCounter, sizes: list[int]) -> dict[str, Any]:
+    floor = resume_latency.floor(url, 200 + resume_latency.WARMUP, sync=False)
+    result: dict[str, Any] = {"floor": floor}
+    for size in sizes:
+        log(f"paused runs: {size} in one process")
+        many = resume_latency.many_paused(url, counter, size, prefix=f"paused{size}")
+        p50, p99 = many["resume_latency_ms"]["p50"], many["resume_latency_ms"]["p99"]
+        result[str(size)] = {
+            "rss_kib_per_paused_run": many["rss_kib_A"]["per_paused_run"],
+            "connections_held": many["connections_held_by_A"],
+            "seconds_to_pause_all": many["seconds_to_pause_all"],
+            "redis_bytes_per_paused_run": many["redis_used_memory_bytes_per_paused_run"],
+            "resume_p50_over_floor_p50": round(p50 / floor["latency_ms"]["p50"], 2),
+            "resume_p99_over_floor_p99": round(p99 / floor["latency_ms"]["p99"], 2),
+            "resume_latency_ms": many["resume_latency_ms"],
+        }
+    return result
+
+
+def with_events_cap(maxlen: int) -> None:
+    """This process's (and later workers') cap of a queue's events stream."""
+    os.environ["FLOWBUS_QUEUE_EVENTS_MAXLEN"] = str(maxlen)
+    get_settings.cache_clear()
+
+
+async def measure(url: str, children: Children, counter: CommandCounter, args: Any) -> Any:
+    result: dict[str, Any] = {}
+    try:
+        async with get_client() as client:
+            log(f"queues per worker {QUEUE_COUNTS}, {args.runs} runs, {args.rounds} rounds")
+            result["queues_per_worker"] = await queues_per_worker(
+                client, children, url, counter, args
+            )
+            log(f"retention: {args.runs} finished runs")
+            result["retention"] = await retention(client, children, url, args.runs)
+    finally:
+        await close_runtime()
+    # the completion reader must never lag a trim of the events stream
+    with_events_cap(max(get_settings().queue_events_maxlen, 2 * EVENTS_PER_RUN * args.backlog))
+    try:
+        async with get_client() as client:
+            sizes = sorted({min(1000, args.backlog), args.backlog})
+            result["backlog"] = await backlog(client, children, url, sizes)
+    finally:
+        await close_runtime()
+    return result
+
+
+def verdict(report: dict[str, Any]) -> dict[str, Any]:
+    fifty = report["queues_per_worker"]["50_queues"]
+    out: dict[str, Any] = {
+        "queues_50_over_1": {m: fifty[m]["over_1_queue"] for m in ("spread", "busy")},
+        "queues_50_over_1_worker_cpu_per_run": {
+            m: fifty[m]["cpu_per_run_over_1_queue"] for m in ("spread", "busy")
+        },
+        "blocking_connections_1_10_50": [
+            report["queues_per_worker"][f"{c}_queues"]["idle"]["blocking_connections"]
+            for c in QUEUE_COUNTS
+        ],
+        "idle_extra_commands_per_second_per_queue": fifty["idle"][
+            "extra_commands_per_second_per_queue"
+        ],
+        "bytes_per_finished_run": report["retention"]["bytes_per_finished_run"],
+    }
+    out["queues_ok"] = min(out["queues_50_over_1"].values()) >= TARGETS["queues_50_over_1_min"]
+    out["idle_ok"] = (
+        out["idle_extra_commands_per_second_per_queue"]
+        <= TARGETS["idle_commands_per_second_per_queue_max"]
+    )
+    out["retention_ok"] = (
+        out["bytes_per_finished_run"] <= TARGETS["retained_bytes_per_finished_run_max"]
+    )
+    if "paused_runs" in report:
+        per_run = {
+            k: v["rss_kib_per_paused_run"] for k, v in report["paused_runs"].items() if k != "floor"
+        }
+        out["paused_rss_kib_per_run"] = per_run
+        out["paused_ok"] = max(per_run.values()) <= TARGETS["paused_rss_kib_per_run_max"]
+    return out
+
+
+def run(args: Any) -> dict[str, Any]:
+    with private_server(appendonly=True) as url, workers_dir() as children:
+        point_flowbus_at(url, KEY_PREFIX)
+        counter = CommandCounter(url)
+        try:
+            report: dict[str, Any] = {
+                "benchmark": "scaling",
+                "machine": machine(counter),
+                "setup": {
+                    "worker": f"python -m flowbus_worker --concurrency {CONCURRENCY}, "
+                    f"log level WARNING, --lease {LEASE:g}",
+                    "flow": "async flow calling one async task (bench/worker_flows.py)",
+                    "runs": args.runs,
+                    "rounds": args.rounds,
+                    "enqueue_in_flight": ENQUEUE_CONCURRENCY,
+                    "timed": "enqueued while the worker is stopped; its continuation → the "
+                    "last COMPLETED event (XREAD of the queues' events streams)",
+                },
+                "targets": TARGETS,
+                **asyncio.run(measure(url, children, counter, args)),
+            }
+            if args.paused:
+                report["paused_runs"] = paused_runs(url, counter, args.paused)
+            report["vs_targets"] = verdict(report)
+            return report
+        finally:
+            counter.close()
+
+
+def sizes(value: str) -> list[int]:
+    parsed = [int(part) for part in value.split(",") if part]
+    if any(size < 2 for size in parsed):
+        raise argparse.ArgumentTypeError("every size must be at least 2")
+    return parsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=2000, help="runs per drain")
+    parser.add_argument("--rounds", type=int, default=3, help="drains per mode and queue count")
+    parser.add_argument("--backlog", type=int, default=100_000, help="largest backlog drained")
+    parser.add_argument(
+        "--paused", type=sizes, default=[1000, 10_000, 100_000], help="paused runs (comma list)"
+    )
+    args = parser.parse_args()
+    if args.runs < 10 or args.rounds < 1 or args.backlog < 10:
+        parser.error("--runs and --backlog must be at least 10, --rounds at least 1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    started = time.perf_counter()
+    result = run(args)
+    result["total_seconds"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
