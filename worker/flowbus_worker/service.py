@@ -182,6 +182,7 @@ class Worker:
             )
             for streams in run_streams
         ]
+        started = False
         with self._intake:
             async with anyio.create_task_group() as intake:
                 for run_intake in self._intakes:
@@ -191,6 +192,9 @@ class Worker:
                     await intake.start(consume_each, reader, handle_request)
                 await intake.start(self._reclaim_forever, runtime, requests)
                 task_status.started()
+                started = True
+        if not started:  # stopped while starting
+            task_status.started()
 
     async def _sweep_forever(
         self, runtime: Runtime, queue: str, *, task_status: TaskStatus[None]
