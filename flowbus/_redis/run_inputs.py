@@ -47,8 +47,11 @@ async def add(
     value_json: str | bytes,
     sender: str | None,
     idempotency_key: str | None = None,
+    *,
+    indexed: bool = True,
 ) -> None:
-    """Store an input under ``key``; :class:`InputKeyExists` if the key is taken."""
+    """Store an input under ``key``; :class:`InputKeyExists` if the key is taken. A message
+    (``indexed=False``, its key unique by construction) is found by key by a scan."""
     size = len(value_json)
     if size > store.settings.max_payload_bytes:
         raise PayloadTooLarge("run input", size, store.settings.max_payload_bytes)
@@ -60,6 +63,7 @@ async def add(
         sender=sender or "",
         idempotency_key=idempotency_key or "",
         maxlen=MESSAGES_MAXLEN,
+        indexed=indexed,
     )
     if reply.status is Status.NOT_FOUND:
         raise FlowRunNotFound(run_id)
@@ -104,20 +108,34 @@ async def read(store: RunStore, run_id: UUID | str, key: str) -> FlowRunInput | 
             key=key,
             value=_as_json(blob(own)),
         )
-    if entry_id is None:
-        return None
-    entries = parse_entries(await store.redis.xrange(keys.messages, text(entry_id), text(entry_id)))
-    return record(run_id, entries[0]) if entries else None
+    entry = await _entry(store, keys, key, entry_id)
+    return None if entry is None else record(run_id, entry)
+
+
+async def _entry(store: RunStore, keys: RunKeys, key: str, entry_id: Any) -> Entry | None:
+    """The stream entry of the input under ``key``: by its index, else (a message) by a scan."""
+    if entry_id is not None:
+        found = parse_entries(
+            await store.redis.xrange(keys.messages, text(entry_id), text(entry_id))
+        )
+        return found[0] if found else None
+    after = "-"
+    while page := await entries(store, keys, after):
+        after = page[-1][0]
+        for entry in page:
+            if entry[1].get("key") == key:
+                return entry
+    return None
 
 
 async def delete(store: RunStore, run_id: UUID | str, key: str) -> None:
     """Remove the input under ``key`` (nothing if there is none)."""
     keys = await store.run_keys(run_id)
-    entry_id = await store.redis.hget(keys.input, f"at:{key}")
+    entry = await _entry(store, keys, key, await store.redis.hget(keys.input, f"at:{key}"))
     pipe = store.redis.pipeline(transaction=True)
     pipe.hdel(keys.input, key, f"at:{key}")
-    if entry_id is not None:
-        pipe.xdel(keys.messages, text(entry_id))
+    if entry is not None:
+        pipe.xdel(keys.messages, entry[0])
     await pipe.execute()
 
 

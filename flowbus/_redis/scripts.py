@@ -317,7 +317,9 @@ class Scripts:
         sender: str,
         idempotency_key: str,
         maxlen: int,
+        indexed: bool = False,
     ) -> Call[Reply]:
-        """Add a message (JSON text) for ``receive_input``, once per ``idempotency_key``."""
-        args = (key, payload, sender, idempotency_key, maxlen)
+        """Add an input (JSON text) for ``receive_input``, once per ``idempotency_key``;
+        ``indexed`` (a named input) finds it by key later and refuses a taken key."""
+        args = (key, payload, sender, idempotency_key, maxlen, _flag(indexed))
         return Call(self, "send_input", keys, args, replies.plain)

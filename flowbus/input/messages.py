@@ -70,6 +70,7 @@ async def asend_input(
         data,
         sender or current_sender(),
         idempotency_key,
+        indexed=False,
     )
 
 

@@ -232,3 +232,20 @@ async def test_a_json_block_saves_and_loads_by_name(runtime_closed: None) -> Non
         await JSON(value=[]).save(name="seen")
     await JSON(value=["a", "b"]).save(name="seen", overwrite=True)
     assert (await JSON.load("seen")).value == ["a", "b"]
+
+
+async def test_a_sent_message_is_read_and_deleted_by_key_without_an_index(
+    runtime_closed: None,
+) -> None:
+    from tests.runs import input_hash
+
+    run_id = await new_run()
+    await send_input(Place(city="Lyon"), run_id)
+    [sent] = await filter_flow_run_input("place-auto", limit=5, flow_run_id=run_id)
+    assert not any(field.startswith("at:") for field in await input_hash(run_id))
+    assert await read_flow_run_input(sent.key, flow_run_id=run_id) == {
+        "city": "Lyon",
+        "country": "FR",
+    }
+    await delete_flow_run_input(sent.key, flow_run_id=run_id)
+    assert await filter_flow_run_input("place-auto", limit=5, flow_run_id=run_id) == []

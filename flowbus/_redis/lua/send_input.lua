@@ -1,11 +1,13 @@
 -- Add an input (a send_input message or a create_flow_run_input) to a run: a stream entry
--- (key, payload, sender) and its index field 'at:<key>' → entry id, at most once per key and
--- per idempotency key.
+-- (key, payload, sender), at most once per idempotency key. A named input ([9] "1") also
+-- gets the index field 'at:<key>' → entry id, at most once per key (messages are not
+-- indexed: their keys are unique, and the capped stream bounds their memory).
 -- ARGV[4] input key  [5] payload (JSON text)  [6] sender  [7] idempotency key ("" none)
--- ARGV[8] messages stream maxlen
+-- ARGV[8] messages stream maxlen  [9] indexed "1"/"0"
 -- Reply: {ACCEPTED, entry id, ...} | {ALREADY_FIRED, entry id of the earlier send, ...}
 --      | {REFUSED, 'exists', ...} (the key is taken) | {NOT_FOUND, ...}
 local key, payload, sender, idem, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local indexed = ARGV[9] == '1'
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
@@ -13,10 +15,12 @@ if idem ~= '' then
   local earlier = redis.call('HGET', INPUT, 'sent:' .. idem)
   if earlier then return reply(ALREADY_FIRED, earlier, cur) end
 end
-if redis.call('HEXISTS', INPUT, 'at:' .. key) == 1 then return reply(REFUSED, 'exists', cur) end
+if indexed and redis.call('HEXISTS', INPUT, 'at:' .. key) == 1 then
+  return reply(REFUSED, 'exists', cur)
+end
 local id = redis.call('XADD', MESSAGES, 'MAXLEN', '~', maxlen, '*', 'key', key,
   'payload', payload, 'sender', sender)
-redis.call('HSET', INPUT, 'at:' .. key, id)
+if indexed then redis.call('HSET', INPUT, 'at:' .. key, id) end
 if idem ~= '' then redis.call('HSET', INPUT, 'sent:' .. idem, id) end
 if FINAL[cur.type] then  -- a finished run's keys expire; so do late messages
   redis.call('EXPIRE', MESSAGES, RETENTION)
