@@ -25,8 +25,6 @@ from flowbus.exceptions import FlowRunWaitTimeout
 from flowbus.states import FINAL_TYPES, StateType
 from flowbus.views.detail import RunDetail, read_detail
 
-_FINAL = {t.value for t in FINAL_TYPES}
-
 
 class _Status:
     """The spinner line: current state and elapsed time (rendered by rich's refresh)."""
@@ -92,7 +90,7 @@ async def follow_run(
             follower.event(e, printed=replay)
         if detail.summary.state_type == StateType.PAUSED:
             follower.paused(detail)
-        if detail.summary.state_type in _FINAL:
+        if detail.summary.state_type in FINAL_TYPES:
             return detail
         with anyio.move_on_after(within):
             async for e in follow(runtime, run_id, after=after):
