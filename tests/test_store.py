@@ -603,3 +603,19 @@ async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:
     # while a creation under another call id is a duplicate
     other = await create()
     assert other.status is Status.REFUSED
+
+
+async def test_deadlines_that_name_no_run_are_dropped_and_infinity_is_a_number(
+    store: RunStore,
+) -> None:
+    # Given a deadline set holding a real run id, bytes that are no UTF-8, text and infinity
+    deadlines = store.keys.queue("default").deadlines()
+    real, late = str(uuid4()), str(uuid4())
+    junk = {b"\xff\xfe": 1.0, b"not-a-run": 2.0, real.encode(): 3.0, late.encode(): float("inf")}
+    await store.redis.zadd(deadlines, junk)
+    # When the earliest are read
+    earliest = await store.earliest_deadlines("default", 10)
+    # Then the run ids come back, in order, and the rest is gone from the set
+    assert [rid for rid, _ms in earliest] == [real, late]
+    assert earliest[0][1] == 3 and earliest[1][1] > 10**15
+    assert sorted(map(text, await store.redis.zrange(deadlines, 0, -1))) == sorted([real, late])

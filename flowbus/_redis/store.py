@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,6 +99,19 @@ def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
         )
     except (KeyError, ValueError) as exc:
         raise MalformedEntry("run hash", str(exc), fields) from exc
+
+
+def _is_uuid(raw: bytes) -> bool:
+    try:
+        UUID(text(raw))
+    except ValueError:
+        return False
+    return True
+
+
+def _ms(score: float) -> int:
+    """A sorted set's score as milliseconds (scores may be ``inf``)."""
+    return int(score) if math.isfinite(score) else (sys.maxsize if score > 0 else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,12 +482,19 @@ class RunStore:
         )
 
     async def earliest_deadlines(self, queue: str, count: int) -> list[tuple[str, int]]:
-        """The ``count`` earliest (run id, deadline ms) of ``queue``'s deadline set."""
-        raw = await self.redis.zrange(
-            self.keys.queue(queue).deadlines(), 0, count - 1, withscores=True
-        )
+        """The ``count`` earliest (run id, deadline ms) of ``queue``'s deadline set.
+
+        Members that are no run id (anyone can ``ZADD``) are dropped from the set on the way,
+        so they cannot stay first forever; a deadline at infinity is the largest integer.
+        """
+        deadlines = self.keys.queue(queue).deadlines()
+        raw = await self.redis.zrange(deadlines, 0, count - 1, withscores=True)
         pairs = cast("list[tuple[bytes, float]]", raw)  # withscores=True: (member, score)
-        return [(text(member), int(score)) for member, score in pairs]
+        found = [(text(member), _ms(score)) for member, score in pairs if _is_uuid(member)]
+        junk = [member for member, _score in pairs if not _is_uuid(member)]
+        if junk:
+            await self.redis.zrem(deadlines, *junk)
+        return found
 
     # -- task results --------------------------------------------------------------------
 
