@@ -34,7 +34,8 @@ async def test_readers_and_sweeper_meeting_wrongtype_start_again(
         # When its queue stream, its resume-request stream and its deadline set become strings
         for key in (keys.stream(), keys.resume_requests(), keys.deadlines()):
             await replace_with_string(rclient, key)
-        await rclient.xadd(keys.control(), {"run_id": "x", "deadline": "1"})  # wakes the sweeper
+        wake = {"run_id": "x", "type": "PAUSED", "deadline": "1"}
+        await rclient.xadd(keys.control(), wake)  # type: ignore[arg-type]  # wakes the sweeper
         for loop in (f"Reader of {keys.stream()}", f"Reader of {keys.resume_requests()}"):
             await wait_for_log(worker, f"{loop} failed")
         await wait_for_log(worker, "Deadline sweeper of default failed")
