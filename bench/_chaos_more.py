@@ -8,9 +8,10 @@ import random
 import signal
 from typing import Any
 
+import anyio
 import msgpack
-from _chaos import QUEUE, all_until, create_runs, final, records, stage
-from chaos_flows import PAUSER, SLOW, STEPS
+from _chaos import QUEUE, all_until, completions, create_runs, final, now, records, stage
+from chaos_flows import PAUSER, SLOW, STEPS, ZOMBIE
 
 from flowbus import aresume_flow_run
 from flowbus._redis.runtime import get_runtime
@@ -176,3 +177,46 @@ async def sigterm_handoff(each: int) -> dict[str, Any]:
             "lost": sum(1 for e in ended if e is None or e.state.type is not StateType.COMPLETED),
             "stopped_worker_exit_code": code,
         }
+
+
+async def zombie_fencing(runs: int) -> dict[str, Any]:
+    """Runs on worker A, frozen (SIGSTOP) in a long task past its lease; worker B takes them
+    over; A is continued (SIGCONT) while B still runs them: A must change nothing."""
+    async with stage(lease=1.0) as st:
+        first = st.start_worker(concurrency=runs)
+        created = await create_runs(ZOMBIE, runs, seconds=2.0)
+        await all_until(created, lambda r: r.run_count >= 1 or r.state.is_final(), 60)
+        await _first_steps(st, runs)
+        first.proc.send_signal(signal.SIGSTOP)
+        frozen_at = now()
+        st.start_worker(concurrency=runs)
+        await all_until(created, lambda r: r.run_count >= 2 or r.state.is_final(), 60)
+        await asyncio.sleep(0.5)  # B is in the long task now
+        thawed_at = now()
+        first.proc.send_signal(signal.SIGCONT)
+        ended = await all_until(created, final, 60)
+        await asyncio.sleep(1.0)  # what A still does once thawed
+        runtime = await get_runtime()
+        results = [await runtime.store.read_result(r.id) for r in created]
+        twice = sum(1 for n in (await completions([r.id for r in created])).values() if n != 1)
+        stale_tasks = sum(
+            1
+            for _run, pid, _i, at in await records(st, "tasks")
+            if int(pid) == first.proc.pid and float(at) > thawed_at
+        )
+        return {
+            "runs": runs,
+            "frozen_seconds": round(thawed_at - frozen_at, 2),
+            "completed": sum(1 for e in ended if e is not None and e.state.is_completed()),
+            "stale_transitions_accepted": twice
+            + sum(1 for pid in results if pid == first.proc.pid),
+            "stale_tasks_run": stale_tasks,
+        }
+
+
+async def _first_steps(st: Any, runs: int) -> None:
+    """Wait until every run finished its first task (it is in the long one then)."""
+    runtime = await get_runtime()
+    with anyio.fail_after(60):
+        while await runtime.redis.llen(st.key("tasks")) < runs:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

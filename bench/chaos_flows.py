@@ -14,7 +14,7 @@ import time
 from flowbus import FlowRunContext, flow, pause_flow_run, task
 
 #: Flow names.
-STEPS, PAUSER, SLOW = "chaos-steps", "chaos-pauser", "chaos-slow"
+STEPS, PAUSER, SLOW, ZOMBIE = "chaos-steps", "chaos-pauser", "chaos-slow", "chaos-zombie"
 #: Tasks of one ``chaos-steps`` run, and seconds each takes.
 STEP_COUNT, STEP_SECONDS = 3, 0.1
 
@@ -56,6 +56,22 @@ async def pauser() -> str:
     await pause_flow_run(timeout=600, key="storm")
     await record("continued")
     return "resumed"
+
+
+@task
+async def nap(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@flow(name=ZOMBIE)
+async def zombie(seconds: float = 2.0) -> int:
+    """A task, a long one (its worker is frozen in it), a last task; returns the pid of the
+    process whose execution finished it."""
+    await step(0)
+    await nap(seconds)
+    await step(1)
+    return os.getpid()
 
 
 @flow(name=SLOW)
