@@ -21,4 +21,5 @@ def test_short_chaos_run_has_no_violations() -> None:
     assert result["fuzz"]["worker_exits"] == 0
     assert result["fuzz"]["valid_runs_not_completed"] == 0
     assert result["sigterm_handoff"]["lost"] == 0
+    assert result["zombie_fencing"]["stale_transitions_accepted"] == 0
     assert result["violations"] == 0, result
