@@ -61,6 +61,15 @@ async def completes(run: FlowRun) -> None:
     assert done.state.type is StateType.COMPLETED, done.state
 
 
+async def first_entries(client: aredis.Redis, stream: str, within: float = 60.0) -> Any:
+    """The stream's first entries once there are some (blocking reads shorter than the
+    client's socket timeout, re-issued)."""
+    with anyio.fail_after(within):
+        while not (reply := await client.xread({stream: "0"}, block=2000)):
+            pass
+    return reply
+
+
 def alive(*workers: WorkerProcess) -> None:
     for worker in workers:
         assert worker.proc.poll() is None, f"{worker.name} exited:\n{worker.log()[-3000:]}"
@@ -111,7 +120,7 @@ async def test_a_poison_entry_past_max_deliveries_is_retired(
     # When a worker's reclaimer takes it (the max-deliveries path)
     worker = start_worker("a")
     await completes(await add_run())
-    dead: Any = await rclient.xread({keys.dead_letter(): "0"}, block=60_000)
+    dead = await first_entries(rclient, keys.dead_letter())
     # Then it is retired as a dead letter, and the worker lives on
     assert dead and dead[0][1][0][1]["source_id"] == bad_id
     alive(worker)
@@ -128,7 +137,7 @@ async def test_deep_resume_input_gets_a_rejected_outcome(
     fields = {"run_id": str(uuid.uuid4()), "input": deep, "request_id": "deep"}
     await rclient.xadd(keys.resume_requests(), fields)  # type: ignore[arg-type]
     # Then the request gets a rejected outcome with the reason, and valid work goes on
-    outcomes: Any = await rclient.xread({keys.resume_outcomes(): "0"}, block=60_000)
+    outcomes = await first_entries(rclient, keys.resume_outcomes())
     (_id, outcome), *_ = outcomes[0][1]
     assert outcome["request_id"] == "deep"
     assert outcome["status"] == "rejected"
