@@ -58,3 +58,15 @@ def test_scaling_prints_its_figures() -> None:
     assert result["vs_targets"]["blocking_connections_1_10_50"] == [3, 3, 3]
     assert result["retention"]["runs"] == 20
     assert set(result["paused_runs"]) == {"floor", "40"}
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(),
+    reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)",
+)
+def test_ui_latency_prints_its_figures() -> None:
+    result = run_bench("ui_latency.py", "--n", "3", "--paused", "20", "--idle-seconds", "1")
+    assert result["benchmark"] == "ui_latency"
+    assert result["pause_to_visible_ms"]["samples"] == 3
+    assert result["idle"]["inbox_rows_shown"] == 20

@@ -61,7 +61,7 @@ def ask_field(f: InputField, indent: str = "") -> Any:
     if f.kind == "boolean":
         return typer.confirm(label, default=bool(default))
     if f.kind == "enum":
-        choices = "/".join(to_json(c) for c in f.choices)
+        choices = "/".join(c if isinstance(c, str) else to_json(c) for c in f.choices)
         return _ask(f"{label} [{choices}]", default, _choice(f.choices))
     if f.kind in _PARSERS and not f.nullable:
         return _ask(label, "" if default is None else default, _PARSERS[f.kind])
