@@ -417,16 +417,32 @@ async def test_worker_help_is_the_workers_help() -> None:
     assert "--concurrency" in done.stdout
 
 
-async def test_worker_runs_beside_a_users_own_worker_module(tmp_path: Path) -> None:
-    # Given a project with its own worker.py (and a worker/ package) in the current directory
-    (tmp_path / "worker.py").write_text("print('the user worker ran')\n")
-    (tmp_path / "worker").mkdir()
-    (tmp_path / "worker" / "__main__.py").write_text("print('the user worker ran')\n")
-    # When flowbus worker is started there, Then flowbus's worker answers, not the user's
-    done = await cli("worker", "--help", cwd=tmp_path)
+@pytest.mark.e2e
+@pytest.mark.timeout(150)
+async def test_worker_runs_beside_a_users_own_worker_module(
+    tmp_path: Path, runtime_closed: None
+) -> None:
+    # Given a Prefect-style project with its own worker.py (and a worker/ package) beside its flows
+    for shadow in (tmp_path / "worker.py", tmp_path / "worker" / "__main__.py"):
+        shadow.parent.mkdir(exist_ok=True)
+        shadow.write_text("raise SystemExit('the user worker ran')\n")
+    (tmp_path / "myflows.py").write_text(
+        "from flowbus import flow\n\n\n@flow\ndef hello(name: str) -> str:\n"
+        "    return f'hello {name}'\n"
+    )
+    done = await cli("deploy", "myflows:hello", "--name", "mine", "--queue", "mine", cwd=tmp_path)
     assert done.returncode == 0, done
-    assert "usage: python -m flowbus_worker" in done.stdout
-    assert "the user worker ran" not in done.stdout + done.stderr
+    # When flowbus worker is started there, Then flowbus's worker serves the project's flows
+    done = await cli("worker", "--help", cwd=tmp_path)
+    assert done.returncode == 0 and "usage: python -m flowbus_worker" in done.stdout, done
+    async with await anyio.open_process(
+        [FLOWBUS, "worker", "myflows", "--queue", "mine"], cwd=tmp_path
+    ) as worker:
+        done = await cli("run", "hello/mine", "--param", "name=you", "--wait")
+        assert worker.returncode is None  # still serving
+        worker.terminate()
+    assert done.returncode == 0, done
+    assert "hello you" in done.stdout or "COMPLETED" in done.stdout
 
 
 # -- embedded server -----------------------------------------------------------------------------
