@@ -42,6 +42,7 @@ from flowbus.exceptions import (
 )
 from flowbus.input.early import deliver_early, judge
 from flowbus.input.expected import NO_INPUT, Expected, check_same_type
+from flowbus.input.judging import answer, ask_owner, has_custom_validators
 from flowbus.input.run_input import accepts_empty, check_against_schema
 from flowbus.models import FlowRun
 from flowbus.states import Paused, Running, StateType, Suspended
@@ -156,6 +157,7 @@ async def _pause(
             input_type=expected.identity if expected else NO_INPUT,
             resume_on_timeout=on_timeout == "resume",
             attempt=ctx.attempt,
+            judged=has_custom_validators(expected),
         )
         reply = await pause()
         if reply.status is Status.EARLY:
@@ -227,6 +229,9 @@ async def _wait_until_resumed(
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
+        elif event is not None and event.action == "judge" and event.pause_key == key:
+            await answer(ctx.runtime, event, expected, key)
+            continue
         elif event is not None and event.type is StateType.PAUSED:
             continue
         elif expected is None and _resumes(event, key):
@@ -299,6 +304,8 @@ async def _resume_paused(
     data = None
     if view.input_prefix:
         check_against_schema(view.schema, run_input if run_input is not None else {})
+        if view.judged:
+            await ask_owner(runtime, flow_run_id, view, run_input)
         if run_input is not None:
             data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
     elif run_input:

@@ -150,7 +150,8 @@ class FlowEngine:
         """
         if event is None:
             spawn(self._reread_requests(), name=f"re-read of run {self.flow_run.id}")
-        elif self.ctx is not None and event.action:
+        elif self.ctx is not None and event.action in ("cancel", "suspend", "fence"):
+            # not "judge"/"verdict": those are for resumes (flowbus/input/judging.py)
             if event.action == "fence" and (self.attempt is None or event.run_count < self.attempt):
                 return  # the takeover that started this very execution
             self.ctx.interrupt = event.action

@@ -87,8 +87,13 @@ class RunEvent:
     #: A deadline the transition set (pause timeout, scheduled start), epoch ms.
     deadline_ms: int | None
     #: On the control stream, what the process holding the run must do ("cancel", "suspend",
-    #: or "fence": another process took the run over, the old execution stops).
+    #: or "fence": another process took the run over, the old execution stops); "judge" a
+    #: resume's input, and the "verdict" that answers it (see flowbus/input/judging.py).
     action: str
+    #: A judge request's id, which its verdict repeats ("" otherwise).
+    proposal: str = ""
+    #: A judge request's input, a verdict's errors (JSON text; "" otherwise).
+    payload: str = ""
 
     @property
     def timestamp(self) -> datetime:
@@ -128,6 +133,8 @@ def parse_event(entry_id: str, raw: Mapping[Any, Any]) -> RunEvent:
             pause_key=fields.get("pause_key", ""),
             deadline_ms=int(deadline) if deadline else None,
             action=fields.get("action", ""),
+            proposal=fields.get("proposal", ""),
+            payload=fields.get("payload", ""),
         )
     except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedEntry("run event", f"entry {entry_id}: {exc!r}") from exc

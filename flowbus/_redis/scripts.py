@@ -255,18 +255,21 @@ class Scripts:
         early: str = "",
         early_refusal: str = "",
         attempt: int | None = None,
+        judged: bool = False,
     ) -> Call[PauseReply]:
         """Pause a RUNNING run under ``key``; ``input_prefix`` ("" none) names its input,
         ``optional`` says an empty input is valid, ``input_type`` is kept with the key.
 
         Input that came for ``key`` early is shown (``early=""``, status EARLY), taken
         (``"take"``: the key fires, nothing pauses) or refused (``"refuse"``: dropped, the
-        PAUSED event's message is ``early_refusal``). ``attempt``: the pausing execution's."""
+        PAUSED event's message is ``early_refusal``). ``attempt``: the pausing execution's.
+        ``judged``: the input has validators a JSON schema cannot express, so resumers ask
+        its owner to judge it."""
         timeout = "" if timeout_ms is None else timeout_ms
         args = (key, timeout, _flag(reschedule), state_name, input_prefix, schema, description)
         tail = (_flag(optional), input_type, "resume" if resume_on_timeout else "fail")
-        early_input = (early, early_refusal, _token(attempt))
-        return Call(self, "pause", keys, (*args, *tail, *early_input), replies.paused)
+        more = (early, early_refusal, _token(attempt), _flag(judged))
+        return Call(self, "pause", keys, (*args, *tail, *more), replies.paused)
 
     def resume(
         self, keys: RunKeys, *, key: str = "", data: bytes | None = None, early: bool = False

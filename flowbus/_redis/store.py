@@ -130,6 +130,8 @@ class PauseView:
     input_prefix: str
     schema: str
     message: str = ""
+    #: The pause's input has validators the JSON schema cannot express: its owner judges it.
+    judged: bool = False
 
     @property
     def expired(self) -> bool:
@@ -454,15 +456,20 @@ class RunStore:
     async def pause_view(self, run_id: UUID | str) -> PauseView:
         """What a resumer must know: state, pause key and the schema stored by the pause."""
         keys = await self.run_keys(run_id)
-        fields = await self.redis.hmget(
-            keys.run, ["state_type", "state_name", "pause_key", "input_prefix", "state_message"]
-        )
+        names = ["state_type", "state_name", "pause_key", "input_prefix", "state_message"]
+        fields = await self.redis.hmget(keys.run, [*names, "input_judged"])
         if fields[0] is None:
             raise FlowRunNotFound(run_id)
-        state_type, state_name, pause_key, prefix, message = (text(f) for f in fields)
+        state_type, state_name, pause_key, prefix, message, judged = (text(f) for f in fields)
         schema = await self.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
         return PauseView(
-            state_type, state_name, pause_key, prefix, text(schema) if schema else "", message
+            state_type,
+            state_name,
+            pause_key,
+            prefix,
+            text(schema) if schema else "",
+            message,
+            judged == "1",
         )
 
     async def resumed_input(self, run_id: UUID | str, pause_key: str, prefix: str) -> ResumeView:

@@ -45,8 +45,11 @@ NEW_DEADLINES = "*deadline"
 #: Subscribe with this "run id" to receive every event of the queue (a live view of all runs).
 EVERY_RUN = "*all"
 
+#: Subscribe with this "run id" to receive every request to judge a resume's input (workers
+#: judge those of suspended runs).
+JUDGE_REQUESTS = "*judge"
 #: Subscriptions to a kind of event of one stream, not to one run.
-_OF_A_STREAM = frozenset({NEW_DEADLINES, EVERY_RUN})
+_OF_A_STREAM = frozenset({NEW_DEADLINES, EVERY_RUN, JUDGE_REQUESTS})
 
 #: What a waiter receives: a run event, or ``None`` for "re-read the run".
 Event = RunEvent | None
@@ -149,6 +152,8 @@ class StreamWatcher:
         waiting = list(self.subscribers.get(run_id, ()))
         if fields.get(b"deadline"):
             waiting += self.stream_subscribers.get((NEW_DEADLINES, stream), ())
+        elif fields.get(b"action") == b"judge":
+            waiting += self.stream_subscribers.get((JUDGE_REQUESTS, stream), ())
         waiting += self.stream_subscribers.get((EVERY_RUN, stream), ())
         if waiting and (event := event_or_none(stream, entry_id, fields)) is not None:
             for sub in waiting:

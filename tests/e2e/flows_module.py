@@ -11,6 +11,7 @@ import os
 import time
 
 import redis
+from pydantic import field_validator
 
 from flowbus import (
     RunInput,
@@ -175,3 +176,20 @@ def busy(seconds: float = 0.1) -> str:
     """A run that keeps its slot a little while (a saturated queue is made of these)."""
     time.sleep(seconds)
     return "busy"
+
+
+class Checked(RunInput):
+    amount: int
+
+    @field_validator("amount")
+    @classmethod
+    def even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("amount must be even")
+        return value
+
+
+@flow
+def suspend_checked() -> int:
+    answer: Checked = suspend_flow_run(wait_for_input=Checked, key="check", timeout=600)
+    return answer.amount

@@ -10,6 +10,7 @@ import redis.asyncio as aredis
 
 from flowbus import StateType, get_client
 from flowbus._redis.runtime import get_runtime
+from flowbus.exceptions import InvalidRunInput
 from flowbus.flow_runs import aresume_flow_run, asuspend_flow_run, await_for_flow_run
 from flowbus.models import FlowRun
 from tests.e2e.conftest import StartWorker
@@ -140,3 +141,27 @@ async def test_an_idle_sweeper_does_not_tick(
     # Then the sweeper read the deadline set at most once (it sleeps until a deadline or event)
     zrange = stats.get("cmdstat_zrange", {}).get("calls", 0)
     assert zrange <= 1, stats
+
+
+async def test_a_worker_judges_resume_input_of_a_suspended_run_with_its_validators(
+    start_worker: StartWorker, runtime_closed: None
+) -> None:
+    # Given a run suspended for input whose validator no JSON schema expresses, and a worker
+    # that imported the flow's module
+    start_worker("a")
+    async with get_client() as client:
+        dep = await client.create_deployment("suspend-checked", "d")
+        run = await client.create_flow_run_from_deployment(dep, {})
+    await wait_for_run(run.id, is_suspended, within=90)
+
+    # When it is resumed with input the validator refuses
+    # Then the resumer gets the validator's message, and the run stays suspended
+    with pytest.raises(InvalidRunInput, match="amount must be even"):
+        await aresume_flow_run(run.id, {"amount": 3})
+    assert is_suspended(await get_run(run.id))
+
+    # And valid input resumes it to completion
+    await aresume_flow_run(run.id, {"amount": 4})
+    done = await await_for_flow_run(run.id, timeout=90)
+    assert done.state.type is StateType.COMPLETED, done.state
+    assert await get_result(run.id) == 4

@@ -35,6 +35,7 @@ from flowbus_worker.config import WorkerConfig
 from flowbus_worker.consumer import GroupReader, RunIntake, consume_each
 from flowbus_worker.executor import Executor
 from flowbus_worker.heartbeat import liveness
+from flowbus_worker.judges import judge_forever
 from flowbus_worker.reclaim import forget_dead, orphans
 from flowbus_worker.reclaim_schedule import ReclaimSchedule
 from flowbus_worker.resume_requests import ResumeRequests
@@ -105,6 +106,7 @@ class Worker:
                 )
                 for queue in self.config.queues:
                     await tg.start(self._sweep_forever, runtime, queue)
+                    tg.start_soon(self._judge_forever, runtime, queue)
                 await tg.start(self._run_intake, runtime, blocking)
                 logger.info(
                     "Worker %s ready: queues %s, flows %s, concurrency %d",
@@ -213,6 +215,14 @@ class Worker:
                 raise
 
         await supervise(f"Deadline sweeper of {queue}", sweeping, expected=(RedisError,))
+
+    async def _judge_forever(self, runtime: Runtime, queue: str) -> None:
+        while True:
+            try:
+                await judge_forever(runtime, queue)
+            except RedisError as exc:
+                logger.warning("Judging resume input of %s failed: %s; retrying", queue, exc)
+                await anyio.sleep(1)
 
     async def _reclaim_forever(
         self,

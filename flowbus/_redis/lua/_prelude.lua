@@ -174,7 +174,7 @@ local function transition(cur, to_type, to_name, opts)
       opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
   elseif cur.type == 'PAUSED' then
     redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
-      'input_optional', 'pause_on_timeout')
+      'input_optional', 'pause_on_timeout', 'input_judged')
   end
   if opts.deadline_ms then
     redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)

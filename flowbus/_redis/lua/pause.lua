@@ -11,6 +11,7 @@
 -- ARGV[13] "resume": the deadline resumes the run without input instead of failing it
 -- ARGV[14] early input: "" show it, "take" take it, "refuse" drop it  [15] why it was refused
 -- ARGV[16] the pausing execution's attempt (fenced; "" unchecked)
+-- ARGV[17] "1": the input has validators a JSON schema cannot express (its owner judges it)
 -- Reply: {ACCEPTED, event id, ..., deadline ms or ""}
 --      | {ALREADY_FIRED, reason, ..., stored response or "", "1" if a response was stored,
 --         the input type identity stored with the key or ""}
@@ -20,6 +21,7 @@ local key, timeout_ms, reschedule = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1'
 local state_name, prefix, schema, description = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local optional, identity, on_timeout = ARGV[11], ARGV[12], ARGV[13]
 local early_action, refusal, attempt = ARGV[14], ARGV[15], ARGV[16]
+local judged = ARGV[17]
 
 local function fired(cur)
   local response = false
@@ -70,7 +72,7 @@ redis.call('HSET', INPUT, 'type-' .. key, identity)
 if on_timeout == 'resume' then redis.call('HSET', RUN, 'pause_on_timeout', 'resume') end
 if prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-schema', schema, prefix .. '-description', description)
-  redis.call('HSET', RUN, 'input_optional', optional)
+  redis.call('HSET', RUN, 'input_optional', optional, 'input_judged', judged)
   redis.call('HDEL', INPUT, prefix .. '-response')
 end
 return accepted(id, cur, opts.pause_timeout_ms or '')
