@@ -5,6 +5,9 @@ Scenarios, on one private server (AOF on), each in its own key prefix and its ow
 - ``resume``: process A runs an async flow that pauses ``n`` times (keys ``k0``, ``k1``, …);
   process B sees each PAUSED event, waits ``GAP_MS``, stamps t0 and calls
   ``resume_flow_run``; A stamps t1 when ``pause_flow_run`` returns. Latency is t1 - t0.
+  Three variants: without input (one round trip), with typed input (``Plain``: the schema
+  read and checked first), and with input whose model has a ``field_validator``
+  (``Validated``: B asks A, the owner, to judge it before the compare-and-set).
 - ``wait``: process B creates a run and moves it to RUNNING; process A starts
   ``wait_for_flow_run`` on it and says it is waiting; B stamps t0 and sets COMPLETED; A stamps
   t1 when the wait returns.
@@ -40,11 +43,13 @@ from typing import Any
 import redis
 import redis.asyncio
 from _server import CommandCounter, latency_ms, machine, point_flowbus_at, private_server
+from pydantic import field_validator
 
 from flowbus import (
     Completed,
     FlowRunContext,
     Pending,
+    RunInput,
     Running,
     flow,
     get_client,
@@ -159,22 +164,43 @@ _stamps: list[int] = []
 _signals: redis.asyncio.Redis | None = None
 
 
+class Plain(RunInput):
+    n: int
+
+
+class Validated(RunInput):
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("n must be even")
+        return value
+
+
+#: What the pauses of each resume variant wait for.
+INPUTS: dict[str, Any] = {"none": None, "input": Plain, "validated": Validated}
+
+
 @flow(name="bench-pauser")
-async def pauser(times: int, run_id_list: str) -> int:
+async def pauser(times: int, run_id_list: str, variant: str) -> int:
     """Pause ``times`` times under keys k0, k1, …, stamping each return."""
     assert _signals is not None
     await _signals.lpush(run_id_list, str(FlowRunContext.require("bench").flow_run.id))
     for i in range(times):
-        await pause_flow_run(timeout=PAUSE_TIMEOUT, key=f"k{i}")
+        await pause_flow_run(INPUTS[variant], timeout=PAUSE_TIMEOUT, key=f"k{i}")
         _stamps.append(now_ns())
     return times
 
 
-async def resume_holder(conn: Connection, url: str, prefix: str, times: int) -> Result:
+async def resume_holder(
+    conn: Connection, url: str, prefix: str, times: int, variant: str
+) -> Result:
     global _signals
     _signals = raw(url)
     try:
-        await pauser(times, f"{prefix}:bench:run-ids")
+        await pauser(times, f"{prefix}:bench:run-ids", variant)
     finally:
         await _signals.aclose()
     return {"t1": list(_stamps)}
@@ -189,7 +215,9 @@ async def next_pause(client: redis.asyncio.Redis, stream: str, cursor: str, key:
                 return cursor
 
 
-async def resume_driver(conn: Connection, url: str, prefix: str, times: int) -> Result:
+async def resume_driver(
+    conn: Connection, url: str, prefix: str, times: int, variant: str
+) -> Result:
     client = raw(url)
     try:
         run_id = await brpop(client, f"{prefix}:bench:run-ids")
@@ -198,8 +226,9 @@ async def resume_driver(conn: Connection, url: str, prefix: str, times: int) -> 
         for i in range(times):
             cursor = await next_pause(client, stream, cursor, f"k{i}")
             await gap()
+            given = None if variant == "none" else {"n": 2 * i}
             t0s.append(now_ns())
-            await resume_flow_run(run_id)
+            await resume_flow_run(run_id, given)
             calls.append(now_ns() - t0s[-1])
         return {"t0": t0s, "call_ns": calls}
     finally:
@@ -446,12 +475,21 @@ def pair_run(url: str, prefix: str, waker: str, woken: str, *args: Any) -> dict[
         return children.collect(woken, waker)
 
 
-def resume_path(url: str, total: int) -> dict[str, Any]:
-    results = pair_run(url, "resume", "resume_driver", "resume_holder", total)
+#: What each resume variant's pause waits for, and what B sends.
+VARIANTS = {
+    "none": "no input",
+    "input": "typed input (Plain: schema read and checked in B)",
+    "validated": "typed input with a field_validator (Validated: A judges it before the "
+    "compare-and-set)",
+}
+
+
+def resume_path(url: str, total: int, variant: str = "none") -> dict[str, Any]:
+    results = pair_run(url, f"resume-{variant}", "resume_driver", "resume_holder", total, variant)
     samples = pair(results["resume_driver"]["t0"], results["resume_holder"]["t1"])
     return {
         "what": "resume_flow_run() called in B → pause_flow_run() returns in A (one run, "
-        "n pauses under distinct keys)",
+        f"n pauses under distinct keys), {VARIANTS[variant]}",
         "latency_ms": latency_ms(samples),
         "resume_call_in_B_ms": latency_ms(results["resume_driver"]["call_ns"][WARMUP:]),
     }
@@ -546,6 +584,9 @@ def run(n: int, paused: int) -> dict[str, Any]:
             floor_sync = floor(url, total, sync=True)
             log(f"resume path, {n} samples")
             resume = resume_path(url, total)
+            log(f"resume path with typed input, then with owner-judged input, {n} samples each")
+            with_input = resume_path(url, total, "input")
+            validated = resume_path(url, total, "validated")
             log(f"wait path, {n} samples")
             waited = wait_path(url, total)
             log(f"many paused: {paused} paused runs in one process")
@@ -561,10 +602,19 @@ def run(n: int, paused: int) -> dict[str, Any]:
                 "targets": TARGETS,
                 "floor": {"asyncio": floor_async, "sync": floor_sync},
                 "resume": resume,
+                "resume_with_input": with_input,
+                "resume_validated": validated,
                 "wait": waited,
                 "many_paused": many,
                 "vs_targets": {
                     "resume": verdict(resume["latency_ms"], base),
+                    "resume_validated": verdict(validated["latency_ms"], base),
+                    "resume_validated_p50_over_resume_p50": round(
+                        validated["latency_ms"]["p50"] / resume["latency_ms"]["p50"], 2
+                    ),
+                    "resume_validated_p50_over_resume_with_input_p50": round(
+                        validated["latency_ms"]["p50"] / with_input["latency_ms"]["p50"], 2
+                    ),
                     "wait": verdict(waited["latency_ms"], base),
                     "many_paused_resume": verdict(many["resume_latency_ms"], base),
                     "resume_p50_over_sync_floor_p50": round(

@@ -42,7 +42,12 @@ from flowbus.exceptions import (
 )
 from flowbus.input.early import deliver_early, judge
 from flowbus.input.expected import NO_INPUT, Expected, check_same_type
-from flowbus.input.judging import answer, ask_owner, has_custom_validators
+from flowbus.input.judging import (
+    ask_owner,
+    has_custom_validators,
+    judge_and_resume,
+    new_proposal,
+)
 from flowbus.input.run_input import accepts_empty, check_against_schema
 from flowbus.models import FlowRun
 from flowbus.states import Paused, Running, StateType, Suspended
@@ -221,16 +226,16 @@ async def _wait_until_resumed(
             event = await sub.next()
         if scope.cancelled_caught:
             reply = await store.scripts.expire_pause(keys, key=key)
-            if reply.accepted and reply.state_type == StateType.FAILED:
-                raise FlowPauseTimeout(PAUSE_EXPIRED)
-            if reply.accepted:  # on_timeout="resume": the deadline resumed it
-                logger.info("Flow run %s resumed at its deadline (key %s)", run_id, key)
-                return expected.load(None, key) if expected else None
+            if reply.accepted:
+                return _timed_out(run_id, reply, key, expected)
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
         elif event is not None and event.action == "judge" and event.pause_key == key:
-            await answer(ctx.runtime, event, expected, key)
+            won, value = await judge_and_resume(ctx.runtime, event, expected, key)
+            if won:
+                logger.info("Flow run %s resumed with judged input (key %s)", run_id, key)
+                return value
             continue
         elif event is not None and event.type is StateType.PAUSED:
             continue
@@ -240,6 +245,15 @@ async def _wait_until_resumed(
         view = await store.resumed_input(run_id, key, prefix)
         if view.state_type != StateType.PAUSED:
             return _outcome(run_id, view, key, expected)
+
+
+def _timed_out(run_id: UUID, reply: Reply, key: str, expected: Expected | None) -> Any:
+    """What a pause whose deadline came returns: its input's defaults if the deadline resumed
+    it (``on_timeout="resume"``); else :class:`FlowPauseTimeout` (the run is FAILED)."""
+    if reply.state_type == StateType.FAILED:
+        raise FlowPauseTimeout(PAUSE_EXPIRED)
+    logger.info("Flow run %s resumed at its deadline (key %s)", run_id, key)
+    return expected.load(None, key) if expected else None
 
 
 def _outcome(run_id: UUID, view: ResumeView, key: str, expected: Expected | None) -> Any:
@@ -304,14 +318,15 @@ async def _resume_paused(
     data = None
     if view.input_prefix:
         check_against_schema(view.schema, run_input if run_input is not None else {})
-        if view.judged:
-            await ask_owner(runtime, flow_run_id, view, run_input)
         if run_input is not None:
             data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
     elif run_input:
         raise InvalidRunInput([("", "this pause does not wait for input")], flow_run_id)
-    keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.resume(keys, key=view.pause_key, data=data)
+    proposal = new_proposal() if view.judged else ""
+    reply = await ask_owner(runtime, flow_run_id, view, run_input, proposal) if proposal else None
+    if reply is None:  # not judged, or no owner answered: this resume decides
+        keys = await store.run_keys(flow_run_id)
+        reply = await store.scripts.resume(keys, key=view.pause_key, data=data, proposal=proposal)
     _raise_for_refusal(flow_run_id, reply)
     if not reply.accepted:
         raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")

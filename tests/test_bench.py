@@ -47,6 +47,7 @@ def test_resume_latency_prints_its_figures() -> None:
     assert result["benchmark"] == "resume_latency"
     assert result["many_paused"]["paused_runs"] == 100
     assert {"resume", "wait", "many_paused_resume"} <= set(result["vs_targets"])
+    assert {"resume_with_input", "resume_validated"} <= set(result)
 
 
 @pytest.mark.timeout(150)

@@ -230,3 +230,26 @@ async def test_a_judged_resume_racing_the_deadline_has_one_winner(
     for run_id, _ in results:
         left = [e for e in await run_events(run_id) if e["from_type"] == "PAUSED"]
         assert len(left) == 1
+
+
+async def test_one_proposal_resumes_once_whether_its_owner_or_its_resumer_sends_it(
+    runtime_closed: None,
+) -> None:
+    # Given a judged pause
+    run = await running_run()
+    s = await store()
+    keys = await run_keys(run.id)
+    common: dict[str, Any] = {"key": "1", "timeout_ms": None, "reschedule": False}
+    assert (await s.scripts.pause(keys, state_name="Paused", judged=True, **common)).accepted
+
+    # When the owner and the resumer (its verdict late) both send the same proposal
+    first, second = await asyncio.gather(
+        s.scripts.resume(keys, key="1", proposal="p1"),
+        s.scripts.resume(keys, key="1", proposal="p1"),
+    )
+
+    # Then both are told it was accepted, the run left its pause once, and another
+    # proposal finds it resumed
+    assert first.accepted and second.accepted
+    assert len([e for e in await run_events(run.id) if e["from_type"] == "PAUSED"]) == 1
+    assert not (await s.scripts.resume(keys, key="1", proposal="p2")).accepted

@@ -272,12 +272,19 @@ class Scripts:
         return Call(self, "pause", keys, (*args, *tail, *more), replies.paused)
 
     def resume(
-        self, keys: RunKeys, *, key: str = "", data: bytes | None = None, early: bool = False
+        self,
+        keys: RunKeys,
+        *,
+        key: str = "",
+        data: bytes | None = None,
+        early: bool = False,
+        proposal: str = "",
     ) -> Call[Reply]:
         """Resume the pause under ``key`` ("" any) with the encoded input ``data``, if any;
-        ``early`` stores it for a pause under ``key`` the run has not reached yet."""
+        ``early`` stores it for a pause under ``key`` the run has not reached yet. A judged
+        ``proposal`` is applied once, whether its owner or its resumer sends it (or both)."""
         given = data is not None
-        args = (key, data or b"", _flag(given), _flag(early))
+        args = (key, data or b"", _flag(given), _flag(early), proposal)
         return Call(self, "resume", keys, args, replies.plain)
 
     def expire_pause(self, keys: RunKeys, *, key: str = "") -> Call[DueReply]:

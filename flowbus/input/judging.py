@@ -5,10 +5,11 @@ CLI, a form, a program in another language) may not be able to import the model.
 whose input has such validators says so (``input_judged``), and a resumer asks its owner: it
 adds a ``judge`` entry (the input, a proposal id) to the queue's control stream; the process
 holding the pause (or, for a suspended run, a worker that imported the flow's module) validates
-it with the real model and answers with a ``verdict`` entry (the errors, ``[]`` when valid).
-Invalid input is refused with :class:`InvalidRunInput` and nothing is written; valid input
-goes on to the one compare-and-set as before. When no owner answers within
-:data:`OWNER_WAIT`, the JSON schema alone has judged (the pause still validates on return).
+it with the real model and, when it is valid, resumes the run with it itself (the same one
+compare-and-set any resumer makes), then answers with a ``verdict`` entry: the errors, or its
+resume's outcome. Invalid input is refused with :class:`InvalidRunInput` and nothing is
+written. When no owner answers within :data:`OWNER_WAIT`, the JSON schema alone has judged
+and the resumer resumes; the proposal id makes the owner's and the resumer's resume one.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from pydantic import (
     WrapValidator,
 )
 
+from flowbus._core.codec import encode
 from flowbus._redis.events import RunEvent
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.replies import Reply, Status
 from flowbus._redis.runtime import Runtime
 from flowbus._redis.store import PauseView
 from flowbus.exceptions import FlowbusError, InvalidRunInput
@@ -65,14 +68,25 @@ def _custom(model: type[BaseModel]) -> bool:
     return any(isinstance(m, _VALIDATORS) for m in metadata)
 
 
+def new_proposal() -> str:
+    """The id of one resume's input, shared by its judge request, verdict and resume."""
+    return uuid.uuid4().hex
+
+
 async def ask_owner(
-    runtime: Runtime, run_id: UUID | str, view: PauseView, run_input: dict[str, Any] | None
-) -> None:
-    """Have the pause's owner judge ``run_input``: :class:`InvalidRunInput` if it refuses;
-    returns when it accepts, or when no owner answered in time."""
-    store = runtime.store
-    keys = await store.run_keys(run_id)
-    proposal = uuid.uuid4().hex
+    runtime: Runtime,
+    run_id: UUID | str,
+    view: PauseView,
+    run_input: dict[str, Any] | None,
+    proposal: str,
+) -> Reply | None:
+    """Have the pause's owner judge ``run_input`` and, if valid, resume the run with it.
+
+    :class:`InvalidRunInput` if it refuses the input; else the reply of the resume the owner
+    made, or ``None`` when no owner answered in time (or the run left its pause meanwhile):
+    then the caller resumes with ``proposal`` itself, which is applied once either way.
+    """
+    keys = await runtime.store.run_keys(run_id)
     async with runtime.waiters.subscribe(keys.queue, str(run_id), control=True) as sub:
         request = _entry(str(run_id), view, "judge", proposal, json.dumps(run_input or {}))
         await _publish(runtime, keys, request)
@@ -80,39 +94,62 @@ async def ask_owner(
             while True:
                 event = await sub.next()
                 if event is None or event.from_type == StateType.PAUSED:
-                    return  # the run left its pause: the compare-and-set will say so
+                    return None  # the run left its pause: the compare-and-set will say why
                 if event.action == "verdict" and event.proposal == proposal:
-                    errors = _errors(event.payload)
-                    if errors:
-                        raise InvalidRunInput(errors, run_id)
-                    return
+                    return _verdict(run_id, event.payload)
     logger.info("No owner judged the input of run %s in %s s; its schema did", run_id, OWNER_WAIT)
+    return None
 
 
-async def answer(runtime: Runtime, event: RunEvent, expected: Expected | None, key: str) -> None:
-    """As the owner, judge a ``judge`` request with the real models and publish the verdict."""
-    errors = judge_payload(expected, event.payload, key)
-    view = PauseView(str(event.type), event.name, key, "", "")
+async def judge_and_resume(
+    runtime: Runtime, event: RunEvent, expected: Expected | None, key: str
+) -> tuple[bool, Any]:
+    """As the owner, judge a ``judge`` request with the real models; resume the run with
+    valid input at once (one compare-and-set, as any resumer). Publishes the verdict;
+    returns whether this resume won, and the loaded input."""
     keys = await runtime.store.run_keys(event.run_id)
-    verdict = _entry(event.run_id, view, "verdict", event.proposal, json.dumps(errors))
-    await _publish(runtime, keys, verdict)
-
-
-def judge_payload(expected: Expected | None, payload: str, key: str) -> Errors:
-    """The errors of a request's input (JSON text) under ``expected``; ``[]`` when valid."""
+    view = PauseView(str(event.type), event.name, key, "", "")
+    errors: Errors = []
     try:
-        data = json.loads(payload)
-        if expected is not None:
-            expected.load(data, key)
-    except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError are both
-        if isinstance(exc, ValidationError):
-            return [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
-        return [("", f"input is not JSON: {exc}")]
-    except InvalidRunInput as exc:
+        data = json.loads(event.payload)
+        value = expected.load(data, key) if expected is not None else None
+        limit = runtime.settings.max_payload_bytes
+        encoded = encode(data, limit=limit, what="run input")
+    except (ValueError, FlowbusError) as exc:  # also JSON's and pydantic's errors
+        errors = _errors_of(exc)
+    if errors:
+        await _publish(runtime, keys, _entry(event.run_id, view, "verdict", event.proposal,
+                                             json.dumps({"errors": errors})))  # fmt: skip
+        return False, None
+    call = runtime.store.scripts.resume(keys, key=key, data=encoded, proposal=event.proposal)
+    reply = await call
+    outcome = {"status": int(reply.status), "detail": reply.detail}
+    verdict = _entry(event.run_id, view, "verdict", event.proposal, json.dumps(outcome))
+    await _publish(runtime, keys, verdict)
+    return reply.accepted, value
+
+
+def _errors_of(exc: Exception) -> Errors:
+    if isinstance(exc, ValidationError):
+        return [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+    if isinstance(exc, InvalidRunInput):
         return exc.errors
-    except FlowbusError as exc:
+    if isinstance(exc, FlowbusError):
         return [("", str(exc))]
-    return []
+    return [("", f"input is not JSON: {exc}")]
+
+
+def _verdict(run_id: UUID | str, payload: str) -> Reply | None:
+    """The owner's verdict: :class:`InvalidRunInput`, or its resume's reply (``None`` for a
+    verdict that cannot be read: the caller's own resume decides)."""
+    try:
+        raw = json.loads(payload)
+        errors = [(str(field), str(message)) for field, message in raw.get("errors", [])]
+        if errors:
+            raise InvalidRunInput(errors, run_id)
+        return Reply(Status(int(raw["status"])), str(raw.get("detail", "")), "", "", 0)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def expected_from_identity(identity: str) -> Expected | None:
@@ -129,15 +166,6 @@ def expected_from_identity(identity: str) -> Expected | None:
         classes.append(target)
     models = tuple(run_input_subclass_from_type(c) for c in classes)
     return Expected(models, identity)
-
-
-def _errors(payload: str) -> Errors:
-    """A verdict's errors; a verdict that cannot be read refuses nothing."""
-    try:
-        raw = json.loads(payload)
-        return [(str(field), str(message)) for field, message in raw]
-    except (ValueError, TypeError):
-        return []
 
 
 def _entry(

@@ -1,7 +1,8 @@
 """Workers judge resume input for suspended runs: no process holds those pauses, but a worker
-that imported the flow's module has its input type, so it runs the real validators and
-answers the resumer (see flowbus/input/judging.py). A worker that lacks the type stays
-silent: the resumer's wait runs out and the JSON schema judges alone."""
+that imported the flow's module has its input type, so it runs the real validators, resumes
+the run with valid input (re-enqueued as by any resume) and answers the resumer (see
+flowbus/input/judging.py). A worker that lacks the type stays silent: the resumer's wait
+runs out and the JSON schema judges alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flowbus._core.codec import text
 from flowbus._redis.events import RunEvent
 from flowbus._redis.runtime import Runtime
 from flowbus._redis.waiters import JUDGE_REQUESTS
-from flowbus.input.judging import answer, expected_from_identity
+from flowbus.input.judging import expected_from_identity, judge_and_resume
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -33,4 +34,4 @@ async def judge(runtime: Runtime, event: RunEvent) -> None:
     if expected is None:
         logger.debug("Run %s: cannot judge input of type %r here", event.run_id, identity)
         return
-    await answer(runtime, event, expected, event.pause_key)
+    await judge_and_resume(runtime, event, expected, event.pause_key)

@@ -9,6 +9,9 @@
 --         it is refused when the pause needs input, so the caller can explain why)
 -- ARGV[5] input (msgpack)  [6] "1" if an input is given
 -- ARGV[7] "1": early resume (the key is required)
+-- ARGV[8] proposal id ("" none): the input's owner and its resumer may both apply one judged
+--         proposal (the owner, or the resumer when no verdict came in time): applied once,
+--         the second is told it was accepted
 -- An in-process pause whose process is gone (its lease ended) has nobody to wake: with a
 -- deployment it is resumed as a suspension (a worker re-runs it); without, it ends CRASHED
 -- and the resume is refused, saying so.
@@ -17,6 +20,7 @@
 --      | {SUSPENDING, reason, ...} | {ORPHANED, reason, ...} (CRASHED) | {NOT_FOUND, ...}
 --      | {IS_PAUSED, reason, ...} (early: the run is paused under the key; resume it normally)
 local key, input, input_given, early = ARGV[4], ARGV[5], ARGV[6] == '1', ARGV[7] == '1'
+local proposal = ARGV[8]
 
 -- Store input for the pause under ``key`` that the run has not reached.
 local function store_early(cur)
@@ -40,6 +44,9 @@ local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if early then return store_early(cur) end
+if proposal ~= '' and redis.call('HGET', RUN, 'resumed_by') == proposal then
+  return reply(ACCEPTED, 'this proposal resumed the run', cur)
+end
 if failed_by_expiry(cur) then
   return reply(EXPIRED, 'the pause expired', cur)  -- a late resumer learns why, whoever expired it
 end
@@ -64,5 +71,6 @@ end
 if input_given and prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-response', input)
 end
+if proposal ~= '' then redis.call('HSET', RUN, 'resumed_by', proposal) end
 local requeue = cur.reschedule or orphaned
 return accepted(leave_pause(cur, requeue and '' or 'Resumed', requeue), cur)
