@@ -90,7 +90,7 @@ class RunEvent:
     #: or "fence": another process took the run over, the old execution stops); "judge" a
     #: resume's input, and the "verdict" that answers it (see flowbus/input/judging.py).
     action: str
-    #: A judge request's id, which its verdict repeats ("" otherwise).
+    #: A judge request's id, which its verdict, or the resume that applied it, repeats.
     proposal: str = ""
     #: A judge request's input, a verdict's errors (JSON text; "" otherwise).
     payload: str = ""

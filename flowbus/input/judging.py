@@ -4,12 +4,13 @@ A JSON schema cannot express a ``field_validator`` or ``model_validator``, and t
 CLI, a form, a program in another language) may not be able to import the model. So a pause
 whose input has such validators says so (``input_judged``), and a resumer asks its owner: it
 adds a ``judge`` entry (the input, a proposal id) to the queue's control stream; the process
-holding the pause (or, for a suspended run, a worker that imported the flow's module) validates
-it with the real model and, when it is valid, resumes the run with it itself (the same one
-compare-and-set any resumer makes), then answers with a ``verdict`` entry: the errors, or its
-resume's outcome. Invalid input is refused with :class:`InvalidRunInput` and nothing is
-written. When no owner answers within :data:`OWNER_WAIT`, the JSON schema alone has judged
-and the resumer resumes; the proposal id makes the owner's and the resumer's resume one.
+holding the pause (or, for a suspended run, a worker that imported the flow's module)
+validates it with the real model. Valid input it applies itself, by the one compare-and-set
+any resumer makes, whose event names the proposal (that is the resumer's answer); otherwise
+it answers with a ``verdict`` entry: the errors, or why its resume was refused. Invalid input
+is refused with :class:`InvalidRunInput` and nothing is written. When no owner answers within
+:data:`OWNER_WAIT`, the JSON schema alone has judged and the resumer resumes; the proposal id
+makes the owner's and the resumer's resume one.
 """
 
 from __future__ import annotations
@@ -93,10 +94,12 @@ async def ask_owner(
         with anyio.move_on_after(OWNER_WAIT):
             while True:
                 event = await sub.next()
+                if event is not None and event.proposal == proposal and event.action != "judge":
+                    if event.from_type == StateType.PAUSED:  # the owner resumed it with ours
+                        return Reply(Status.ACCEPTED, event.id, str(event.type), event.name, 0)
+                    return _verdict(run_id, event.payload)
                 if event is None or event.from_type == StateType.PAUSED:
                     return None  # the run left its pause: the compare-and-set will say why
-                if event.action == "verdict" and event.proposal == proposal:
-                    return _verdict(run_id, event.payload)
     logger.info("No owner judged the input of run %s in %s s; its schema did", run_id, OWNER_WAIT)
     return None
 
@@ -123,9 +126,10 @@ async def judge_and_resume(
         return False, None
     call = runtime.store.scripts.resume(keys, key=key, data=encoded, proposal=event.proposal)
     reply = await call
-    outcome = {"status": int(reply.status), "detail": reply.detail}
-    verdict = _entry(event.run_id, view, "verdict", event.proposal, json.dumps(outcome))
-    await _publish(runtime, keys, verdict)
+    if not reply.accepted:  # an accepted one is told by its own event (it names the proposal)
+        outcome = {"status": int(reply.status), "detail": reply.detail}
+        verdict = _entry(event.run_id, view, "verdict", event.proposal, json.dumps(outcome))
+        await _publish(runtime, keys, verdict)
     return reply.accepted, value
 
 

@@ -3,6 +3,7 @@ schema, validation and loading, and sending/receiving them between runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
@@ -252,9 +253,15 @@ def _path(parts: Any) -> str:
     return ".".join(str(p) for p in parts)
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema: str) -> jsonschema.Draft202012Validator:
+    """The validator of a stored schema text, built once (pauses of a flow share schemas)."""
+    return jsonschema.Draft202012Validator(_schema(schema))
+
+
 def check_against_schema(schema: str, data: Any) -> None:
     """Validate resume input with JSON Schema; :class:`InvalidRunInput` lists every field."""
-    validator = jsonschema.Draft202012Validator(_schema(schema))
+    validator = _validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise InvalidRunInput([(_path(e.absolute_path), e.message) for e in errors])
@@ -262,7 +269,7 @@ def check_against_schema(schema: str, data: Any) -> None:
 
 def accepts_empty(schema: str) -> bool:
     """True if ``{}`` satisfies ``schema`` (every field has a default)."""
-    return jsonschema.Draft202012Validator(_schema(schema)).is_valid({})
+    return _validator(schema).is_valid({})
 
 
 def _schema(raw: str) -> Any:

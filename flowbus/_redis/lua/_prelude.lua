@@ -195,6 +195,11 @@ local function transition(cur, to_type, to_name, opts)
   local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
     'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
     'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
+  if opts.proposal then
+    -- the judged input this resume applied: its resumer learns from this event that it won
+    event[#event + 1] = 'proposal'
+    event[#event + 1] = opts.proposal
+  end
   if FINAL[to_type] and cur.early_keys ~= '' then
     -- input delivered for pauses the run never reached: said once, in its final event
     event[#event + 1] = 'early_unclaimed'
@@ -227,15 +232,17 @@ end
 
 -- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
 -- SCHEDULED "Resuming" plus enqueue when ``requeue`` (a suspended run, or an in-process pause
--- whose process is gone). Returns the event id.
-local function leave_pause(cur, message, requeue)
+-- whose process is gone). ``proposal``: the judged input applied (see resume.lua), or nil.
+-- Returns the event id.
+local function leave_pause(cur, message, requeue, proposal)
   redis.call('SADD', FIRED, cur.pause_key)
+  local opts = {message = message, proposal = proposal}
   if requeue then
-    local id = transition(cur, 'SCHEDULED', 'Resuming', {message = message})
+    local id = transition(cur, 'SCHEDULED', 'Resuming', opts)
     enqueue(cur)
     return id
   end
-  return transition(cur, 'RUNNING', 'Running', {message = message})
+  return transition(cur, 'RUNNING', 'Running', opts)
 end
 
 -- The pause keys with input waiting for them (early_keys: a JSON list in the run hash).

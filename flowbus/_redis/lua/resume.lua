@@ -71,6 +71,8 @@ end
 if input_given and prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-response', input)
 end
-if proposal ~= '' then redis.call('HSET', RUN, 'resumed_by', proposal) end
 local requeue = cur.reschedule or orphaned
-return accepted(leave_pause(cur, requeue and '' or 'Resumed', requeue), cur)
+local message = requeue and '' or 'Resumed'
+if proposal == '' then return accepted(leave_pause(cur, message, requeue), cur) end
+redis.call('HSET', RUN, 'resumed_by', proposal)
+return accepted(leave_pause(cur, message, requeue, proposal), cur)
