@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 
 from flowbus import Flow, RunInput, StateType, aresume_flow_run, flow, pause_flow_run
 from flowbus.exceptions import InvalidRunInput, PayloadTooLarge
+from flowbus.input import judging
 from flowbus.input.run_input import (
     AutomaticRunInput,
     check_against_schema,
@@ -197,10 +198,12 @@ async def test_a_plain_type_is_wrapped_in_value(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_custom_validator_fails_inside_the_flow(
-    kind: str, runtime_closed: None, background_closed: None
+async def test_a_custom_validator_fails_inside_the_flow_when_no_owner_judged(
+    kind: str, monkeypatch: pytest.MonkeyPatch, runtime_closed: None, background_closed: None
 ) -> None:
-    # Given a flow waiting for a Range whose validator the JSON schema cannot express
+    # Given a flow waiting for a Range whose validator the JSON schema cannot express, and no
+    # owner judging resume input in time (see tests/test_resume_validators.py for the owner)
+    monkeypatch.setattr(judging, "OWNER_WAIT", 0)
     run_id, handle = await paused_flow(kind, Range)
 
     # When it is resumed with an input the schema accepts but the validator does not

@@ -11,7 +11,7 @@ import pytest
 from flowbus import flow, task
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
-from flowbus.input import RunInput
+from flowbus.input import RunInput, judging
 from flowbus.states import StateType
 from tests.runs import current_run_id, wait_until
 
@@ -105,8 +105,12 @@ class Range(RunInput):
         return self
 
 
-async def test_the_documented_validation_loop_pauses_again(runtime_closed: None) -> None:
-    # Given Prefect's documented loop: pause again while the input fails its validator
+async def test_the_documented_validation_loop_pauses_again(
+    monkeypatch: pytest.MonkeyPatch, runtime_closed: None
+) -> None:
+    # Given Prefect's documented loop: pause again while the input fails its validator, and
+    # no owner judging resume input in time (else the bad input is refused to the resumer)
+    monkeypatch.setattr(judging, "OWNER_WAIT", 0)
     started = anyio.Event()
     run_ids: list[str] = []
 

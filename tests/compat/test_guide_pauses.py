@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from flowbus import flow
 from flowbus.client.orchestration import get_client
+from flowbus.exceptions import InvalidRunInput
 from flowbus.flow_runs import pause_flow_run, resume_flow_run
-from flowbus.input import RunInput, read_flow_run_input
+from flowbus.input import RunInput, judging, read_flow_run_input
 from flowbus.logging import get_run_logger
 from flowbus.models import FlowRun
 from flowbus.states import StateType
@@ -156,6 +157,21 @@ async def test_initial_data_and_a_markdown_description(runtime_closed: None) -> 
 
 
 async def test_the_custom_validation_loop(runtime_closed: None, background_closed: None) -> None:
+    # the paused process judges the input with the model's validator before the resume, so
+    # the bad order is refused to the resumer and the run stays paused under the same key
+    handle = launch(get_shirt_order)
+    with pytest.raises(InvalidRunInput, match="Green is only in-stock"):
+        await resume("get-shirt-order", {"size": "small", "color": "green"}, key="1")
+    await resume("get-shirt-order", {"size": "large", "color": "green"}, key="1")
+    assert (await handle).is_completed()
+    assert greetings == ["Shirt order: large, green"]
+
+
+async def test_the_custom_validation_loop_when_no_owner_judges_in_time(
+    monkeypatch: pytest.MonkeyPatch, runtime_closed: None, background_closed: None
+) -> None:
+    # with only the JSON schema judging, the loop of the guide pauses again, as in Prefect
+    monkeypatch.setattr(judging, "OWNER_WAIT", 0)
     handle = launch(get_shirt_order)
     await resume("get-shirt-order", {"size": "small", "color": "green"}, key="1")
     await resume("get-shirt-order", {"size": "large", "color": "green"}, key="2")
