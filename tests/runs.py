@@ -129,3 +129,13 @@ async def gather_outcomes(
     """Run every call concurrently; each outcome is ``None`` (it returned) or its exception."""
     results = await asyncio.gather(*(c() for c in calls), return_exceptions=True)
     return [r if isinstance(r, BaseException) else None for r in results]
+
+
+async def pause_deadline(run_id: str) -> float:
+    """The deadline (s) its PAUSED event set: read even if the pause has ended since."""
+    with anyio.fail_after(10):
+        while True:
+            for event in await run_events(run_id):
+                if event["type"] == "PAUSED" and event["deadline"]:
+                    return int(event["deadline"]) / 1000
+            await asyncio.sleep(0.005)

@@ -28,13 +28,13 @@ from tests.runs import (
     fired_keys,
     gather_outcomes,
     launch,
+    pause_deadline,
     read,
     run_events,
     run_keys,
     running_run,
     store,
     wait_for_ids,
-    wait_until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -116,11 +116,9 @@ async def test_a_resume_racing_the_resuming_deadline_has_one_winner(
         ids: list[str] = []
         handle = launch(pausing(kind, ids, 0.2, Review))
         [run_id] = await wait_for_ids(ids, 1)
-        paused = await wait_until(run_id, StateType.PAUSED)
-        deadline = paused.state.state_details.pause_timeout
-        assert deadline is not None
+        deadline = await pause_deadline(run_id)
         # When a resume lands within ±15 ms of the deadline
-        await asyncio.sleep(max(0.0, deadline.timestamp() - time.time() + offset))
+        await asyncio.sleep(max(0.0, deadline - time.time() + offset))
         resume = partial(aresume_flow_run, run_id, {"approved": True, "note": "resumer"})
         [outcome] = await gather_outcomes([resume])
         return run_id, outcome, (await (await handle).aresult())

@@ -25,6 +25,7 @@ from tests.runs import (
     current_run_id,
     gather_outcomes,
     launch,
+    pause_deadline,
     read,
     run_events,
     run_keys,
@@ -212,10 +213,11 @@ async def test_a_judged_resume_racing_the_deadline_has_one_winner(
     kind: str, runtime_closed: None, background_closed: None
 ) -> None:
     async def race(offset: float) -> tuple[str, BaseException | None]:
-        handle, run_id = await paused_order(kind, pause_for=0.3)
-        deadline = (await read(run_id)).state.state_details.pause_timeout
-        assert deadline is not None
-        await asyncio.sleep(max(0.0, deadline.timestamp() - time.time() + offset))
+        ids: list[str] = []
+        handle = launch(ordering(kind, ids, 0.3))
+        [run_id] = await wait_for_ids(ids, 1)
+        deadline = await pause_deadline(run_id)
+        await asyncio.sleep(max(0.0, deadline - time.time() + offset))
         [outcome] = await gather_outcomes([partial(aresume_flow_run, run_id, {"quantity": 2})])
         state = await handle
         final = (await read(run_id)).state.type
