@@ -49,10 +49,11 @@ async def forget_dead(
     holders_key: str,
     infos_key: str,
     lease_ms: int,
-) -> None:
+) -> bool:
     """Leave no trace of dead workers: each one whose beat lapsed and that holds no entry of
     ``streams`` any more (all reclaimed) is removed from their groups, with its beats and
-    its description."""
+    its description. Returns whether dead consumers still hold entries (not idle a lease
+    yet, so not taken: a later scan takes them)."""
     live = await live_workers(redis, workers_key, lease_ms)
     idle: dict[str, int] = {}
     for stream in streams:
@@ -60,8 +61,9 @@ async def forget_dead(
             if consumer.name not in live:
                 idle[consumer.name] = idle.get(consumer.name, 0) + consumer.pending
     dead = [name for name, pending in idle.items() if pending == 0]
+    holding = len(dead) < len(idle)
     if not dead:
-        return
+        return holding
     pipe = redis.pipeline(transaction=False)
     for name in dead:
         for stream in streams:
@@ -70,3 +72,4 @@ async def forget_dead(
     pipe.hdel(holders_key, *dead)
     pipe.hdel(infos_key, *dead)
     await pipe.execute(raise_on_error=False)
+    return holding

@@ -7,9 +7,8 @@ a held run when the process holding it ends (its lease in ``<p>:holders`` ends o
 Each tick reads those two hashes (a few commands per worker, whatever its queues); the
 queues' pending lists and held runs are scanned only after such a change: at once, and again
 one lease later, when entries delivered just before it are idle long enough to be taken. Also
-at start and again one lease after it (entries of consumers that never beat, delivered just
-before this worker came), and once per ``safety`` seconds, for what no tick could see (a
-process that came and went between two).
+once at start and once per ``safety`` seconds, for what no tick could see (a process that came
+and went between two).
 """
 
 from __future__ import annotations
@@ -29,12 +28,10 @@ class ReclaimSchedule:
         self._due: list[float] = [float("-inf")]
         self._last_scan = float("-inf")
         self._handed: str | None = None
-        self._started = False
 
     def observe(self, alive: Mapping[str, bool], at: float) -> None:
         """Take in which processes are alive (by name), as read at monotonic time ``at``."""
-        changed = not self._started
-        self._started = True
+        changed = False
         for name, live in alive.items():
             if not live:
                 changed |= name not in self._lapsed
@@ -56,7 +53,8 @@ class ReclaimSchedule:
         self._handed = count
 
     def left_pending(self, at: float) -> None:
-        """This worker left an entry pending at ``at``: take it back once it idled a lease."""
+        """An entry was left pending at ``at`` (by this worker, or by a dead consumer whose
+        entry was not idle long enough to take): scan again once it idled a lease."""
         self._due.append(at + self.lease_ms / 1000)
 
     def take(self, at: float) -> bool:

@@ -278,7 +278,7 @@ class Worker:
                 runtime, qkeys.resume_requests(), requests[qkeys.resume_requests()]
             )
             await end_orphans(runtime.store, queue)
-            await forget_dead(
+            holding = await forget_dead(
                 runtime.redis,
                 [qkeys.stream(), qkeys.resume_requests()],
                 workers_key=keys.workers(),
@@ -286,6 +286,8 @@ class Worker:
                 infos_key=keys.worker_info(),
                 lease_ms=self.config.lease_ms,
             )
+            if holding:  # e.g. a consumer that never beat: its entries idle a lease first
+                self._reclaims.left_pending(anyio.current_time())
         gone = [name for name, live in alive.items() if not live and name.startswith("holder ")]
         if gone:  # their runs here are ended: out of the registry
             await runtime.redis.hdel(keys.holders(), *(n.removeprefix("holder ") for n in gone))
