@@ -283,7 +283,9 @@ class _TaskCall:
         return self.finish(outcome, return_state)
 
     async def run_async(self, return_state: bool) -> Any:
-        outcome = self.cached() or await anyio.to_thread.run_sync(self.upstream_failure)
+        outcome = self.cached()
+        if outcome is None and self.wait_for:  # waiting on futures blocks: off the loop
+            outcome = await anyio.to_thread.run_sync(self.upstream_failure)
         attempt = 0
         while outcome is None:
             attempt += 1
