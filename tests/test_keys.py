@@ -27,7 +27,6 @@ def test_every_queue_and_run_key_carries_the_queue_hash_tag() -> None:
         queue.dead_letter(),
         queue.resume_requests(),
         queue.resume_outcomes(),
-        queue.inbox("proc-1"),
         *run_keys.as_list(),
     ]
 

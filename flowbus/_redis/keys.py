@@ -141,10 +141,6 @@ class QueueKeys:
         """Marker of a resume request already taken by a worker (applied once per request id)."""
         return f"{self.tag}:resume-request:{request_id}"
 
-    def inbox(self, process_id: str) -> str:
-        """Wake-up stream of one waiting process."""
-        return f"{self.tag}:inbox:{process_id}"
-
 
 @lru_cache(maxsize=1024)
 def _queue_keys(prefix: str, name: str) -> QueueKeys:
