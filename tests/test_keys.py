@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+from redis.crc import key_slot
 
 from flowbus._redis.keys import Keys, validate_queue_name
 
@@ -30,8 +31,10 @@ def test_every_queue_and_run_key_carries_the_queue_hash_tag() -> None:
         *run_keys.as_list(),
     ]
 
-    # Then every key hashes on the queue name, under the prefix
+    # Then every key hashes on the queue name, under the prefix: every script (they all take
+    # the run's keys as KEYS) touches one cluster slot
     assert {hash_tag(key) for key in keys} == {"emails"}
+    assert len({key_slot(key.encode()) for key in keys}) == 1
     assert all(key.startswith("fb:{emails}:") for key in keys)
 
 
