@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from _server import CommandCounter
+
+from flowbus._redis.keys import Keys
 
 #: The folder of the benchmarks and the repository root.
 BENCH = Path(__file__).resolve().parent
@@ -139,6 +142,50 @@ def wait_until(what: str, ready: Callable[[], bool], children: Children) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready within {STEP_TIMEOUT} s")
         time.sleep(0.02)
+
+
+def start_flowbus_worker(
+    children: Children,
+    url: str,
+    name: str,
+    queues: list[str],
+    *,
+    prefix: str,
+    concurrency: int,
+    lease: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """``python -m flowbus_worker worker_flows`` on ``queues``; returns once it beats and
+    blocks in its reads.
+
+    An idle worker blocks in XREADGROUP twice (runs, resume requests: one read each for all
+    its queues); consumers are only listed by XINFO once delivered something, so blocked
+    reads are counted instead.
+    """
+    args = [sys.executable, "-m", "flowbus_worker", "worker_flows", "--name", name]
+    args += [arg for queue in queues for arg in ("--queue", queue)]
+    args += ["--concurrency", str(concurrency), "--log-level", "WARNING", "--lease", str(lease)]
+    client = redis.Redis.from_url(url, decode_responses=True)
+    wanted = blocked_group_reads(client) + 2
+
+    def reading() -> bool:
+        return blocked_group_reads(client) >= wanted and bool(
+            client.hexists(Keys(prefix).workers(), name)
+        )
+
+    try:
+        children.start(
+            name, args, bench_env(FLOWBUS_REDIS_URL=url, FLOWBUS_KEY_PREFIX=prefix, **(env or {}))
+        )
+        wait_until(f"flowbus worker {name}", reading, children)
+    finally:
+        client.close()
+
+
+def blocked_group_reads(client: redis.Redis) -> int:
+    """Connections blocked in XREADGROUP."""
+    clients: list[dict[str, Any]] = client.client_list()
+    return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", ""))
 
 
 @dataclass

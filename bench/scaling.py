@@ -39,7 +39,13 @@ import redis
 import redis.asyncio
 import resume_latency
 from _server import CommandCounter, machine, point_flowbus_at, private_server
-from _workers import STEP_TIMEOUT, Children, bench_env, log, wait_until, workers_dir
+from _workers import (
+    STEP_TIMEOUT,
+    Children,
+    log,
+    start_flowbus_worker,
+    workers_dir,
+)
 from worker_flows import TRIVIAL
 
 from flowbus import FlowbusClient, get_client
@@ -68,28 +74,16 @@ EVENTS_PER_RUN = 4
 
 def start_worker(children: Children, url: str, name: str, queues: list[str]) -> None:
     """A worker serving ``queues``; returns once it beats and blocks in its reads."""
-    args = [sys.executable, "-m", "flowbus_worker", "worker_flows", "--name", name]
-    args += [arg for queue in queues for arg in ("--queue", queue)]
-    args += ["--concurrency", str(CONCURRENCY), "--log-level", "WARNING", "--lease", str(LEASE)]
-    env = bench_env(
-        FLOWBUS_REDIS_URL=url,
-        FLOWBUS_KEY_PREFIX=KEY_PREFIX,
-        FLOWBUS_QUEUE_EVENTS_MAXLEN=str(get_settings().queue_events_maxlen),
+    start_flowbus_worker(
+        children,
+        url,
+        name,
+        queues,
+        prefix=KEY_PREFIX,
+        concurrency=CONCURRENCY,
+        lease=LEASE,
+        env={"FLOWBUS_QUEUE_EVENTS_MAXLEN": str(get_settings().queue_events_maxlen)},
     )
-    client = redis.Redis.from_url(url, decode_responses=True)
-    before = blocking_connections(client)
-
-    def ready() -> bool:
-        # runs and resume requests: two blocked group reads, whatever the queues
-        return blocking_connections(client) >= before + 2 and bool(
-            client.hexists(Keys(KEY_PREFIX).workers(), name)
-        )
-
-    try:
-        children.start(name, args, env)
-        wait_until(f"worker {name}", ready, children)
-    finally:
-        client.close()
 
 
 def blocking_connections(client: redis.Redis) -> int:

@@ -46,11 +46,12 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import _workers
 import redis
 import redis.asyncio
 from _arq_runner import arq_batch, arq_env, arq_python, start_arq_worker
 from _server import CommandCounter, latency_ms, machine, point_flowbus_at, private_server
-from _workers import STEP_TIMEOUT, Children, Meter, bench_env, log, wait_until, workers_dir
+from _workers import STEP_TIMEOUT, Children, Meter, log, workers_dir
 from worker_flows import SUSPENDER, TRIVIAL, now_ns
 
 from flowbus import FlowbusClient, get_client, resume_flow_run
@@ -88,47 +89,16 @@ BAD_ENDS = {"FAILED", "CRASHED", "CANCELLED"}
 
 
 def start_flowbus_worker(children: Children, url: str, name: str) -> None:
-    """``python -m flowbus_worker worker_flows`` on both bench queues; returns once read."""
-    args = [
-        sys.executable,
-        "-m",
-        "flowbus_worker",
-        "worker_flows",
-        "--queue",
-        THROUGHPUT_QUEUE,
-        "--queue",
-        SUSPEND_QUEUE,
-        "--concurrency",
-        str(CONCURRENCY),
-        "--name",
+    """A flowbus worker on both bench queues; returns once it reads them."""
+    _workers.start_flowbus_worker(
+        children,
+        url,
         name,
-        "--log-level",
-        "WARNING",
-        "--lease",
-        str(LEASE),
-    ]
-    env = bench_env(FLOWBUS_REDIS_URL=url, FLOWBUS_KEY_PREFIX=KEY_PREFIX)
-    client = redis.Redis.from_url(url, decode_responses=True)
-    # an idle worker blocks in XREADGROUP twice (runs, resume requests: one read each for all
-    # its queues); consumers are only listed by XINFO once delivered something, so count
-    # blocked reads instead
-    wanted = blocked_group_reads(client) + 2
-
-    def reading() -> bool:
-        return blocked_group_reads(client) >= wanted and bool(
-            client.hexists(Keys(KEY_PREFIX).workers(), name)
-        )
-
-    try:
-        children.start(name, args, env)
-        wait_until(f"flowbus worker {name}", reading, children)
-    finally:
-        client.close()
-
-
-def blocked_group_reads(client: redis.Redis) -> int:
-    clients: list[dict[str, Any]] = client.client_list()
-    return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", ""))
+        [THROUGHPUT_QUEUE, SUSPEND_QUEUE],
+        prefix=KEY_PREFIX,
+        concurrency=CONCURRENCY,
+        lease=LEASE,
+    )
 
 
 class EventReader:
