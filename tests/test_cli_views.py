@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import textwrap
 from pathlib import Path
 
@@ -206,6 +207,20 @@ async def test_a_failing_server_start_is_one_line(tmp_path: Path) -> None:
     done = await cli("server", "start", env={**env, "FLOWBUS_HOME": str(blocker / "home")})
     assert done.returncode == 1, done
     _one_line_error(done)
+
+
+async def test_a_taken_ui_port_is_one_line() -> None:
+    # Given a port something else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When the page is served there, Then the server's own reason and one error line
+        done = await cli("ui", "--port", str(port))
+    assert done.returncode in (1, 2), done
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and len(lines) <= 3, done.stderr
+    assert lines[-1].startswith("error: ") and str(port) in lines[-1], done.stderr
 
 
 async def test_a_usage_mistake_is_one_line() -> None:

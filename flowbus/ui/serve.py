@@ -41,12 +41,19 @@ def address(host: str, port: int, token: str | None = None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
+async def _serve(server: Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when it cannot start (a taken port): not listening
+        pass
+
+
 async def start(
     host: str, port: int, token: str | None = None
 ) -> tuple[Server, asyncio.Task[None]]:
     """The server, serving on its task once this returns; ``ConfigurationError`` if it cannot."""
     server = Server(uvicorn.Config(create_app(token), host=host, port=port, log_level="warning"))
-    serving = asyncio.ensure_future(server.serve())
+    serving = asyncio.ensure_future(_serve(server))
     listening = asyncio.ensure_future(server.listening.wait())
     await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
     if not server.listening.is_set():
