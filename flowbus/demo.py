@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from flowbus._redis.runtime import get_runtime, redact
+from flowbus._redis.runtime import Runtime, get_runtime, redact
 from flowbus._redis.watch import last_id, tail
+from flowbus.exceptions import FlowbusError
 from flowbus.flow_runs import aresume_flow_run, pause_flow_run
 from flowbus.flows import flow
 from flowbus.input.run_input import RunInput
@@ -58,12 +59,30 @@ async def daily_report(day: str = "2026-11-27", approval_timeout: int = 60) -> s
 
 
 async def run_demo(echo: Callable[[str], None]) -> int:
-    """Run the demo flow, let a reviewer resume it, and narrate every published state."""
+    """Run the demo flow, let a reviewer resume it, and narrate every published state.
+
+    A flow that fails before it publishes anything (its run never created) ends the demo
+    with that error instead of leaving the narration waiting for events that never come.
+    """
     runtime = await get_runtime()
     echo(f"flowbus demo on {redact(runtime.url)}")
     stream = runtime.store.keys.queue("default").events()
     after = await last_id(runtime, stream)
     flow_task = asyncio.ensure_future(daily_report(return_state=True))
+    narration = asyncio.ensure_future(_narrate(runtime, stream, after, echo))
+    await asyncio.wait({flow_task, narration}, return_when=asyncio.FIRST_COMPLETED)
+    if flow_task.done() and (exc := flow_task.exception()) is not None:
+        narration.cancel()
+        await asyncio.gather(narration, return_exceptions=True)
+        raise FlowbusError(f"the demo flow failed: {type(exc).__name__}: {exc}") from exc
+    await narration  # the run's final event is published before the flow returns
+    state = await flow_task
+    echo(f"result: {await state.aresult(raise_on_failure=False)}")
+    return 0 if state.is_completed() else 1
+
+
+async def _narrate(runtime: Runtime, stream: str, after: str, echo: Callable[[str], None]) -> None:
+    """Print each event of the demo's run (the first run seen) until its final one."""
     run_id = ""
     previous = None
     async for event in tail(runtime, stream, after=after):
@@ -83,7 +102,4 @@ async def run_demo(echo: Callable[[str], None]) -> int:
             echo("  … a reviewer approves: resume_flow_run(run_id, {'approved': True})")
             await aresume_flow_run(run_id, {"approved": True, "reviewer": "ada"})
         if event.is_final:
-            break
-    state = await flow_task
-    echo(f"result: {await state.aresult(raise_on_failure=False)}")
-    return 0 if state.is_completed() else 1
+            return

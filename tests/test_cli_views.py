@@ -185,6 +185,14 @@ async def test_redis_mistakes_are_one_line(args: tuple[str, ...], url: str) -> N
     _one_line_error(done)
 
 
+async def test_a_demo_whose_flow_fails_before_it_starts_is_one_line() -> None:
+    # parameters larger than allowed: the run is refused before any event is published
+    done = await cli("demo", env={**os.environ, "FLOWBUS_MAX_PAYLOAD_BYTES": "0"})
+    assert done.returncode == 1, done
+    _one_line_error(done)
+    assert "PayloadTooLarge" in done.stderr
+
+
 async def test_a_bad_queue_name_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "cli_schema_mod.py").write_text(MODULE)
     done = await cli(

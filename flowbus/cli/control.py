@@ -13,6 +13,7 @@ from rich.markup import escape
 from flowbus._redis.runtime import get_runtime
 from flowbus.cli._output import console, errors, fail, run
 from flowbus.cli.follow import Follower, follow_run, print_outcome
+from flowbus.cli.markdown import TextMarkdown
 from flowbus.cli.prompt import ask_input
 from flowbus.exceptions import FlowbusError, FlowRunWaitTimeout, InvalidRunInput
 from flowbus.states import StateType
@@ -56,7 +57,7 @@ def _prompted_resume(run_id: str) -> None:
         _resume_once(run_id, None)
         return
     if pause.description:
-        console.print(escape(pause.description))
+        console.print(TextMarkdown(pause.description))
     values = ask_input(pause.fields)
     while True:
         try:

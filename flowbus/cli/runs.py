@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
 from flowbus._redis.runtime import get_runtime
 from flowbus.cli._output import console, fail, print_json, relative, run, stamp, to_json
+from flowbus.cli.markdown import TextMarkdown
 from flowbus.exceptions import FlowbusError
 from flowbus.states import StateType
 from flowbus.views.detail import RunDetail, read_detail
@@ -150,7 +150,7 @@ def _pause(d: RunDetail) -> None:
     wants = "waits for input" if p.wants_input else "waits for a resume"
     console.print(f"{kind} at key {escape(to_json(p.key))}: {wants}{until}")
     if p.description:
-        console.print(Markdown(p.description))
+        console.print(TextMarkdown(p.description))
     if p.fields:
         console.print("input fields:")
         for f in p.fields:
