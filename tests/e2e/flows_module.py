@@ -23,6 +23,7 @@ from flowbus import (
     task,
 )
 from flowbus.context import TaskRunContext
+from flowbus.logging import get_run_logger
 from tests.redis_clients import sync_redis
 
 
@@ -193,3 +194,16 @@ class Checked(RunInput):
 def suspend_checked() -> int:
     answer: Checked = suspend_flow_run(wait_for_input=Checked, key="check", timeout=600)
     return answer.amount
+
+
+@task
+def logged_step(n: int) -> int:
+    get_run_logger().info("step %d", n)
+    return n + 1
+
+
+@flow
+def logged(n: int = 1) -> int:
+    """Logs from the flow and from a task (the worker's log lines name both)."""
+    get_run_logger().info("starting with %d", n)
+    return logged_step(n)
