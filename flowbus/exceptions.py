@@ -21,7 +21,7 @@ Tree::
     ├── UpstreamTaskError           a task's wait_for did not complete
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput             run input failed validation
-    ├── InvalidInputKey (ValueError)  a flow run input key with invalid characters
+    ├── InvalidInputKey (pydantic.ValidationError)  a flow run input key with invalid characters
     ├── ObjectAlreadyExists
     │   └── InputKeyExists          a flow run input key that is taken
     ├── PayloadTooLarge             an encoded payload is over the limit
@@ -43,6 +43,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+import pydantic
+from pydantic_core import InitErrorDetails
 
 if TYPE_CHECKING:
     from flowbus.states import State
@@ -159,8 +162,23 @@ class InvalidRunInput(FlowbusError):
         super().__init__(f"Invalid run input: {lines}")
 
 
-class InvalidInputKey(FlowbusError, ValueError):
-    """Raised for a flow run input key with characters Prefect does not accept."""
+class InvalidInputKey(FlowbusError, pydantic.ValidationError):
+    """Raised for a flow run input key with characters Prefect does not accept.
+
+    Prefect's ``FlowRunInput`` model refuses such a key, so its callers catch
+    ``pydantic.ValidationError``; build one with :meth:`for_key`.
+    """
+
+    @classmethod
+    def for_key(cls, key: str) -> InvalidInputKey:
+        reason = (
+            "value must only contain letters, numbers, dashes, underscores and periods "
+            "(1-200 characters)"
+        )
+        error = InitErrorDetails(
+            type="value_error", loc=("key",), input=key, ctx={"error": ValueError(reason)}
+        )
+        return cls.from_exception_data("FlowRunInput", [error])
 
 
 class ObjectAlreadyExists(FlowbusError):

@@ -17,7 +17,7 @@ from flowbus._core.codec import Serializer
 from flowbus._core.options import IGNORED_FLOW_OPTIONS, FlowOptions, Hook, options_from
 from flowbus._engine.engine import run_new_flow
 from flowbus._redis.runtime import get_runtime
-from flowbus.exceptions import Pause
+from flowbus.flow_engine import outcome
 from flowbus.serving import RunnerDeployment, serve, to_deployment
 from flowbus.states import State
 
@@ -86,11 +86,7 @@ class Flow(Generic[P, R]):
 
     async def _run(self, parameters: Mapping[str, Any], return_state: bool) -> Any:
         state = await run_new_flow(self, parameters)
-        if return_state:
-            return state
-        if state.is_paused():  # it left this process suspended: Prefect raises Pause here
-            raise Pause(state)
-        return state.result(_sync=True)
+        return outcome(state, "state" if return_state else "result")
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy with some options changed (the keywords of :func:`flow`)."""

@@ -8,9 +8,10 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from contextvars import ContextVar, Token
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
@@ -50,12 +51,45 @@ class FlowRunContext:
     #: The key of the pause this process is blocked in, if any.
     paused_key: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: What each ``with`` of this context replaced, restored on leaving it.
+    _tokens: list[Token[FlowRunContext | None]] = field(default_factory=list, repr=False)
 
     var: ClassVar[ContextVar[FlowRunContext | None]] = _flow_ctx
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
         return _flow_ctx.get()
+
+    @classmethod
+    def model_construct(cls, **values: Any) -> FlowRunContext:
+        """A context holding only ``values`` (Prefect's unvalidated constructor), entered with
+        ``with``: code outside a run then acts for that run, e.g. a test's
+        ``with FlowRunContext.model_construct(flow_run=run): send_input(...)``. Fields left
+        out are missing (reading them fails); ``client`` is accepted, as in Prefect."""
+        values.pop("client", None)
+        ctx = cls.__new__(cls)
+        for f in fields(cls):
+            if f.name in values:
+                setattr(ctx, f.name, values.pop(f.name))
+            elif f.default_factory is not MISSING:
+                setattr(ctx, f.name, f.default_factory())
+            elif f.default is not MISSING:
+                setattr(ctx, f.name, f.default)
+        if values:
+            raise TypeError(f"FlowRunContext has no field(s) {', '.join(sorted(values))}")
+        return ctx
+
+    def __enter__(self) -> FlowRunContext:
+        self._tokens.append(_flow_ctx.set(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _flow_ctx.reset(self._tokens.pop())
 
     @classmethod
     def current(cls) -> FlowRunContext:

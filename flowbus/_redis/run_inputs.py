@@ -33,10 +33,7 @@ _PAGE = 500
 
 def check_key(key: str) -> str:
     if not _KEY.match(key):
-        raise InvalidInputKey(
-            f"Invalid input key {key!r}: value must only contain letters, numbers, dashes, "
-            "underscores and periods (1-200 characters)"
-        )
+        raise InvalidInputKey.for_key(key)
     return key
 
 

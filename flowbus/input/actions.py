@@ -19,8 +19,9 @@ from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import MissingContext
 from flowbus.models import FlowRunInput
 
-#: How a sender that is a flow run is named (``respond`` parses it; Prefect's form accepted).
-SENDER_PREFIXES = ("flowbus.flow-run.", "prefect.flow-run.")
+#: How a sender that is a flow run is named: Prefect's form, which code written for Prefect
+#: parses (as ``respond`` does); the form earlier flowbus versions wrote is read too.
+SENDER_PREFIXES = ("prefect.flow-run.", "flowbus.flow-run.")
 
 
 def ensure_flow_run_id(flow_run_id: UUID | str | None = None) -> UUID | str:

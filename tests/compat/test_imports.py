@@ -124,6 +124,7 @@ PATHS: dict[str, list[str]] = {
         "UnfinishedRun",
     ],
     "flowbus.context": ["FlowRunContext", "TaskRunContext", "get_run_context"],
+    "flowbus.flow_engine": ["run_flow", "run_flow_async", "run_flow_sync"],
     "flowbus.logging": ["get_run_logger"],
     "flowbus.blocks.system": ["JSON"],
     "flowbus.deployments": ["run_deployment", "RunnerDeployment"],

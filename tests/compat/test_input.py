@@ -67,7 +67,7 @@ async def test_a_taken_key_a_bad_key_and_no_run_are_refused(runtime_closed: None
     await create_flow_run_input(key="k", value=1, flow_run_id=run_id)
     with pytest.raises(ObjectAlreadyExists):
         await create_flow_run_input(key="k", value=2, flow_run_id=run_id)
-    with pytest.raises(ValueError, match="value must only contain"):
+    with pytest.raises(pydantic.ValidationError, match="value must only contain"):
         await create_flow_run_input(key="invalid key *@&", value=1, flow_run_id=run_id)
     with pytest.raises(RuntimeError, match="provide a flow run ID or be within a flow run"):
         await create_flow_run_input(key="k", value=1)
@@ -88,6 +88,25 @@ async def test_the_sender_of_a_model_is_the_current_flow_run(runtime_closed: Non
     sender, value = await inside()
     assert sender is not None and sender.endswith(current_run_id_of(sender))
     assert value == {"name": "A", "age": 1}
+
+
+async def test_a_constructed_context_lets_code_outside_a_run_act_for_it(
+    runtime_closed: None,
+) -> None:
+    run = await get_client().create_flow_run("inputs")
+    with FlowRunContext.model_construct(flow_run=run, client=get_client()) as ctx:
+        assert FlowRunContext.get() is ctx
+        await create_flow_run_input(key="note", value="from outside")
+        await Place(city="Lyon").send_to(run.id)
+        assert await read_flow_run_input(key="note") == "from outside"
+    assert FlowRunContext.get() is None
+    assert await read_flow_run_input(key="note", flow_run_id=run.id) == "from outside"
+    sent = await filter_flow_run_input(key_prefix="place", flow_run_id=run.id)
+    assert [(i.decoded_value, i.sender) for i in sent] == [
+        ({"city": "Lyon", "country": "FR"}, f"prefect.flow-run.{run.id}")
+    ]
+    with pytest.raises(TypeError, match="no field"):
+        FlowRunContext.model_construct(flow_run=run, colour="blue")
 
 
 def current_run_id_of(sender: str) -> str:
