@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, Field
 
-from flowbus.states import State, now
+from flowbus.states import State, StateType, now
 
 
 class FlowRun(BaseModel):
@@ -78,3 +78,9 @@ class TaskRun(BaseModel):
     task_key: str
     flow_run_id: UUID | None = None
     task_run_id: UUID | None = None
+    #: Known for a task run read back (``read_task_runs``): always COMPLETED there.
+    state: State | None = None
+
+    @property
+    def state_type(self) -> StateType | None:
+        return None if self.state is None else self.state.type

@@ -230,7 +230,9 @@ class _TaskCall:
     def task_run(self) -> TaskRun:
         ids = self.ids()
         key = self.key or self.task.name
-        return TaskRun(id=ids.get("task_run_id"), name=key, task_key=key, **ids)
+        task_id = ids.get("task_run_id")
+        run_id = ids.get("flow_run_id")
+        return TaskRun(id=task_id, name=key, task_key=key, flow_run_id=run_id, task_run_id=task_id)
 
     def upstream_failure(self) -> _Outcome | None:
         """Wait for ``wait_for``; a failure if one of them did not complete (as in Prefect)."""

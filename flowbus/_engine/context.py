@@ -184,8 +184,8 @@ class TaskRunContext:
         """The task run, as Prefect's context names it (``get_run_context().task_run``)."""
         run_id = self.flow_run_context.flow_run.id
         key = self.task_run_key
-        ids = {"flow_run_id": run_id, "task_run_id": task_run_id(run_id, key)}
-        return TaskRun(id=ids["task_run_id"], name=key, task_key=key, **ids)
+        task_id = task_run_id(run_id, key)
+        return TaskRun(id=task_id, name=key, task_key=key, flow_run_id=run_id, task_run_id=task_id)
 
     @classmethod
     def get(cls) -> TaskRunContext | None:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from flowbus._core.bridge import run_blocking
 from flowbus._core.codec import datetime_to_ms
+from flowbus._engine.context import task_run_id
 from flowbus._redis import run_inputs
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.store import RunStore
@@ -27,8 +28,8 @@ from flowbus.client.schemas.filters import (
 )
 from flowbus.client.schemas.responses import OrchestrationResult, SetStateStatus
 from flowbus.exceptions import ClientNotOpen, InvalidStateTransition, ObjectNotFound
-from flowbus.models import Deployment, FlowRun, FlowRunInput
-from flowbus.states import State, StateType, now
+from flowbus.models import Deployment, FlowRun, FlowRunInput, TaskRun
+from flowbus.states import Completed, State, StateType, now
 
 
 def _flow_name(flow: Any) -> str:
@@ -156,6 +157,37 @@ class FlowbusClient:
             return await self.read_deployment(run.deployment_id)
         except ObjectNotFound:
             return None
+
+    async def read_task_runs(
+        self,
+        *,
+        flow_run_filter: FlowRunFilter | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **_ignored: Any,
+    ) -> list[TaskRun]:
+        """The task runs that completed in the runs ``flow_run_filter`` selects, by run, then
+        by task key. A task run is known by its persisted result: one that failed or is still
+        running has no record. Prefect's other filters are ignored."""
+        store = await self._store()
+        ids = flow_run_filter.id.any_ if flow_run_filter and flow_run_filter.id else None
+        if ids is None:
+            ids = [run.id for run in await self.read_flow_runs(flow_run_filter=flow_run_filter)]
+        found: list[TaskRun] = []
+        for run_id in ids:
+            for key in sorted(await store.load_task_results(run_id)):
+                task_id = task_run_id(run_id, key)
+                found.append(
+                    TaskRun(
+                        id=task_id,
+                        name=key,
+                        task_key=key,
+                        flow_run_id=run_id,
+                        task_run_id=task_id,
+                        state=Completed(),
+                    )
+                )
+        return found[offset : None if limit is None else offset + limit]
 
     async def set_flow_run_state(
         self, flow_run_id: UUID | str, state: State, force: bool = False

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from flowbus import flow
+from flowbus import flow, task
 from flowbus.client.orchestration import get_client
 from flowbus.client.schemas.filters import (
     DeploymentFilter,
@@ -21,7 +21,7 @@ from flowbus.client.schemas.filters import (
 )
 from flowbus.client.schemas.responses import SetStateStatus
 from flowbus.exceptions import FlowRunNotFound, ObjectNotFound
-from flowbus.flow_runs import resume_flow_run, wait_for_flow_run
+from flowbus.flow_runs import pause_flow_run, resume_flow_run, wait_for_flow_run
 from flowbus.states import Completed, Pending, Running, Scheduled, StateType, Suspended, now
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +161,41 @@ async def test_waiting_for_a_run_created_final_returns_it_unchanged(runtime_clos
     waiting = await client.create_flow_run(target)
     with pytest.raises(FlowRunWaitTimeout, match="exceeded watch timeout of 0 seconds"):
         await wait_for_flow_run(waiting.id, timeout=0)
+
+
+async def test_task_runs_read_back_are_the_tasks_that_completed(runtime_closed: None) -> None:
+    @task
+    async def step(n: int) -> int:
+        return n
+
+    @task
+    async def breaks() -> None:
+        raise ValueError("no record of me")
+
+    @flow
+    async def two_steps_then_a_pause() -> None:
+        await step(1)
+        await step(2)
+        await breaks(return_state=True)
+        await pause_flow_run(timeout=0.05)
+        await step(3)  # never reached: nobody resumes
+
+    state = await two_steps_then_a_pause(return_state=True)
+    assert state.is_failed()
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    client = get_client()
+    task_runs = await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+    )
+    assert [(t.name, t.flow_run_id, t.state_type) for t in task_runs] == [
+        ("step-1", run_id, StateType.COMPLETED),
+        ("step-2", run_id, StateType.COMPLETED),
+    ]
+    assert len({t.id for t in task_runs}) == 2
+    by_state = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))
+    )
+    assert [t.name for t in await client.read_task_runs(flow_run_filter=by_state, limit=1)] == [
+        "step-1"
+    ]
