@@ -1,6 +1,7 @@
 """The benchmarks still run and print their JSON (tiny sizes: a smoke test, not a measurement).
 
-``bench/worker_throughput.py`` is left out: it installs arq into a venv of its own first.
+``bench/worker_throughput.py`` runs flowbus alone: its peers (arq, taskiq) are installed into
+venvs of their own first.
 """
 
 from __future__ import annotations
@@ -71,3 +72,22 @@ def test_ui_latency_prints_its_figures() -> None:
     assert result["benchmark"] == "ui_latency"
     assert result["pause_to_visible_ms"]["samples"] == 3
     assert result["idle"]["inbox_rows_shown"] == 20
+
+
+@pytest.mark.timeout(150)
+def test_worker_throughput_prints_its_figures() -> None:
+    result = run_bench(
+        "worker_throughput.py",
+        *("--systems", "flowbus", "--processes", "1", "--rounds", "1"),
+        *("--jobs", "30", "--warmup", "5", "--samples", "0"),
+    )
+    assert result["benchmark"] == "worker_throughput"
+    flowbus = result["throughput"]["1_process"]["flowbus"]
+    assert flowbus["extra_marks"] == 0  # every run ran once
+    assert flowbus["redis_per_job"]["drain"]["commands"] > 0
+    assert set(flowbus["cpu_us_per_job_median"]) == {
+        "workers",
+        "redis_drain",
+        "producer",
+        "redis_enqueue",
+    }
