@@ -45,7 +45,9 @@ async def test_calls_of_one_loop_turn_share_one_round_trip(redis: Redis, flowbus
     await redis.delete(key)
     before = await reads_processed(redis)
 
-    replies = await asyncio.gather(*(batch.execute(lambda pipe: pipe.incr(key)) for _ in range(50)))
+    replies = await asyncio.gather(
+        *(batch.execute(lambda pipe: pipe.execute_command("INCR", key)) for _ in range(50))
+    )
 
     # Then each got its own reply, in submission order, and the server read a few times only
     # (one pipeline, and the INFO calls, one per primary; not one read per caller)
@@ -63,9 +65,9 @@ async def test_a_callers_error_is_raised_to_that_caller_only(
     await redis.hset(hash_key, "f", "v")
 
     outcomes: list[Any] = await asyncio.gather(
-        batch.execute(lambda pipe: pipe.incr(counter)),
-        batch.execute(lambda pipe: pipe.incr(hash_key)),
-        batch.execute(lambda pipe: pipe.get(counter)),
+        batch.execute(lambda pipe: pipe.execute_command("INCR", counter)),
+        batch.execute(lambda pipe: pipe.execute_command("INCR", hash_key)),
+        batch.execute(lambda pipe: pipe.execute_command("GET", counter)),
         return_exceptions=True,
     )
     good, bad, good_too = outcomes
@@ -93,7 +95,7 @@ async def test_noscript_loads_the_scripts_and_resends_only_what_met_it(
 
     by_script, by_command = await asyncio.gather(
         batch.execute(lambda pipe: pipe.execute_command("EVALSHA", sha, 1, scripted)),
-        batch.execute(lambda pipe: pipe.incr(plain)),
+        batch.execute(lambda pipe: pipe.execute_command("INCR", plain)),
     )
 
     # Then the scripts were loaded once, the script's caller got its reply, and the plain
@@ -121,12 +123,12 @@ async def test_a_caller_cancelled_before_the_send_sends_nothing(
     # Given a caller cancelled in the loop turn it submitted in
     batch = AutoPipeline(redis, no_reload)
     key = f"{flowbus_env}:never"
-    call = asyncio.ensure_future(batch.execute(lambda pipe: pipe.set(key, "1")))
+    call = asyncio.ensure_future(batch.execute(lambda pipe: pipe.execute_command("SET", key, "1")))
     await asyncio.sleep(0)  # the call has submitted its command
     call.cancel()
 
     # When the loop moves on and another caller's command is sent
-    assert await batch.execute(lambda pipe: pipe.exists(key)) == [0]
+    assert await batch.execute(lambda pipe: pipe.execute_command("EXISTS", key)) == [0]
 
     # Then the cancelled caller's command never reached Redis
     assert await redis.exists(key) == 0

@@ -5,8 +5,11 @@ enqueuer creates many runs at once. Sent one by one, each costs redis-py's per-r
 (pool checkout, socket write, wake-up; tens of µs of CPU) and a server read. Grouped, the cost is
 paid once per turn of the loop, and a lone caller waits one loop turn longer.
 
-On a cluster, redis-py's cluster pipeline sends each node its share of the turn's commands
-(one round trip per node, all at once) and resends a redirected command to its new node.
+On one server, a turn's commands skip redis-py's per-command machinery (a pipeline object,
+a stack entry, options and a response callback per command): they are packed by hiredis in
+one call and sent on one connection checkout, and their raw replies read back in order. On a
+cluster, redis-py's cluster pipeline sends each node its share of the turn's commands (one
+round trip per node, all at once) and resends a redirected command to its new node.
 """
 
 from __future__ import annotations
@@ -14,17 +17,68 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import Connection
+from redis.exceptions import NoScriptError, ResponseError
 
 from flowbus._core.supervisor import spawn
-from flowbus._redis.connect import pipeline_places
+from flowbus._redis.connect import is_cluster, pipeline_places
 
-#: Adds one caller's commands to a shared pipeline (what it returns is ignored); must not raise.
-Build = Callable[[Pipeline], object]
+
+class Commands(Protocol):
+    """Where a build adds its commands: a redis-py pipeline, or a :class:`Batch`."""
+
+    def execute_command(self, *args: Any) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+#: Adds one caller's commands (``execute_command`` only, replies raw); must not raise.
+Build = Callable[[Commands], object]
+
+
+class Batch:
+    """The commands of one turn for one server, as their arguments."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    async def send(self, redis: Redis) -> list[Any]:
+        """Send every command on one connection; the replies, an error reply as its exception.
+
+        A dropped connection is retried as redis-py retries a pipeline: the whole batch again
+        on a new connection (safe for flowbus's commands, see ``runtime.open_redis``).
+        """
+        pool = redis.connection_pool
+        conn: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: self._exchange(conn), lambda _error: conn.disconnect()
+            )
+        finally:
+            await pool.release(conn)
+        return replies
+
+    async def _exchange(self, conn: Connection) -> list[Any]:
+        await conn.send_packed_command(conn.pack_commands(self.commands))
+        replies: list[Any] = []
+        for _ in self.commands:
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
 
 #: Callers' command groups per pipeline: a burst larger than this is sent in several.
 MAX_GROUPS = 256
@@ -49,6 +103,7 @@ class AutoPipeline:
         self._redis = redis
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
+        self._cluster = is_cluster(redis)
         #: On a cluster, a pipeline (split per node by redis-py) queues for connections.
         self._places = pipeline_places(redis)
 
@@ -86,17 +141,13 @@ class AutoPipeline:
         live = [r for r in requests if not r.future.done()]  # a cancelled caller sends nothing
         if not live:
             return []
-        pipe = self._redis.pipeline(transaction=False)
+        pipe: Commands = self._redis.pipeline(transaction=False) if self._cluster else Batch()
         spans: list[tuple[int, int]] = []
         for request in live:
             start = len(pipe)
             request.build(pipe)
             spans.append((start, len(pipe)))
-        if self._places is None:
-            replies = await pipe.execute(raise_on_error=False)
-        else:
-            async with self._places():
-                replies = await pipe.execute(raise_on_error=False)
+        replies = await self._execute(pipe)
         retry: list[_Request] = []
         for request, (start, end) in zip(live, spans, strict=True):
             own = replies[start:end]
@@ -110,3 +161,13 @@ class AutoPipeline:
             else:
                 request.future.set_result(own)
         return retry
+
+    async def _execute(self, pipe: Commands) -> list[Any]:
+        if isinstance(pipe, Batch):
+            return await pipe.send(self._redis)
+        if self._places is None:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
+            return replies
+        async with self._places():
+            replies = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
+        return replies

@@ -10,6 +10,7 @@ other commands, and ``reply`` reads its result.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 from collections.abc import Generator, Mapping
 from functools import cache
@@ -17,11 +18,10 @@ from importlib.resources import files
 from typing import Any, Generic
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from flowbus._redis import replies
-from flowbus._redis.autopipeline import AutoPipeline, Build
+from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
 from flowbus._redis.connect import is_cluster
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import (
@@ -83,7 +83,7 @@ class Call(Generic[R]):
         self.keys = keys
         self._command = scripts.command(name, keys, args)
 
-    def add(self, pipe: Pipeline) -> None:
+    def add(self, pipe: Commands) -> None:
         """Add the call to a pipeline built for :meth:`Scripts.pipeline`."""
         # as a plain command: redis-py's cluster pipeline refuses .evalsha(), not EVALSHA
         pipe.execute_command("EVALSHA", *self._command)
@@ -111,11 +111,14 @@ class Scripts:
             name: redis.register_script(source(name)) for name in script_names()
         }
         self._batch = AutoPipeline(redis, self._load_all)
+        #: Call ids: a random prefix and a counter, unique without a random draw per call.
+        self._op_prefix = secrets.token_hex(8)
+        self._op_count = itertools.count()
 
     def command(self, name: str, keys: RunKeys, args: tuple[Arg, ...]) -> tuple[Any, ...]:
         """EVALSHA's arguments for script ``name``: the shared head, ``args``, a new call id."""
         names = keys.as_list()
-        op = secrets.token_hex(8)  # fixed before any build, which a NOSCRIPT repeats
+        op = f"{self._op_prefix}{next(self._op_count):x}"  # fixed before any build (NOSCRIPT)
         return (self._scripts[name].sha, len(names), *names, *self._head, *args, op)
 
     async def pipeline(self, build: Build) -> list[Any]:

@@ -11,9 +11,9 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from flowbus._core.codec import blob, datetime_to_ms, decode, encode, ms_to_datetime, text
+from flowbus._redis.autopipeline import Commands
 from flowbus._redis.heartbeat import Leases
 from flowbus._redis.keys import Keys, RunKeys
 from flowbus._redis.replies import Reply, Status
@@ -251,10 +251,10 @@ class RunStore:
             first_lease=first_lease,
         )
 
-        def build(pipe: Pipeline) -> None:
-            pipe.set(run_keys.index, queue, nx=True)
+        def build(pipe: Commands) -> None:
+            pipe.execute_command("SET", run_keys.index, queue, "NX")
             if new_queue:
-                pipe.sadd(self.keys.queues(), queue)
+                pipe.execute_command("SADD", self.keys.queues(), queue)
             call.add(pipe)
 
         replies = await self.scripts.pipeline(build)
@@ -440,10 +440,10 @@ class RunStore:
             task_results=task_results,
         )
 
-        def build(pipe: Pipeline) -> None:
+        def build(pipe: Commands) -> None:
             call.add(pipe)
             if final:
-                pipe.expire(keys.index, self.settings.retention_seconds)
+                pipe.execute_command("EXPIRE", keys.index, self.settings.retention_seconds)
 
         reply = call.reply((await self.scripts.pipeline(build))[0])
         if reply.status is Status.NOT_FOUND:
