@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from flowbus._core.supervisor import supervise
 from flowbus._redis.connect import lost_node
 from flowbus_worker import groups
+from flowbus_worker.run_tasks import RunTasks
 
 logger = logging.getLogger("flowbus.worker")
 
@@ -93,7 +94,7 @@ class RunIntake:
         reader: GroupReader,
         limiter: anyio.CapacityLimiter,
         handler: EntryHandler,
-        runs: TaskGroup,
+        runs: RunTasks,
     ) -> None:
         self.reader = reader
         self.limiter = limiter
@@ -123,7 +124,7 @@ class RunIntake:
             self.held.update((stream, entry_id) for stream, entry_id, _fields in entries)
             for stream, entry_id, fields in entries:
                 token = await _slot(limiter)
-                self.runs.start_soon(self._handle, stream, entry_id, fields, token)
+                self.runs.start(self._handle(stream, entry_id, fields, token))
 
     async def _handle(
         self, stream: str, entry_id: str, fields: dict[str, str], token: object

@@ -1,12 +1,12 @@
-"""The worker service: one anyio task group holding every part of the worker.
+"""The worker service: one anyio task group holding every part of the worker but the runs.
 
 Children: the heartbeat; the intake (one reader of all the queue streams, one of all the
 resume-request streams, and the reclaimer), which shutdown cancels first; a deadline sweeper
-per queue (sharing one watcher of the control streams); the signal watcher; and the
-executions, one task and one cancel scope per run. Whatever the number of queues, a worker
-blocks on three connections (on a cluster, three per hash slot of its queues), and an idle
-one sends no command per queue but a deadline sweep per ``sweep_interval`` and a pending-list
-scan per ``RECLAIM_SAFETY`` seconds.
+per queue (sharing one watcher of the control streams); and the signal watcher. Each run is
+handled in a plain asyncio task held by :class:`RunTasks`, with one cancel scope. Whatever
+the number of queues, a worker blocks on three connections (on a cluster, three per hash
+slot of its queues), and an idle one sends no command per queue but a deadline sweep per
+``sweep_interval`` and a pending-list scan per ``RECLAIM_SAFETY`` seconds.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from flowbus_worker.judges import judge_forever
 from flowbus_worker.reclaim import forget_dead, orphans
 from flowbus_worker.reclaim_schedule import ReclaimSchedule
 from flowbus_worker.resume_requests import ResumeRequests
+from flowbus_worker.run_tasks import RunTasks
 from flowbus_worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
@@ -58,6 +59,7 @@ class Worker:
         self._stopping = False
         self._executor: Executor | None = None
         self._tg: TaskGroup | None = None
+        self._runs = RunTasks()
         self._intakes: list[RunIntake] = []
         #: The streams of each blocking read: of runs, then of resume requests.
         self._readers: list[list[list[str]]] = []
@@ -118,6 +120,7 @@ class Worker:
                 )
         finally:
             with anyio.CancelScope(shield=True):
+                await self._runs.aclose()
                 await self._leave(runtime, blocking, workers_key)
         return self.exit_code
 
@@ -157,8 +160,7 @@ class Worker:
     async def _run_intake(
         self, runtime: Runtime, blocking: Redis, *, task_status: TaskStatus[None]
     ) -> None:
-        runs = self._tg
-        assert runs is not None and self._intake is not None
+        assert self._intake is not None
         executor, config = self.executor, self.config
         keys = runtime.store.keys
         queue_of = {keys.queue(q).stream(): q for q in config.queues}
@@ -180,7 +182,7 @@ class Worker:
                 GroupReader(blocking, streams, config.name, config.block_ms),
                 executor.limiter,
                 handle_run,
-                runs,
+                self._runs,
             )
             for streams in run_streams
         ]
@@ -347,8 +349,7 @@ class Worker:
             candidate.consumer,
             candidate.deliveries + 1,
         )
-        assert self._tg is not None
-        self._tg.start_soon(executor.handle, queue, entry[0], entry[1], token, True)
+        self._runs.start(executor.handle(queue, entry[0], entry[1], token, True))
 
     async def _reclaim_requests(
         self, runtime: Runtime, stream: str, requests: ResumeRequests
