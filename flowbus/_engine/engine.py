@@ -37,12 +37,12 @@ from flowbus.exceptions import (
 from flowbus.models import FlowRun
 from flowbus.states import (
     Cancelled,
-    Completed,
     Failed,
     Pending,
     Running,
     Scheduled,
     State,
+    StateDetails,
     StateType,
 )
 
@@ -137,9 +137,11 @@ class FlowEngine:
             await call_hooks(self.flow.options.on_running, self.flow, self.flow_run, Running())
         async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
             state = await self._attempts(parameters)
-        details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
-        state.state_details = details  # as in Prefect: the state names its run
-        self.log.log(level, "Finished in state %s", state_repr(state))
+        if state.state_details.flow_run_id != self.flow_run.id:  # as in Prefect: it names its run
+            details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
+            state.state_details = details
+        if self.log.isEnabledFor(level):
+            self.log.log(level, "Finished in state %s", state_repr(state))
         await call_hooks(hooks_for(self.flow.options, state), self.flow, self.flow_run, state)
         return state
 
@@ -256,7 +258,13 @@ class FlowEngine:
         except Exception as exc:
             await self._save(task_results)
             return await self._fail(exc)
-        state = Completed(message=f"Finished in {seconds:.3f}s")
+        # built as it is valid, naming its run: no validation, no copy (a worker makes one a run)
+        state = State.model_construct(
+            type=StateType.COMPLETED,
+            name="Completed",
+            message=f"Finished in {seconds:.3f}s",
+            state_details=StateDetails.model_construct(flow_run_id=self.flow_run.id),
+        )
         final = await self._finalize(state, result=data, task_results=task_results)
         return final.with_data(value if final.is_completed() else None)
 
