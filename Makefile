@@ -30,6 +30,7 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python bench/flow_overhead.py
+	$(BIN)/python bench/redis_cost.py
 	$(BIN)/python bench/resume_latency.py
 	$(BIN)/python bench/ui_latency.py
 	$(BIN)/python bench/worker_throughput.py

@@ -91,3 +91,12 @@ def test_worker_throughput_prints_its_figures() -> None:
         "producer",
         "redis_enqueue",
     }
+
+
+@pytest.mark.timeout(150)
+def test_redis_cost_prints_its_figures() -> None:
+    result = run_bench("redis_cost.py", "--runs", "20", "--rounds", "1")
+    assert result["benchmark"] == "redis_cost"
+    assert result["retention"]["runs"] == 20
+    assert result["cpu"]["over_floor_median"] > 0
+    assert {"redis_cpu_ok", "retention_ok"} <= set(result["vs_targets"])
