@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -138,14 +139,14 @@ def final(run: FlowRun) -> bool:
 
 
 async def completions(run_ids: list[UUID]) -> dict[UUID, int]:
-    """COMPLETED events in each run's event stream."""
+    """COMPLETED steps in each run's history."""
     runtime = await get_runtime()
     pipe = runtime.redis.pipeline(transaction=False)
     for run_id in run_ids:
-        pipe.xrange(runtime.store.keys.queue(QUEUE).run(run_id).events)
+        pipe.lrange(runtime.store.keys.queue(QUEUE).run(run_id).history, 0, -1)
     replies = await pipe.execute()
     return {
-        run_id: sum(1 for _id, fields in reply if fields.get(b"type") == b"COMPLETED")
+        run_id: sum(1 for step in reply if json.loads(step).get("type") == "COMPLETED")
         for run_id, reply in zip(run_ids, replies, strict=True)
     }
 

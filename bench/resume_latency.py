@@ -206,12 +206,19 @@ async def resume_holder(
     return {"t1": list(_stamps)}
 
 
-async def next_pause(client: redis.asyncio.Redis, stream: str, cursor: str, key: str) -> str:
-    """Block until the run's events stream shows PAUSED under ``key``; the new cursor."""
+async def next_pause(
+    client: redis.asyncio.Redis, stream: str, cursor: str, run_id: str, key: str
+) -> str:
+    """Block until the queue's events stream shows the run PAUSED under ``key``; the new
+    cursor."""
     while True:
         reply = await client.xread({stream: cursor}, block=STEP_TIMEOUT * 1000)
         for cursor, fields in entries(reply):
-            if fields[b"type"] == b"PAUSED" and fields[b"pause_key"] == key.encode():
+            if (fields[b"run_id"], fields[b"type"], fields[b"pause_key"]) == (
+                run_id.encode(),
+                b"PAUSED",
+                key.encode(),
+            ):
                 return cursor
 
 
@@ -221,10 +228,10 @@ async def resume_driver(
     client = raw(url)
     try:
         run_id = await brpop(client, f"{prefix}:bench:run-ids")
-        stream = Keys(prefix).queue(QUEUE).run(run_id).events
+        stream = Keys(prefix).queue(QUEUE).events()
         cursor, t0s, calls = "0-0", list[int](), list[int]()
         for i in range(times):
-            cursor = await next_pause(client, stream, cursor, f"k{i}")
+            cursor = await next_pause(client, stream, cursor, run_id, f"k{i}")
             await gap()
             given = None if variant == "none" else {"n": 2 * i}
             t0s.append(now_ns())

@@ -26,10 +26,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home)
     #: Prefix of every key flowbus writes.
     key_prefix: str = "fb"
-    #: Seconds a finished run (hash, events, inputs, results) is kept.
+    #: Seconds a finished run (hash, history, inputs, results) is kept.
     retention_seconds: int = 7 * 24 * 3600
-    #: Approximate cap of each run's event stream (entries).
-    run_events_maxlen: int = 1000
+    #: Cap of each run's history (state changes kept, the newest).
+    run_events_maxlen: int = Field(default=1000, ge=1)
     #: Approximate cap of each queue's event stream (entries); at least a watcher's batch, so
     #: a watcher that falls behind the cap can tell (see ``waiters``).
     queue_events_maxlen: int = Field(default=10_000, ge=1000)

@@ -7,6 +7,7 @@ test's loop; both talk to the test's private server under the test's key prefix.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from functools import partial
@@ -18,7 +19,6 @@ import anyio
 from flowbus import FlowRunContext, State
 from flowbus._core.bridge import background_loop, submit
 from flowbus._core.codec import blob, text
-from flowbus._redis.events import parse_entries
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import close_runtime, get_runtime
 from flowbus._redis.store import RunStore
@@ -115,12 +115,33 @@ async def input_hash(run_id: UUID | str) -> dict[str, bytes]:
     return {text(k): blob(v) for k, v in raw.items()}
 
 
-async def run_events(run_id: UUID | str) -> list[dict[str, str]]:
-    """The run's state events, oldest first."""
-    s = await store()
+#: Fields of a history entry, each "" where the entry leaves it out (it keeps no empty one).
+HISTORY_FIELDS = (
+    "id",
+    "type",
+    "name",
+    "message",
+    "from_type",
+    "from_name",
+    "ts",
+    "run_count",
+    "pause_key",
+    "deadline",
+)
+
+
+def history_entries(raw: list[Any]) -> list[dict[str, str]]:
+    """A run history's entries (an ``LRANGE`` reply) as text fields, "" for those left out."""
+    entries = [json.loads(text(item)) for item in raw]
     return [
-        fields for _, fields in parse_entries(await s.redis.xrange((await run_keys(run_id)).events))
+        {**{f: "" for f in HISTORY_FIELDS}, **{k: str(v) for k, v in e.items()}} for e in entries
     ]
+
+
+async def run_events(run_id: UUID | str) -> list[dict[str, str]]:
+    """The run's state changes (its history), oldest first."""
+    s = await store()
+    return history_entries(await s.redis.lrange((await run_keys(run_id)).history, 0, -1))
 
 
 async def gather_outcomes(

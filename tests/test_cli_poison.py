@@ -4,6 +4,7 @@ cannot be read is one line on stderr."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -19,15 +20,26 @@ FORGED: list[dict[bytes, bytes]] = [
     {b"type": b"RUNNING", b"ts": b"9" * 5000, b"run_count": b"x"},
     {b"nothing": b"[" * 5000},
 ]
+#: History entries anyone could have pushed: not JSON, not an object, fields of no event.
+FORGED_HISTORY: list[bytes] = [
+    b"\xff\xfe",
+    b"[" * 5000,
+    b'"a string"',
+    b'{"type": "NOT-A-STATE", "ts": "soon"}',
+    b'{"type": "RUNNING", "ts": "' + b"9" * 5000 + b'", "run_count": "x"}',
+]
 
 
 async def test_inspect_and_watch_skip_events_that_are_not_ours(runtime_closed: None) -> None:
-    # Given a run whose event stream also holds entries anyone could have added
+    # Given a run whose history, and its queue's events stream, also hold entries anyone
+    # could have added
     run_id = await new_run(Pending(), Running())
     runtime = await get_runtime()
     keys = await runtime.store.run_keys(run_id)
+    await runtime.redis.rpush(keys.history, *FORGED_HISTORY)
     for fields in FORGED:
-        await runtime.redis.xadd(keys.events, fields)  # type: ignore[arg-type]
+        forged: dict[Any, Any] = {**fields, b"run_id": str(run_id).encode()}
+        await runtime.redis.xadd(keys.queue_events, forged)
     await runtime.store.set_state(run_id, Completed())
     # When it is inspected and watched
     env = {**os.environ, "COLUMNS": "200"}

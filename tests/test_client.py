@@ -38,7 +38,7 @@ anyio_test = pytest.mark.anyio
 
 async def run_snapshot(store: RunStore, run_id: UUID) -> tuple[Any, Any]:
     keys = await store.run_keys(run_id)
-    return await store.redis.hgetall(keys.run), await store.redis.xrange(keys.events)
+    return await store.redis.hgetall(keys.run), await store.redis.lrange(keys.history, 0, -1)
 
 
 @flow

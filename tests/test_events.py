@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from flowbus._core.codec import text
-from flowbus._redis.events import RunEvent, parse_event, run_events
+from flowbus._redis.events import RunEvent, history_events, parse_event
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus._redis.watch import history
@@ -88,12 +88,17 @@ def test_an_event_missing_a_field_is_a_malformed_entry(missing: bytes) -> None:
         parse_event("7-0", fields)
 
 
-def test_readers_skip_a_malformed_entry_and_name_it(caplog: pytest.LogCaptureFixture) -> None:
-    raw = [(b"1-0", {**EVENT, b"type": b"\xff"}), (b"2-0", EVENT)]
+def test_history_readers_skip_a_malformed_entry_and_name_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = b'{"id": "2-0", "type": "PAUSED", "name": "Paused", "ts": 5, "run_count": 1}'
+    raw = [b'{"id": "1-0", "type": "\xff"}', b"[" * 100, b"7", good]
     with caplog.at_level(logging.WARNING, logger="flowbus._redis.events"):
-        events = run_events("s:events", raw)
-    assert [e.id for e in events] == ["2-0"]
-    assert "1-0" in caplog.text and "s:events" in caplog.text
+        events = history_events("r1:history", "r1", "f", raw)
+    assert [(e.id, e.run_id, e.flow, e.type, e.ts_ms, e.run_count) for e in events] == [
+        ("2-0", "r1", "f", StateType.PAUSED, 5, 1)
+    ]
+    assert "entry 0 of r1:history" in caplog.text and "entry 2 of r1:history" in caplog.text
 
 
 async def test_a_watcher_skips_a_malformed_event_and_delivers_the_next(
@@ -128,5 +133,5 @@ async def test_history_skips_what_is_not_an_event(runtime_closed: None) -> None:
     runtime = await get_runtime()
     run = await runtime.store.create_run("flow-a")
     keys = await runtime.store.run_keys(run.id)
-    await runtime.redis.xadd(keys.events, {"run_id": str(run.id), "type": "?"})
+    await runtime.redis.rpush(keys.history, '{"type": "?"}', "not json")
     assert [e.type for e in await history(runtime, run.id)] == [StateType.SCHEDULED]

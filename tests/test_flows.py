@@ -26,12 +26,13 @@ from flowbus import (
     task,
 )
 from flowbus._core.bridge import run_blocking
-from flowbus._core.codec import decode, encode, text
+from flowbus._core.codec import decode, encode
 from flowbus._engine.engine import FlowEngine
 from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import MissingContext, SerializationError
 from flowbus.models import FlowRun
 from flowbus.states import Failed, Pending, Running, Scheduled
+from tests.runs import history_entries
 
 LIFECYCLE = [
     ("SCHEDULED", "Scheduled"),
@@ -60,12 +61,11 @@ async def only_run(flow_name: str) -> FlowRun:
 
 
 async def run_events(flow_name: str) -> list[dict[str, str]]:
-    """The events of the one run of ``flow_name``, oldest first (XRANGE of its stream)."""
+    """The state changes of the one run of ``flow_name``, oldest first (its history)."""
     store = (await get_runtime()).store
     run = await only_run(flow_name)
-    stream = store.keys.queue(run.queue).run(run.id).events
-    raw = await store.redis.xrange(stream) or []
-    return [{text(k): text(v) for k, v in (fields or {}).items()} for _, fields in raw]
+    history = store.keys.queue(run.queue).run(run.id).history
+    return history_entries(await store.redis.lrange(history, 0, -1))
 
 
 async def task_results(flow_name: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_run_keys_list_in_the_order_the_scripts_expect() -> None:
 
     assert run_keys.as_list() == [
         f"p:{{q}}:run:{run_id}",
-        f"p:{{q}}:run:{run_id}:events",
+        f"p:{{q}}:run:{run_id}:history",
         queue.events(),
         f"p:{{q}}:run:{run_id}:fired",
         f"p:{{q}}:run:{run_id}:input",
@@ -64,7 +64,7 @@ def test_run_keys_of_different_runs_differ_but_share_queue_keys() -> None:
     queue = Keys().queue("default")
     first, second = queue.run(uuid4()), queue.run(uuid4())
 
-    assert first.run != second.run and first.events != second.events
+    assert first.run != second.run and first.history != second.history
     assert first.queue_events == second.queue_events == queue.events()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,8 @@ async def test_a_transition_whose_reply_was_lost_reports_what_happened(
         # the run moved once
         assert proxy.dropped == 1
         assert reply.accepted, reply.detail
-        events: Any = await redis.xrange((await store.run_keys(run.id)).events)
-        assert [e[1][b"type"] for e in events] == [b"SCHEDULED", b"PENDING"]
+        history: Any = await redis.lrange((await store.run_keys(run.id)).history, 0, -1)
+        assert [json.loads(e)["type"] for e in history] == ["SCHEDULED", "PENDING"]
     finally:
         await redis.aclose()
         await redis.connection_pool.aclose()

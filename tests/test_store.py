@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -18,6 +19,7 @@ from flowbus._redis.store import RunStore
 from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
+from tests.runs import HISTORY_FIELDS, history_entries
 
 pytestmark = pytest.mark.anyio
 
@@ -99,15 +101,20 @@ async def entries(store: RunStore, stream: str) -> list[dict[str, str]]:
     return [{text(k): text(v) for k, v in (fields or {}).items()} for _, fields in raw]
 
 
+async def steps(store: RunStore, keys: RunKeys) -> list[dict[str, str]]:
+    """The run's history, each field as text ("" where the entry leaves it out)."""
+    return history_entries(await store.redis.lrange(keys.history, 0, -1))
+
+
 async def snapshot(store: RunStore, keys: RunKeys) -> dict[str, Any]:
     """Everything a transition may write, to compare before and after a refusal."""
     return {
         "run": await store.redis.hgetall(keys.run),
-        "events": await store.redis.xrange(keys.events),
+        "history": await store.redis.lrange(keys.history, 0, -1),
         "queue_events": await store.redis.xrange(keys.queue_events),
         "queue": await store.redis.xrange(keys.queue_stream),
         "deadlines": await store.redis.zrange(keys.deadlines, 0, -1, withscores=True),
-        "ttl": [await store.redis.ttl(key) for key in (keys.run, keys.events)],
+        "ttl": [await store.redis.ttl(key) for key in (keys.run, keys.history)],
     }
 
 
@@ -140,7 +147,7 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     # When a run is created
     run = await store.create_run("flow-a", {"x": 1}, queue="q1", name="first")
 
-    # Then it is SCHEDULED, listed, indexed, not enqueued, with one event in both streams
+    # Then it is SCHEDULED, listed, indexed, not enqueued, its event published and recorded
     keys = store.keys.queue("q1").run(run.id)
     assert (run.state.type, run.state.name, run.run_count) == (S.SCHEDULED, "Scheduled", 0)
     assert (run.flow_name, run.name, run.queue, run.parameters) == (
@@ -154,7 +161,7 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     assert await store.redis.zscore(keys.runs, str(run.id)) is not None
     assert await store.redis.sismember(store.keys.queues(), "q1")
     assert await store.redis.xlen(keys.queue_stream) == 0
-    [event] = await entries(store, keys.events)
+    [event] = await entries(store, keys.queue_events)
     assert event == {
         "run_id": str(run.id),
         "flow": "flow-a",
@@ -168,7 +175,11 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
         "pause_key": "",
         "deadline": "",
     }
-    assert await entries(store, keys.queue_events) == [event]
+    [step] = await steps(store, keys)
+    assert step == {**{f: event[f] for f in HISTORY_FIELDS if f != "id"}, "id": step["id"]}
+    published: Any = await store.redis.xrange(keys.queue_events)
+    [[event_id, _fields]] = published
+    assert step["id"] == text(event_id)
 
 
 async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
@@ -191,7 +202,7 @@ async def test_create_run_in_another_kind_is_refused_and_writes_nothing(
     with pytest.raises(InvalidStateTransition):
         await store.create_run("flow-a", initial=initial, run_id=run_id)
 
-    assert await store.redis.exists(keys.run, keys.events, keys.queue_events) == 0
+    assert await store.redis.exists(keys.run, keys.history, keys.queue_events) == 0
     assert await store.redis.exists(store.keys.run_index(run_id)) == 0
     assert await store.redis.zcard(keys.runs) == 0
     assert await store.read_runs() == []
@@ -292,10 +303,9 @@ async def assert_accepted(
     assert reply.status is Status.ACCEPTED, reply.detail
     assert reply.state_type == dst.value
     assert (await store.read_run(run_id)).state.type is dst
-    last = (await entries(store, keys.events))[-1]
+    last = (await steps(store, keys))[-1]
     assert (last["from_type"], last["type"]) == (src.value, dst.value)
-    newest = await store.redis.xrevrange(keys.events, count=1)
-    assert newest and text(newest[0][0]) == reply.detail
+    assert last["id"] == reply.detail
 
 
 async def test_paused_through_set_state_is_refused_even_from_running(store: RunStore) -> None:
@@ -352,7 +362,7 @@ async def test_set_state_can_store_a_result_and_enqueue(store: RunStore) -> None
 # -- events, run_count, retention, caps ----------------------------------------------------------
 
 
-async def test_events_are_published_in_order_to_the_run_and_queue_streams(
+async def test_events_are_published_to_the_queue_stream_and_recorded_in_the_history(
     store: RunStore,
 ) -> None:
     # Given two runs of one queue moved through their lifecycle, interleaved
@@ -363,26 +373,11 @@ async def test_events_are_published_in_order_to_the_run_and_queue_streams(
     await store.set_state(first.id, state(S.RUNNING))
     await store.set_state(first.id, state(S.COMPLETED, "Completed", "done in 1s"))
 
-    # Then the run's stream holds its own events in order, with every field
+    # Then the queue's stream holds every run's events in the order they happened
     keys = await store.run_keys(first.id)
-    events = await entries(store, keys.events)
-    assert [list(e) for e in events] == [EVENT_FIELDS] * 4
-    assert [(e["from_type"], e["from_name"], e["type"], e["name"]) for e in events] == [
-        ("NONE", "", "SCHEDULED", "Scheduled"),
-        ("SCHEDULED", "Scheduled", "PENDING", "Pending"),
-        ("PENDING", "Pending", "RUNNING", "Running"),
-        ("RUNNING", "Running", "COMPLETED", "Completed"),
-    ]
-    assert [e["run_count"] for e in events] == ["0", "0", "1", "1"]
-    assert events[-1]["message"] == "done in 1s"
-    assert {(e["run_id"], e["flow"], e["pause_key"]) for e in events} == {
-        (str(first.id), "flow-a", "")
-    }
-    stamps = [int(e["ts"]) for e in events]
-    assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000
-
-    # And the queue's stream holds every run's events in the order they happened
-    queue_events = await entries(store, keys.queue_events)
+    published: Any = await store.redis.xrange(keys.queue_events)
+    queue_events = [{text(k): text(v) for k, v in fields.items()} for _, fields in published]
+    assert [list(e) for e in queue_events] == [EVENT_FIELDS] * 6
     assert [(e["run_id"], e["type"]) for e in queue_events] == [
         (str(first.id), "SCHEDULED"),
         (str(second.id), "SCHEDULED"),
@@ -391,7 +386,30 @@ async def test_events_are_published_in_order_to_the_run_and_queue_streams(
         (str(first.id), "RUNNING"),
         (str(first.id), "COMPLETED"),
     ]
-    assert [e for e in queue_events if e["run_id"] == str(first.id)] == events
+    ids = {text(entry_id): fields for entry_id, fields in published}
+
+    # And the run's history holds its own events in order: the same fields (but the run's
+    # own, and empty ones) and the id of the queue events entry that published each
+    history = await steps(store, keys)
+    assert [(e["from_type"], e["from_name"], e["type"], e["name"]) for e in history] == [
+        ("NONE", "", "SCHEDULED", "Scheduled"),
+        ("SCHEDULED", "Scheduled", "PENDING", "Pending"),
+        ("PENDING", "Pending", "RUNNING", "Running"),
+        ("RUNNING", "Running", "COMPLETED", "Completed"),
+    ]
+    assert [e["run_count"] for e in history] == ["0", "0", "1", "1"]
+    assert history[-1]["message"] == "done in 1s"
+    stamps = [int(e["ts"]) for e in history]
+    assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000
+    for step in history:
+        event = {text(k): text(v) for k, v in ids[step["id"]].items()}
+        assert {f: event[f] for f in HISTORY_FIELDS if f != "id"} == {
+            f: step[f] for f in HISTORY_FIELDS if f != "id"
+        }
+        assert (event["run_id"], event["flow"]) == (str(first.id), "flow-a")
+    raw = await store.redis.lrange(keys.history, 0, 0)
+    kept = {"id", "type", "name", "from_type", "from_name", "ts", "run_count"}
+    assert set(json.loads(raw[0])) == kept  # no empty field: no message, pause key, deadline
 
 
 async def test_run_count_increments_on_each_entry_into_running(store: RunStore) -> None:
@@ -422,7 +440,7 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
     run_id = await reach(short, S.RUNNING)
     keys = await short.run_keys(run_id)
     await short.save_task_results(run_id, {"task-1": encode(1)})
-    run_keys = [keys.run, keys.events, keys.results]
+    run_keys = [keys.run, keys.history, keys.results]
 
     # When it fails, Then its keys expire within the retention, queue keys do not
     await short.set_state(run_id, state(S.FAILED))
@@ -435,8 +453,8 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
     assert [await short.redis.ttl(key) for key in run_keys] == [-1, -1, -1]
 
 
-async def test_event_streams_are_capped(store: RunStore) -> None:
-    # Given a store capping run streams at 10 and queue streams at 1,000 entries (approximately:
+async def test_the_history_and_the_queue_events_stream_are_capped(store: RunStore) -> None:
+    # Given a store capping histories at 10 and queue streams at 1,000 entries (approximately:
     # Redis trims whole stream nodes, so a stream may exceed its cap by up to one node)
     capped = small_store(store, run_events_maxlen=10, queue_events_maxlen=1000)
     run = await capped.create_run("flow-a")
@@ -451,12 +469,12 @@ async def test_event_streams_are_capped(store: RunStore) -> None:
             )
         )
 
-    # Then both streams were trimmed, keeping the newest
-    run_len = await capped.redis.xlen(keys.events)
+    # Then both were trimmed, keeping the newest: the history exactly at its cap
     queue_len = await capped.redis.xlen(keys.queue_events)
-    assert 10 <= run_len <= 10 + 100
     assert 1000 <= queue_len <= 1000 + 100
-    assert (await entries(capped, keys.events))[-1]["message"] == "1298"
+    history = await steps(capped, keys)
+    assert len(history) == 10
+    assert history[-1]["message"] == "1298"
 
 
 # -- unknown runs ------------------------------------------------------------------------------
@@ -480,7 +498,7 @@ async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
     # Given a run whose hash and events are gone (retention expired) but whose index remains
     run_id = await reach(store, S.COMPLETED)
     keys = await store.run_keys(run_id)
-    await store.redis.delete(keys.run, keys.events)
+    await store.redis.delete(keys.run, keys.history)
     before = await snapshot(store, keys)
 
     with pytest.raises(FlowRunNotFound):
@@ -538,7 +556,7 @@ async def test_a_resent_call_gets_the_first_reply_and_applies_nothing_twice(
     # Then it is answered as the first time, and the run moved (and published) once
     assert first.accepted and again.accepted
     assert again.detail == first.detail
-    assert [e["type"] for e in await entries(store, keys.events)] == ["SCHEDULED", "PENDING"]
+    assert [e["type"] for e in await steps(store, keys)] == ["SCHEDULED", "PENDING"]
     # while another call making the same move is refused by the state the first one made
     other = await moved(store, keys, S.PENDING)
     assert other.status is Status.REFUSED
@@ -568,8 +586,10 @@ async def test_a_resent_claim_still_hands_the_run_to_its_worker(store: RunStore)
     assert first.accepted and again.accepted
     fields = again.run_hash
     assert fields[b"state_type"] == b"RUNNING" and fields[b"run_count"] == b"1"
-    types = [e["type"] for e in await entries(store, keys.events)]
-    assert types == ["SCHEDULED", "PENDING", "RUNNING"]
+    assert [e["type"] for e in await steps(store, keys)] == ["SCHEDULED", "PENDING", "RUNNING"]
+    # the start's PENDING step is recorded, not published: it ends in the same step
+    published = [e["type"] for e in await entries(store, keys.queue_events)]
+    assert published == ["SCHEDULED", "RUNNING"]
 
 
 async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:

@@ -1,5 +1,5 @@
-"""Stream entries as typed values: the one place where XREAD/XRANGE replies, and the run events
-``transition()`` in ``lua/_prelude.lua`` publishes, are parsed."""
+"""Stream entries as typed values: the one place where XREAD/XRANGE replies, the run events
+``transition()`` in ``lua/_prelude.lua`` publishes, and the history it records, are parsed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowbus._core.codec import ms_to_datetime, text
-from flowbus.exceptions import MalformedEntry
+from flowbus._core.codec import loads_json, ms_to_datetime, text
+from flowbus.exceptions import MalformedEntry, SerializationError
 from flowbus.states import FINAL_TYPES, State, StateType
 
 logger = logging.getLogger("flowbus._redis.events")
@@ -149,7 +149,27 @@ def event_or_none(stream: str, entry_id: str, raw: Mapping[Any, Any]) -> RunEven
         return None
 
 
-def run_events(stream: str, raw: Any) -> list[RunEvent]:
-    """The run events of an ``XRANGE`` reply of ``stream``; malformed entries are skipped."""
-    found = (event_or_none(stream, i, fields) for i, fields in raw_entries(raw))
-    return [event for event in found if event is not None]
+#: Longest history entry parsed (a state message is cut long before this).
+_HISTORY_ENTRY_CHARS = 1 << 20
+
+
+def history_events(key: str, run_id: str, flow: str, raw: Any) -> list[RunEvent]:
+    """The run events of an ``LRANGE`` reply of a run's history (``key``), oldest first.
+
+    Each entry is a JSON object of its event's fields without the run's own (``run_id``,
+    ``flow``: given here) and without empty ones; ``id`` is the queue events entry that
+    published it. An entry that is not one is skipped with a warning.
+    """
+    found: list[RunEvent] = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            fields = loads_json(text(item), limit=_HISTORY_ENTRY_CHARS, what="history entry")
+            if not isinstance(fields, dict):
+                raise SerializationError("a history entry is a JSON object")
+            strings = {k: "" if v is None else str(v) for k, v in fields.items()}
+            entry = parse_event(strings.get("id", ""), {**strings, "run_id": run_id, "flow": flow})
+        except (SerializationError, MalformedEntry) as exc:
+            logger.warning("Skipping entry %d of %s: %s", index, key, exc)
+            continue
+        found.append(entry)
+    return found

@@ -34,7 +34,8 @@ class RunKeys:
     """The keys of one run, in the order every run script receives them as ``KEYS``."""
 
     run: str
-    events: str
+    #: The run's state history, a capped list (see ``record()`` in ``lua/_prelude.lua``).
+    history: str
     queue_events: str
     fired: str
     input: str
@@ -54,7 +55,7 @@ class RunKeys:
     def as_list(self) -> list[str]:
         return [
             self.run,
-            self.events,
+            self.history,
             self.queue_events,
             self.fired,
             self.input,
@@ -84,7 +85,7 @@ class QueueKeys:
         base = f"{self.tag}:run:{run_id}"
         return RunKeys(
             run=base,
-            events=f"{base}:events",
+            history=f"{base}:history",
             queue_events=self.events(),
             fired=f"{base}:fired",
             input=f"{base}:input",

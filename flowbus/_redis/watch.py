@@ -1,15 +1,25 @@
-"""Reading a run's state history and following it live from its event stream."""
+"""Reading a run's state history and following it live through its queue's events stream."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from uuid import UUID
 
 from redis.exceptions import RedisError
 
+from flowbus._core.codec import text
 from flowbus._redis.connect import lost_node
-from flowbus._redis.events import RunEvent, event_or_none, raw_entries, raw_xread, run_events
+from flowbus._redis.events import (
+    RawEntry,
+    RunEvent,
+    event_or_none,
+    history_events,
+    raw_entries,
+    raw_xread,
+)
+from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import Runtime
 
 __all__ = ["RunEvent", "follow", "history", "last_id", "tail"]
@@ -18,24 +28,63 @@ __all__ = ["RunEvent", "follow", "history", "last_id", "tail"]
 _BLOCK_MS = 30_000
 #: Seconds a follower waits before it reads again after its node went away.
 _RETRY_SECONDS = 0.2
+#: Entries a follower reads at once; below every cap of a queue's events stream, so a read
+#: that comes back short missed nothing (see :func:`follow`).
+_BATCH = 1000
 
 
 async def history(runtime: Runtime, run_id: UUID | str) -> list[RunEvent]:
-    """Every state change of the run still in its (capped) event stream, oldest first."""
-    keys = await runtime.store.run_keys(run_id)
-    raw = await runtime.store.redis.xrange(keys.events)
-    return run_events(keys.events, raw)
+    """Every state change of the run still in its (capped) history, oldest first."""
+    return await _recorded(runtime, await runtime.store.run_keys(run_id), str(run_id))
+
+
+async def _recorded(runtime: Runtime, keys: RunKeys, run_id: str) -> list[RunEvent]:
+    pipe = runtime.store.redis.pipeline(transaction=False)
+    pipe.lrange(keys.history, 0, -1)
+    pipe.hget(keys.run, "flow_name")
+    raw, flow = await pipe.execute()
+    return history_events(keys.history, run_id, text(flow), raw)
 
 
 async def follow(
     runtime: Runtime, run_id: UUID | str, *, after: str = "0-0"
 ) -> AsyncIterator[RunEvent]:
-    """Yield the run's events after ``after`` as they are published, until a final state."""
+    """Yield the run's state changes after ``after`` (the id of the last one seen) as they
+    happen, until a final state.
+
+    The queue's events stream only wakes the follower: what it yields is read from the
+    run's history, which holds every step (those no event published too). A read of the
+    stream that comes back full may have been overtaken by the stream's cap, so the
+    history is read then as well: nothing is missed, however far the follower fell behind.
+    """
     keys = await runtime.store.run_keys(run_id)
-    async for event in tail(runtime, keys.events, after=after):
-        yield event
-        if event.is_final:
-            return
+    rid, seen = str(run_id), after
+    async for batch in _batches(runtime, keys.queue_events, after=after):
+        if len(batch) < _BATCH and not any(_of_run(fields, rid) for _, fields in batch):
+            continue
+        new = [e for e in await _recorded(runtime, keys, rid) if _newer(e.id, seen)]
+        for event in new:  # steps of one script share an id: taken together
+            seen = event.id
+            yield event
+            if event.is_final:
+                return
+
+
+def _of_run(fields: Mapping[Any, Any], run_id: str) -> bool:
+    return text(fields.get(b"run_id", fields.get("run_id"))) == run_id
+
+
+def _newer(entry_id: str, than: str) -> bool:
+    """Whether stream id ``entry_id`` comes after ``than`` (ids compare as number pairs)."""
+    return _id_key(entry_id) > _id_key(than)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (0, 0)
 
 
 async def last_id(runtime: Runtime, stream: str) -> str:
@@ -46,18 +95,25 @@ async def last_id(runtime: Runtime, stream: str) -> str:
 
 async def tail(runtime: Runtime, stream: str, *, after: str) -> AsyncIterator[RunEvent]:
     """Yield events of ``stream`` after ``after`` forever: blocking reads, never ``$``."""
+    async for batch in _batches(runtime, stream, after=after):
+        for entry_id, fields in batch:
+            if (event := event_or_none(stream, entry_id, fields)) is not None:
+                yield event
+
+
+async def _batches(runtime: Runtime, stream: str, *, after: str) -> AsyncIterator[list[RawEntry]]:
+    """Entries of ``stream`` after ``after``, a read's worth at a time, forever."""
     cursor = after
     redis = runtime.waiters.redis
     while True:
         try:
-            reply = await redis.xread({stream: cursor}, block=_BLOCK_MS, count=100)
+            reply = await redis.xread({stream: cursor}, block=_BLOCK_MS, count=_BATCH)
         except (RedisError, OSError) as exc:
             if not lost_node(exc):
                 raise
             await asyncio.sleep(_RETRY_SECONDS)  # then read from the node owning the stream now
             continue
         for _stream, entries in raw_xread(reply):
-            for entry_id, fields in entries:
-                cursor = entry_id
-                if (event := event_or_none(stream, entry_id, fields)) is not None:
-                    yield event
+            if entries:
+                cursor = entries[-1][0]
+                yield entries

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from flowbus._core.codec import blob, decode
-from flowbus._redis.events import RunEvent, run_events
+from flowbus._redis.events import RunEvent, history_events
 from flowbus._redis.runtime import Runtime
 from flowbus.exceptions import FlowbusError, FlowRunNotFound
 from flowbus.states import StateType
@@ -109,7 +109,7 @@ async def read_detail(runtime: Runtime, run_id: UUID | str) -> RunDetail:
     keys = await runtime.store.run_keys(run_id)
     pipe = runtime.redis.pipeline(transaction=False)
     pipe.hmget(keys.run, [*FIELDS, "parameters", "result", "traceback"])
-    pipe.xrange(keys.events)
+    pipe.lrange(keys.history, 0, -1)
     pipe.hgetall(keys.input)
     pipe.hscan(keys.results, 0, count=MAX_TASK_RESULTS)
     values, events_raw, inputs_raw, (_, results_raw) = await pipe.execute()
@@ -117,7 +117,7 @@ async def read_detail(runtime: Runtime, run_id: UUID | str) -> RunDetail:
     if summary is None:
         raise FlowRunNotFound(run_id)
     params_raw, result_raw, tb_raw = values[len(FIELDS) :]
-    events = run_events(keys.events, events_raw)
+    events = history_events(keys.history, str(run_id), summary.flow_name, events_raw)
     completed = summary.state_type == StateType.COMPLETED
     return RunDetail(
         summary=summary,

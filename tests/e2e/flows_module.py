@@ -82,6 +82,18 @@ async def async_add(x: int, y: int) -> int:
     return x + y
 
 
+@task
+async def echo(x: int) -> int:
+    return x
+
+
+@flow
+async def echo_once(x: int = 0) -> int:
+    """The least a deployed run with a task does (Redis's cost per run is counted on it)."""
+    y: int = await echo(x)
+    return y
+
+
 class Approval(RunInput):
     approved: bool
     note: str = ""

@@ -3,6 +3,7 @@ another worker took it over; it stops at its next task boundary and says why."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from typing import Any
@@ -22,18 +23,18 @@ from tests.e2e.support import WorkerProcess
 
 pytestmark = pytest.mark.anyio
 
-#: The run hash, its task results and its events (raw replies).
+#: The run hash, its task results and its history (raw replies).
 Snapshot = tuple[Any, Any, Any]
 
 
 async def snapshot(run_keys: RunKeys) -> Snapshot:
-    """The run hash, its task results and its event stream, as stored."""
+    """The run hash, its task results and its history, as stored."""
     client = aredis.Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
     try:
         return (
             await client.hgetall(run_keys.run),
             await client.hgetall(run_keys.results),
-            await client.xrange(run_keys.events),
+            await client.lrange(run_keys.history, 0, -1),
         )
     finally:
         await client.aclose()
@@ -67,7 +68,7 @@ def assert_one_execution(state: Snapshot, winner: WorkerProcess) -> None:
     assert fields[b"state_type"] == b"COMPLETED" and fields[b"attempt"] == b"2"
     assert decode(fields[b"result"]) == f"done by {winner.proc.pid}"
     assert decode(results[b"whoami-1"]) == winner.proc.pid
-    kinds = [entry[b"type"].decode() for _id, entry in events]
+    kinds = [json.loads(entry)["type"] for entry in events]
     assert kinds == ["SCHEDULED", "PENDING", "RUNNING", "SCHEDULED", "PENDING", "RUNNING"] + [
         "COMPLETED"
     ]

@@ -109,7 +109,13 @@ async def claim(
 
 
 async def ack(redis: Redis, stream: str, entry_id: str) -> None:
-    await redis.xack(stream, GROUP, entry_id)
+    """Acknowledge an entry and delete it: nothing reads an acknowledged entry again, so a
+    stream holds only what is pending or not yet delivered (an entry whose delete was lost
+    with a connection is merely kept)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xack(stream, GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
+    await pipe.execute()
 
 
 async def hand_over(
@@ -130,7 +136,7 @@ def is_entry_error(exc: ResponseError) -> bool:
 async def dead_letter(
     redis: Redis, stream: str, dead: str, entry_id: str, fields: dict[str, str], reason: str
 ) -> None:
-    """Move an entry nobody can process to the dead-letter stream and acknowledge it.
+    """Move an entry nobody can process to the dead-letter stream, acknowledge and delete it.
 
     One transaction: an entry is never acknowledged without its dead letter.
     """
@@ -139,4 +145,5 @@ async def dead_letter(
     pipe = redis.pipeline(transaction=True)
     pipe.xadd(dead, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
     pipe.xack(stream, GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
     await pipe.execute()

@@ -1,14 +1,14 @@
 -- Shared head of every run script, prepended at load time: the transition rules live here once.
 --
 -- Every run script receives the same KEYS (all under the queue's hash tag, one slot):
---   KEYS[1] run hash           KEYS[2] run events stream    KEYS[3] queue events stream
+--   KEYS[1] run hash           KEYS[2] run history (list)   KEYS[3] queue events stream
 --   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
 --   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
 --   KEYS[10] run's input messages stream (send_input / receive_input)
 --   KEYS[11] queue control stream (what processes holding runs must act on)
 --   KEYS[12] queue holders hash (process name → end of its lease, ms)
 --   KEYS[13] queue's set of runs held by processes that are not workers
--- and the same first ARGV: [1] run-events maxlen, [2] queue-events maxlen, [3] retention (s).
+-- and the same first ARGV: [1] history maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
 --
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
@@ -20,13 +20,13 @@
 --   by a newer one: nothing was written); flowbus/_redis/replies.py reads them (Status) and
 --   each script's extra values.
 
-local RUN, EVENTS, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local RUN, HISTORY, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local MESSAGES, CONTROL, HOLDERS, HELD = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
-local RUN_MAXLEN, QUEUE_MAXLEN, RETENTION = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 -- The caller's id of this call: the same call sent again (its reply was lost with a dropped
 -- connection, and the client resent it) finds it on the run and is answered as the first time.
 local OP = ARGV[#ARGV]
@@ -51,6 +51,12 @@ local ALLOWED = {
             FAILED = true, CRASHED = true},
   CANCELLING = {CANCELLED = true, COMPLETED = true, FAILED = true, CRASHED = true},
 }
+
+-- A whole number as text. Numbers handed to redis.call, concatenated or encoded are otherwise
+-- formatted as floating point (snprintf "%.17g"), a large share of a short script's time.
+local function int_text(n)
+  return string.format('%d', n)
+end
 
 local NOW_MS = nil
 -- The server's time, read once per script: every step of one script happens at one instant.
@@ -118,6 +124,11 @@ local function accepted(detail, cur, ...)
   return reply(ACCEPTED, detail, cur, ...)
 end
 
+-- The reply of a call whose last transition (opts.last) already remembered it.
+local function replied(detail, cur, ...)
+  return reply(ACCEPTED, detail, cur, ...)
+end
+
 -- Whether this call was already applied to the run (and nothing was applied since).
 local function replayed(cur)
   return cur ~= nil and cur.op == OP
@@ -145,30 +156,111 @@ local function check(cur, to_type, to_name, retry)
   return nil
 end
 
-local RUN_KEYS = {RUN, EVENTS, FIRED, INPUT, RESULTS, MESSAGES}
+local RUN_KEYS = {RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}
+-- The run's keys that only a pause or an input makes: most runs have none of them.
+local INPUT_KEYS = {FIRED, INPUT, MESSAGES}
+
+-- A finished run's keys expire after the retention (those of pauses and inputs only if any).
+local function expire_run_keys()
+  redis.call('EXPIRE', RUN, RETENTION)
+  redis.call('EXPIRE', HISTORY, RETENTION)
+  redis.call('EXPIRE', RESULTS, RETENTION)
+  if redis.call('EXISTS', FIRED, INPUT, MESSAGES) > 0 then
+    for _, key in ipairs(INPUT_KEYS) do redis.call('EXPIRE', key, RETENTION) end
+  end
+end
+
+-- A JSON string of any text (cjson only for text that needs escaping: it is the slower way).
+local function json_text(s)
+  if string.find(s, '[%c"\\]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
+
+-- Steps of the run's history not yet written (a transient step waits for the next one): the
+-- JSON object of each, but its ``id``.
+local UNRECORDED = {}
+
+-- Append the steps taken to the run's history (a capped list), each a JSON object of its
+-- event's fields without the run's own (run_id, flow) and without empty ones; ``id`` is the
+-- queue events entry that published them, where a follower continues from.
+local function record(id)
+  for i, step in ipairs(UNRECORDED) do
+    UNRECORDED[i] = '{"id":"' .. id .. '",' .. step
+  end
+  if redis.call('RPUSH', HISTORY, unpack(UNRECORDED)) > HISTORY_MAXLEN then
+    redis.call('LTRIM', HISTORY, -HISTORY_MAXLEN, -1)
+  end
+  UNRECORDED = {}
+end
+
+-- A step's history entry, but its id (see record()): ``more`` are the event's further fields
+-- and values (text).
+local function history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
+  local step = '"type":"' .. to_type .. '","name":' .. json_text(to_name) .. ',"from_type":"'
+    .. cur.type .. '","from_name":' .. json_text(cur.name) .. ',"ts":' .. ts .. ',"run_count":'
+    .. count
+  if message ~= '' then step = step .. ',"message":' .. json_text(message) end
+  if pause_key ~= '' then step = step .. ',"pause_key":' .. json_text(pause_key) end
+  if deadline ~= '' then step = step .. ',"deadline":' .. deadline end
+  for i = 1, #more, 2 do step = step .. ',"' .. more[i] .. '":' .. json_text(more[i + 1]) end
+  return step .. '}'
+end
 
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
--- run's and the queue's streams. opts: message, retry, force, pause_key, pause_timeout_ms,
--- reschedule, input_prefix, deadline_ms; fields (more run-hash fields and values to write
--- with the state); transient (a step the same script moves on from at once: published, but
--- the hash is written by the next step only). Returns event id, or nil and the reason.
+-- queue's events stream and record it in the run's history. opts: message, retry, force,
+-- pause_key, pause_timeout_ms, reschedule, input_prefix, deadline_ms; fields (more run-hash
+-- fields and values to write with the state); results (task-run keys and results written
+-- with it, before a final state's expiry covers them); transient (a step the same script moves on
+-- from at once: recorded in the history with the next step, but neither published nor
+-- written to the hash); last (the call's last write: the call id is written with the state,
+-- and the script replies with replied() instead of accepted()). Returns the event id (""
+-- for a transient step), or nil and the reason.
 local function transition(cur, to_type, to_name, opts)
   if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
     local reason = check(cur, to_type, to_name, opts.retry)
     if reason then return nil, reason end
   end
-  local ts = now_ms()
+  local ts = int_text(now_ms())
   local run_count = cur.run_count
   if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then run_count = run_count + 1 end
+  local count = int_text(run_count)
   local message = opts.message or ''
-  if not opts.transient then
-    redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
-      'state_message', message, 'state_ts', ts, 'run_count', run_count, unpack(opts.fields or {}))
-  end
+  local deadline = opts.deadline_ms and int_text(opts.deadline_ms) or ''
   -- the event names the pause it enters or leaves, so a waiter can trust it without a read
   local pause_key = cur.type == 'PAUSED' and cur.pause_key or ''
+  if to_type == 'PAUSED' then pause_key = opts.pause_key end
+  local more = {}
+  if opts.proposal then
+    -- the judged input this resume applied: its resumer learns from this event that it won
+    more[1], more[2] = 'proposal', opts.proposal
+  end
+  if FINAL[to_type] and cur.early_keys ~= '' then
+    -- input delivered for pauses the run never reached: said once, in its final event
+    more[#more + 1], more[#more + 2] = 'early_unclaimed', cur.early_keys
+  end
+  UNRECORDED[#UNRECORDED + 1] =
+    history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
+  if opts.deadline_ms then
+    redis.call('ZADD', DEADLINES, deadline, cur.id)
+  elseif cur.type == 'PAUSED' or cur.type == 'SCHEDULED' then
+    redis.call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
+  end
+  if opts.transient then
+    cur.type, cur.name, cur.run_count = to_type, to_name, run_count
+    return ''
+  end
+  local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
+    'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
+    'run_count', count, 'pause_key', pause_key, 'deadline', deadline, unpack(more)}
+  local id = redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  local fields = opts.fields or {}
+  if opts.last then
+    fields[#fields + 1], fields[#fields + 2] = 'op', OP
+    fields[#fields + 1], fields[#fields + 2] = 'op_detail', id
+  end
+  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
+    'state_message', message, 'state_ts', ts, 'run_count', count, unpack(fields))
   if to_type == 'PAUSED' then
-    pause_key = opts.pause_key
     redis.call('HSET', RUN, 'pause_key', pause_key,
       'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
       opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
@@ -176,13 +268,11 @@ local function transition(cur, to_type, to_name, opts)
     redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
       'input_optional', 'pause_on_timeout', 'input_judged')
   end
-  if opts.deadline_ms then
-    redis.call('ZADD', DEADLINES, opts.deadline_ms, cur.id)
-  elseif cur.type == 'PAUSED' or cur.type == 'SCHEDULED' then
-    redis.call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
-  end
+  record(id)
+  if opts.results then redis.call('HSET', RESULTS, unpack(opts.results)) end
+  -- after the history and the results are written, so that they expire with the run
   if FINAL[to_type] then
-    for _, key in ipairs(RUN_KEYS) do redis.call('EXPIRE', key, RETENTION) end
+    expire_run_keys()
     if cur.held then
       redis.call('SREM', HELD, cur.id)
       redis.call('HSET', RUN, 'held', '0')
@@ -192,21 +282,6 @@ local function transition(cur, to_type, to_name, opts)
     for _, key in ipairs(RUN_KEYS) do redis.call('PERSIST', key) end
     redis.call('DEL', FIRED)  -- a retried run asks for its input again
   end
-  local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
-    'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
-    'run_count', run_count, 'pause_key', pause_key, 'deadline', opts.deadline_ms or ''}
-  if opts.proposal then
-    -- the judged input this resume applied: its resumer learns from this event that it won
-    event[#event + 1] = 'proposal'
-    event[#event + 1] = opts.proposal
-  end
-  if FINAL[to_type] and cur.early_keys ~= '' then
-    -- input delivered for pauses the run never reached: said once, in its final event
-    event[#event + 1] = 'early_unclaimed'
-    event[#event + 1] = cur.early_keys
-  end
-  local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', RUN_MAXLEN, '*', unpack(event))
-  redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
   -- the control stream carries only what a process holding a run must act on: a request to
   -- a running run, the end of a pause (wakes its waiter), a new deadline (wakes sweepers)
   local action = ''
@@ -227,7 +302,8 @@ end
 
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
-  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.run_count, 'flow', cur.flow)
+  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', int_text(cur.run_count),
+    'flow', cur.flow)
 end
 
 -- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
@@ -271,26 +347,29 @@ local function drop_early(cur, key)
   set_early_list(cur, kept)
 end
 
--- Start executing a run: SCHEDULED → PENDING → RUNNING (each published) or PENDING → RUNNING,
--- as a new execution (its fencing token, ``attempt``, is the run count it starts) held by the
--- process named ``holder``; ``lease_ms`` ("" none) writes that process's first
--- lease (its heartbeat keeps it from then on); ``held`` indexes a run that no queue delivery
--- tracks (a plain script's), for the sweepers. Returns the RUNNING event id, or nil and the
--- reason.
-local function start(cur, holder, lease_ms, held)
+-- Start executing a run: SCHEDULED → PENDING → RUNNING (one step: the PENDING is recorded, the
+-- RUNNING published) or PENDING → RUNNING, as a new execution (its fencing token, ``attempt``,
+-- is the run count it starts) held by the process named ``holder``; ``lease_ms`` ("" none)
+-- writes that process's first lease (its heartbeat keeps it from then on); ``held`` indexes a
+-- run that no queue delivery tracks (a plain script's), for the sweepers; ``last``: the
+-- RUNNING is the call's last write (see transition()). Returns the RUNNING event id, or nil
+-- and the reason.
+local function start(cur, holder, lease_ms, held, last)
   if cur.type == 'SCHEDULED' then
     local id, reason = transition(cur, 'PENDING', 'Pending', {transient = true})
     if not id then return nil, reason end
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
-  if lease_ms ~= '' then redis.call('HSET', HOLDERS, holder, now_ms() + tonumber(lease_ms)) end
-  cur.holder, cur.attempt = holder, tostring(cur.run_count + 1)
+  if lease_ms ~= '' then
+    redis.call('HSET', HOLDERS, holder, int_text(now_ms() + tonumber(lease_ms)))
+  end
+  cur.holder, cur.attempt = holder, int_text(cur.run_count + 1)
   local fields = {'holder', holder, 'attempt', cur.attempt}
   if held then
     redis.call('SADD', HELD, cur.id)
     fields[5], fields[6], cur.held = 'held', '1', true
   end
-  return transition(cur, 'RUNNING', 'Running', {fields = fields})
+  return transition(cur, 'RUNNING', 'Running', {fields = fields, last = last})
 end
 
 -- End a run whose holder is gone: CANCELLED if it was cancelling, CRASHED otherwise.

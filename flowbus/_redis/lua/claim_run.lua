@@ -16,8 +16,8 @@ local id, reason = nil, 'the run is ' .. cur.type
 if flow ~= '' and flow ~= cur.flow then
   reason = 'the run is of flow ' .. tostring(cur.flow)
 elseif cur.type == 'SCHEDULED' or cur.type == 'PENDING' then
-  id, reason = start(cur, holder, first_lease)
+  id, reason = start(cur, holder, first_lease, false, true)
 end
 local fields = redis.call('HGETALL', RUN)
 if not id then return reply(REFUSED, reason, cur, unpack(fields)) end
-return accepted(id, cur, unpack(fields))
+return replied(id, cur, unpack(fields))

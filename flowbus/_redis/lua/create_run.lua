@@ -20,24 +20,25 @@ end
 -- refuse before writing: a refused creation must leave no half-made run behind
 if not ALLOWED.NONE[initial] then return reply(REFUSED, 'a run starts SCHEDULED or PENDING') end
 local ts = now_ms()
-redis.call('ZADD', RUNS, ts, run_id)
+local ts_text = int_text(ts)
+redis.call('ZADD', RUNS, ts_text, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
   pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id,
   holder = '', held = false}
 local opts = {fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
   'deployment_id', deployment_id, 'parameters', parameters, 'parent_id', parent_id,
-  'created_ms', ts}}
+  'created_ms', ts_text}, last = not start_now}
 if scheduled then
   table.insert(opts.fields, 'scheduled_ms')
-  table.insert(opts.fields, scheduled)
+  table.insert(opts.fields, ARGV[13])
   if scheduled > ts then opts.deadline_ms = scheduled end
 end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
 if not id then return reply(REFUSED, reason, cur) end
 if enqueue_it and not opts.deadline_ms then enqueue(cur) end
 if start_now then
-  id, reason = start(cur, holder, first_lease, true)
+  id, reason = start(cur, holder, first_lease, true, true)
   if not id then return reply(REFUSED, reason, cur) end
 end
-return accepted(id, cur, ts)
+return replied(id, cur, ts)

@@ -5,8 +5,8 @@
 --         traceback (text) of FAILED ("" none)
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
--- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
---          ("" none; a worker's final transition)
+-- ARGV[11] consumer group, [12] queue entry id: acknowledge (and delete) the delivery in the
+--          same step ("" none; a worker's final transition)
 -- ARGV[13] the calling execution's attempt ("" for callers that are no execution): fenced
 -- ARGV[14…] task-run key, result, … : task results written in the same step (before the
 --          call id, the last ARGV)
@@ -33,13 +33,16 @@ if to_type == 'CANCELLING' and (idle or (held and holder_gone(cur))) then
   -- (a process blocked in an in-process pause is woken by the control stream)
   to_type, to_name = 'CANCELLED', 'Cancelled'
 end
-local opts = {message = message, retry = retry}
+local opts = {message = message, retry = retry, last = true}
+if LAST_TASK_RESULT >= FIRST_TASK_RESULT then
+  opts.results = {unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT)}
+end
 if result ~= '' then opts.fields = {to_type == 'FAILED' and 'traceback' or 'result', result} end
 local id, reason = transition(cur, to_type, to_name, opts)
 if not id then return reply(REFUSED, reason, cur) end
-if LAST_TASK_RESULT >= FIRST_TASK_RESULT then
-  redis.call('HSET', RESULTS, unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT))
-end
 if enqueue_it then enqueue(cur) end
-if group ~= '' then redis.call('XACK', QUEUE, group, entry_id) end
-return accepted(id, cur)
+if group ~= '' then  -- an acknowledged entry is never read again: the stream keeps the rest
+  redis.call('XACK', QUEUE, group, entry_id)
+  redis.call('XDEL', QUEUE, entry_id)
+end
+return replied(id, cur)

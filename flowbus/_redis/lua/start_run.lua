@@ -7,6 +7,6 @@ local holder, first_lease = ARGV[4], ARGV[5]
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
-local id, reason = start(cur, holder, first_lease)
+local id, reason = start(cur, holder, first_lease, false, true)
 if not id then return reply(REFUSED, reason, cur) end
-return accepted(id, cur)
+return replied(id, cur)
