@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+import uvloop
 
 from flowbus import FlowRunContext, flow, task
 from flowbus._core.codec import decode
-from flowbus._redis.runtime import get_runtime
+from flowbus._engine.results import BATCH_DELAY, ResultWriter
+from flowbus._redis.runtime import close_runtime, get_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +75,22 @@ def test_sync_tasks_in_threads_are_batched_too() -> None:
     from flowbus._core.bridge import run_blocking
 
     assert len(run_blocking(stored_results, run_ids[0])) == 10
+
+
+def test_a_delay_ending_while_the_run_finishes_leaves_its_results_to_the_final_state() -> None:
+    # On uvloop (a worker's loop) due timers run before the callbacks of a loop turn: a turn
+    # longer than the batching delay must not make the finishing run write its results alone
+    async def finish() -> dict[str, bytes]:
+        runtime = await get_runtime()
+        try:
+            run = await runtime.store.create_run("finishing")
+            writer = ResultWriter(runtime.store, run.id, asyncio.get_running_loop())
+            writer.persist("double-1", b"\x02")
+            drained = asyncio.ensure_future(writer.drain())
+            await asyncio.sleep(0)  # the drain began: it waits a turn for threads' results
+            time.sleep(BATCH_DELAY * 2)  # noqa: ASYNC251 (a busy turn: the delay ends meanwhile)
+            return await drained
+        finally:
+            await close_runtime()
+
+    assert uvloop.run(finish()) == {"double-1": b"\x02"}

@@ -2,7 +2,10 @@
 
 A finished task's result waits at most ``BATCH_DELAY`` to be written together with the
 results that finish meanwhile; the run's final transition carries whatever is still waiting,
-so a flow of quick tasks writes its results in the same round trip as its final state.
+so a flow of quick tasks writes its results in the same round trip as its final state. A
+delay that ends while the run is finishing writes nothing: the final transition is about to
+carry the results (a busy loop, whose turns take longer than the delay, would otherwise cost
+a run one more script call, and more the busier it is).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class ResultWriter:
         self._lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._scheduled = False
+        #: :meth:`drain` is taking what waits: a delay ending meanwhile leaves it to it.
+        self._draining = False
         self._writes: set[asyncio.Task[None]] = set()
 
     def persist(self, task_key: str, data: bytes) -> None:
@@ -60,6 +65,8 @@ class ResultWriter:
         self._timer = self.loop.call_later(BATCH_DELAY, self._write_soon)
 
     def _write_soon(self) -> None:
+        if self._draining:
+            return
         write = spawn(self._write_kept(self._take()), name=f"results of run {self.run_id}")
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
@@ -90,10 +97,14 @@ class ResultWriter:
 
     async def drain(self) -> dict[str, bytes]:
         """Wait for writes in flight; return what still waits (for the final transition)."""
-        await asyncio.sleep(0)  # let a threadsafe _arm queued just before run first
-        if self._writes:  # a write that failed put its results back: they are taken below
-            await asyncio.gather(*self._writes, return_exceptions=True)
-        return self._take()
+        self._draining = True
+        try:
+            await asyncio.sleep(0)  # let a threadsafe _arm queued just before run first
+            if self._writes:  # a write that failed put its results back: they are taken below
+                await asyncio.gather(*self._writes, return_exceptions=True)
+            return self._take()
+        finally:
+            self._draining = False
 
     async def flush(self) -> None:
         """Write everything now and wait until it is in Redis."""
