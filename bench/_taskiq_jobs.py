@@ -39,10 +39,14 @@ ENQUEUE_CONCURRENCY = 64
 #: ``stream`` (default) or ``list`` (``ListQueueBroker``: BRPOP, nothing acknowledged).
 BROKER = os.environ.get("BENCH_TASKIQ_BROKER", "stream")
 
+# no read timeout: the benchmark stops (SIGSTOP) idle workers, blocked in their read, for
+# minutes; with one, the read would time out when continued, and the receiver end
 if BROKER == "list":
-    broker: AsyncBroker = ListQueueBroker(URL, queue_name="bench")
+    broker: AsyncBroker = ListQueueBroker(URL, queue_name="bench", socket_timeout=None)
 else:
-    broker = RedisStreamBroker(URL, queue_name="bench", consumer_group_name="bench")
+    broker = RedisStreamBroker(
+        URL, queue_name="bench", consumer_group_name="bench", socket_timeout=None
+    )
 broker = broker.with_result_backend(RedisAsyncResultBackend(URL))
 
 

@@ -398,6 +398,8 @@ class Throughput:
                 for name, peer in batches.items()
                 if name != "flowbus"
             }
+            each = ", ".join(f"{k} {v['rounds']}" for k, v in result["ratios"].items())
+            log(f"{processes} process(es): per-round ratios {each}")
         return result
 
 
@@ -413,15 +415,11 @@ async def settle(system: System) -> None:
 def summary(batches: list[dict[str, Any]], processes: int, info: dict[str, Any]) -> dict[str, Any]:
     """Medians over the rounds of one system and worker count; each round's rate."""
     rate = statistics.median(b["jobs_per_second"] for b in batches)
-    parts = batches[0]["cpu_us_per_job"]
-    cpu = {
-        part: round(statistics.median(b["cpu_us_per_job"][part] for b in batches)) for part in parts
-    }
     return {
         "jobs_per_second_median": round(rate, 1),
         "jobs_per_second_per_process": round(rate / processes, 1),
         "rounds": [{k: b[k] for k in ("jobs_per_second", "cpu_us_per_job")} for b in batches],
-        "cpu_us_per_job_median": cpu,
+        "cpu_us_per_job_median": cost(batches)["cpu_us"],
         "redis_per_job": batches[0]["redis_per_job"],
         "extra_marks": sum(b["extra_marks"] for b in batches),
         **info,
@@ -429,18 +427,32 @@ def summary(batches: list[dict[str, Any]], processes: int, info: dict[str, Any])
 
 
 def ratios(flowbus: list[dict[str, Any]], peer: list[dict[str, Any]]) -> dict[str, Any]:
-    """flowbus's rate over the peer's, round by round, and their spread."""
+    """flowbus's rate over the peer's, round by round, their spread, and what a job cost
+    each side in those rounds (median CPU µs per process kind, Redis commands)."""
     each = [
         round(f["jobs_per_second"] / p["jobs_per_second"], 2)
         for f, p in zip(flowbus, peer, strict=True)
     ]
-    middle = statistics.median(each)
+    middle = round(statistics.median(each), 2)
     return {
         "rounds": each,
         "median": middle,
         "min": min(each),
         "max": max(each),
         "spread_pct": round((max(each) - min(each)) / middle * 100, 1),
+        "per_job": {"flowbus": cost(flowbus), "peer": cost(peer)},
+    }
+
+
+def cost(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    cpu = {
+        part: round(statistics.median(b["cpu_us_per_job"][part] for b in batches))
+        for part in batches[0]["cpu_us_per_job"]
+    }
+    redis_per_job = batches[0]["redis_per_job"]
+    return {
+        "cpu_us": cpu,
+        "redis_commands": {k: redis_per_job[k]["commands"] for k in ("drain", "enqueue")},
     }
 
 
