@@ -37,12 +37,12 @@ from flowbus.exceptions import (
 from flowbus.models import FlowRun
 from flowbus.states import (
     Cancelled,
+    Completed,
     Failed,
     Pending,
     Running,
     Scheduled,
     State,
-    StateDetails,
     StateType,
 )
 
@@ -258,13 +258,8 @@ class FlowEngine:
         except Exception as exc:
             await self._save(task_results)
             return await self._fail(exc)
-        # built as it is valid, naming its run: no validation, no copy (a worker makes one a run)
-        state = State.model_construct(
-            type=StateType.COMPLETED,
-            name="Completed",
-            message=f"Finished in {seconds:.3f}s",
-            state_details=StateDetails.model_construct(flow_run_id=self.flow_run.id),
-        )
+        # naming its run from the start: not copied to name it at the end
+        state = Completed(message=f"Finished in {seconds:.3f}s", flow_run_id=self.flow_run.id)
         final = await self._finalize(state, result=data, task_results=task_results)
         return final.with_data(value if final.is_completed() else None)
 
