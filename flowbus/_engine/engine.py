@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from contextvars import copy_context
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -84,10 +85,14 @@ class FlowEngine:
         self.acked = False
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
-        self.log = run_logger(flow_run)
         #: This execution's fencing token: the run count its start wrote (a run handed over
         #: RUNNING was started by the claim just made), carried by every write it makes.
         self.attempt: int | None = flow_run.run_count if flow_run.state.is_running() else None
+
+    @cached_property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The run's own logger (made when first used: a worker logs nothing per run)."""
+        return run_logger(self.flow_run)
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it
@@ -132,7 +137,10 @@ class FlowEngine:
         queue, run_id = self.flow_run.queue, str(self.flow_run.id)
         waiters = self.runtime.waiters
         level = logging.DEBUG if self.delivery else logging.INFO  # a worker logs its own
-        self.log.log(level, "Beginning flow run %r for flow %r", self.flow_run.name, self.flow.name)
+        if logging.getLogger("flowbus.flow_runs").isEnabledFor(level):
+            self.log.log(
+                level, "Beginning flow run %r for flow %r", self.flow_run.name, self.flow.name
+            )
         if self.flow.options.on_running:
             await call_hooks(self.flow.options.on_running, self.flow, self.flow_run, Running())
         async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
@@ -140,7 +148,7 @@ class FlowEngine:
         if state.state_details.flow_run_id != self.flow_run.id:  # as in Prefect: it names its run
             details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
             state.state_details = details
-        if self.log.isEnabledFor(level):
+        if logging.getLogger("flowbus.flow_runs").isEnabledFor(level):
             self.log.log(level, "Finished in state %s", state_repr(state))
         await call_hooks(hooks_for(self.flow.options, state), self.flow, self.flow_run, state)
         return state

@@ -33,7 +33,7 @@ from flowbus.models import FlowRun
 from flowbus.states import Cancelled, Crashed, Failed, Scheduled, State, StateType
 from flowbus_worker import groups
 from flowbus_worker.config import WorkerConfig
-from flowbus_worker.logs import log_transition
+from flowbus_worker.logs import log_transition, runs_logger
 from flowbus_worker.routing import Router
 
 logger = logging.getLogger("flowbus.worker")
@@ -358,15 +358,16 @@ class Executor:
 
     def _transitioned(self, execution: Execution, state: State) -> None:
         """Log the transition; a pause that starts while stopping is handed off at once."""
-        log_transition(
-            run_id=execution.run_id,
-            flow=execution.flow_name,
-            queue=execution.queue,
-            state=state.type.value,
-            state_name=state.name,
-            duration=time.monotonic() - execution.started,
-            message=state.message or "",
-        )
+        if runs_logger.isEnabledFor(logging.INFO):
+            log_transition(
+                run_id=execution.run_id,
+                flow=execution.flow_name,
+                queue=execution.queue,
+                state=state.type.value,
+                state_name=state.name,
+                duration=time.monotonic() - execution.started,
+                message=state.message or "",
+            )
         if self.stopping and state.is_paused() and not state.is_suspended():
             spawn(self.hand_off(execution), name=f"hand-off of run {execution.run_id}")
 

@@ -97,9 +97,8 @@ def log_transition(
     duration: float,
     message: str = "",
 ) -> None:
-    """The one line a run transition gets."""
-    if not runs_logger.isEnabledFor(logging.INFO):
-        return
+    """The one line a run transition gets (callers ask ``runs_logger.isEnabledFor`` first:
+    at WARNING, a worker's default, a run costs no formatting nor call)."""
     runs_logger.info(
         "run %s flow=%s queue=%s state=%s name=%s duration=%.3fs%s",
         run_id,
