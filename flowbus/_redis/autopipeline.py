@@ -113,13 +113,16 @@ class AutoPipeline:
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append(_Request(build, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+            spawn(self._send_turn(), name="pipeline")
         return await future
 
-    def _flush(self) -> None:
+    async def _send_turn(self) -> None:
+        """Send what this loop turn submitted: a new task first runs in the next turn, when
+        every caller of this one has added its commands."""
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), MAX_GROUPS):
+        for start in range(MAX_GROUPS, len(pending), MAX_GROUPS):
             spawn(self._send(pending[start : start + MAX_GROUPS]), name="pipeline")
+        await self._send(pending[:MAX_GROUPS])
 
     async def _send(self, requests: list[_Request]) -> None:
         try:
