@@ -21,6 +21,7 @@ from flowbus._core.codec import decode, encode, ms_to_datetime
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
+from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import PauseReply, Reply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.store import PauseView, ResumeView, RunStore
@@ -136,62 +137,85 @@ async def _pause(
     reschedule: bool,
     on_timeout: OnTimeout,
 ) -> Any:
-    store = ctx.runtime.store
-    run_id = ctx.flow_run.id
     expected = Expected.of(wait_for_input)
-    schema = expected.schema() if expected else ""
-    optional = bool(expected) and accepts_empty(schema)
-    _check_on_timeout(on_timeout, expected, optional)
     key = key or ctx.next_pause_key()
     prefix = f"{'suspended' if reschedule else 'paused'}-{key}" if expected else ""
     await ctx.flush()  # a re-execution must find every task result finished so far
-    keys = await store.run_keys(run_id)
-    waiters = ctx.runtime.waiters
-    async with waiters.subscribe(ctx.flow_run.queue, str(run_id), control=True) as sub:
-        pause = partial(
-            store.scripts.pause,
-            keys,
-            key=key,
-            timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
-            reschedule=reschedule,
-            state_name="Suspended" if reschedule else "Paused",
-            input_prefix=prefix,
-            schema=schema,
-            description=expected.description() if expected else "",
-            optional=optional,
-            input_type=expected.identity if expected else NO_INPUT,
-            resume_on_timeout=on_timeout == "resume",
-            attempt=ctx.attempt,
-            judged=has_custom_validators(expected),
+    keys = await ctx.runtime.store.run_keys(ctx.flow_run.id)
+    async with ctx.runtime.waiters.subscribe(keys.queue, keys.run_id, control=True) as sub:
+        fired, found = await _enter_pause(
+            ctx, keys, expected, key, prefix, timeout, reschedule=reschedule, on_timeout=on_timeout
         )
-        reply = await pause()
-        if reply.status is Status.EARLY:
-            value, refusal = judge(expected, reply.response, key)
-            reply = await pause(early="refuse" if refusal else "take", early_refusal=refusal)
-            if reply.status is Status.ALREADY_FIRED and not refusal:
-                logger.info("Flow run %s took input delivered early (key %s)", run_id, key)
-                return value
-        if reply.status is Status.ALREADY_FIRED:
-            check_same_type(key, reply.input_type, expected)
-            return expected.load(_response(reply), key) if expected else None
-        if reply.status is Status.STALE:
-            raise StaleExecution(run_id, reply.detail)
-        if not reply.accepted:
-            raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
-        deadline_ms = reply.deadline_ms
-        expires = None if deadline_ms is None else ms_to_datetime(deadline_ms)
-        state = (Suspended if reschedule else Paused)(pause_key=key, pause_expiration_time=expires)
-        logger.info("Flow run %s paused (key %s)", run_id, key)
-        if reschedule:
-            raise Pause(state)
+        if fired:
+            return found
+        # while it waits (a process may hold 100,000 pauses) this frame keeps only what the
+        # wait needs: the script's arguments and reply went with _enter_pause's frame
         ctx.paused_key = key
-        ctx.transitioned(state)
         try:
-            value = await _wait_until_resumed(ctx, sub, key, prefix, expected, deadline_ms)
+            value = await _wait_until_resumed(ctx, keys, sub, key, prefix, expected, found)
         finally:
             ctx.paused_key = None
+    if ctx.on_transition is not None:
         ctx.transitioned(Running(message="Resumed"))
-        return value
+    return value
+
+
+async def _enter_pause(
+    ctx: FlowRunContext,
+    keys: RunKeys,
+    expected: Expected | None,
+    key: str,
+    prefix: str,
+    timeout: float | None,
+    *,
+    reschedule: bool,
+    on_timeout: OnTimeout,
+) -> tuple[bool, Any]:
+    """Move the run to PAUSED: ``(False, deadline_ms)``; or ``(True, input)`` when the pause
+    already fired (or input came early); :class:`Pause` for a suspension."""
+    run_id = ctx.flow_run.id
+    schema = expected.schema() if expected else ""
+    optional = bool(expected) and accepts_empty(schema)
+    _check_on_timeout(on_timeout, expected, optional)
+    pause = partial(
+        ctx.runtime.store.scripts.pause,
+        keys,
+        key=key,
+        timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
+        reschedule=reschedule,
+        state_name="Suspended" if reschedule else "Paused",
+        input_prefix=prefix,
+        schema=schema,
+        description=expected.description() if expected else "",
+        optional=optional,
+        input_type=expected.identity if expected else NO_INPUT,
+        resume_on_timeout=on_timeout == "resume",
+        attempt=ctx.attempt,
+        judged=has_custom_validators(expected),
+    )
+    reply = await pause()
+    if reply.status is Status.EARLY:
+        value, refusal = judge(expected, reply.response, key)
+        reply = await pause(early="refuse" if refusal else "take", early_refusal=refusal)
+        if reply.status is Status.ALREADY_FIRED and not refusal:
+            logger.info("Flow run %s took input delivered early (key %s)", run_id, key)
+            return True, value
+    if reply.status is Status.ALREADY_FIRED:
+        check_same_type(key, reply.input_type, expected)
+        return True, expected.load(_response(reply), key) if expected else None
+    if reply.status is Status.STALE:
+        raise StaleExecution(run_id, reply.detail)
+    if not reply.accepted:
+        raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
+    deadline_ms = reply.deadline_ms
+    logger.info("Flow run %s paused (key %s)", run_id, key)
+    if reschedule or ctx.on_transition is not None:
+        expires = None if deadline_ms is None else ms_to_datetime(deadline_ms)
+        state = (Suspended if reschedule else Paused)(pause_key=key, pause_expiration_time=expires)
+        if reschedule:
+            raise Pause(state)
+        ctx.transitioned(state)
+    return False, deadline_ms
 
 
 def _check_on_timeout(on_timeout: str, expected: Expected | None, optional: bool) -> None:
@@ -211,6 +235,7 @@ def _response(reply: PauseReply) -> Any:
 
 async def _wait_until_resumed(
     ctx: FlowRunContext,
+    keys: RunKeys,
     sub: Subscription,
     key: str,
     prefix: str,
@@ -219,27 +244,28 @@ async def _wait_until_resumed(
 ) -> Any:
     store = ctx.runtime.store
     run_id = ctx.flow_run.id
-    keys = await store.run_keys(run_id)
     while True:
         left = None if deadline_ms is None else max(0.0, deadline_ms / 1000 - time.time())
-        with anyio.move_on_after(left) as scope:
-            event = await sub.next()
-        if scope.cancelled_caught:
+        try:
+            event = await sub.next(within=left)
+        except TimeoutError:
             reply = await store.scripts.expire_pause(keys, key=key)
             if reply.accepted:
                 return _timed_out(run_id, reply, key, expected)
             if reply.left_ms is not None:  # Redis's clock is behind ours: wait out the rest
                 deadline_ms = int(time.time() * 1000) + reply.left_ms
                 continue
-        elif event is not None and event.action == "judge" and event.pause_key == key:
+            event = None  # someone else ended the pause: the run says how
+        if event is not None and event.action == "judge" and event.pause_key == key:
             won, value = await judge_and_resume(ctx.runtime, event, expected, key)
             if won:
                 logger.info("Flow run %s resumed with judged input (key %s)", run_id, key)
                 return value
             continue
-        elif event is not None and event.type is StateType.PAUSED:
+        if event is not None and event.type is StateType.PAUSED:
+            event = None  # not held through the next wait (a process may hold 100,000)
             continue
-        elif expected is None and _resumes(event, key):
+        if expected is None and _resumes(event, key):
             logger.info("Flow run %s resumed (key %s)", run_id, key)
             return None  # the event is the proof: nothing to read
         view = await store.resumed_input(run_id, key, prefix)

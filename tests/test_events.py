@@ -109,7 +109,7 @@ async def test_a_watcher_skips_a_malformed_event_and_delivers_the_next(
     stream = f"watched:{uuid4()}"
     watcher = StreamWatcher(Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), [stream], 60.0)
     sub = Subscription("mine")
-    watcher.subscribers["mine"] = {sub}
+    watcher.add(stream, sub)
     await watcher.pin_cursors()
     watcher.task = asyncio.create_task(watcher.run())
     try:

@@ -4,8 +4,10 @@ others block until final; thousands of waiters share a few connections."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+import tracemalloc
 from functools import partial
 from typing import Any
 from uuid import uuid4
@@ -27,6 +29,7 @@ from flowbus import (
     pause_flow_run,
     wait_for_flow_run,
 )
+from flowbus._redis.runtime import get_runtime
 from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
 from tests.redis_clients import async_redis, primaries
@@ -203,6 +206,51 @@ async def test_thousands_of_paused_runs_share_a_few_connections(runtime_closed: 
     assert {s.type for s in states} == {StateType.CANCELLED}
 
 
+async def until_paused(flow_name: str, count: int) -> None:
+    """Until ``count`` runs of ``flow_name`` are PAUSED and every waiter has taken the PAUSED
+    event the watcher delivered it (so no event waits in a subscription)."""
+    runtime = await get_runtime()
+    control = runtime.store.keys.queue("default").control()
+    with anyio.fail_after(60):
+        while True:
+            if await paused_count(flow_name) >= count:
+                last: Any = await runtime.redis.xrevrange(control, count=1)
+                if runtime.waiters.watchers[control].cursors[control] == last[0][0].decode():
+                    break
+            await asyncio.sleep(0.05)
+    for _ in range(10):  # the waiters it woke take their events
+        await asyncio.sleep(0)
+
+
+async def test_a_paused_run_holds_few_python_objects(runtime_closed: None) -> None:
+    # Given a process that already holds a few paused runs (its watcher and caches exist)
+    @flow(name="light")
+    async def light() -> None:
+        await pause_flow_run(timeout=60)
+
+    warm, size = [launch(light) for _ in range(20)], 500
+    await until_paused("light", len(warm))
+
+    # When 500 more async flows pause in it
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        handles = [launch(light) for _ in range(size)]
+        await until_paused("light", len(warm) + size)
+        gc.collect()  # what the polling above left in reference cycles
+        per_run = (tracemalloc.get_traced_memory()[0] - before) / size
+    finally:
+        tracemalloc.stop()
+
+    # Then each holds at most 10 KiB of Python objects (its task and frames, its run record,
+    # two subscriptions, no queue per subscription): 100,000 paused runs fit in a gigabyte
+    assert per_run <= 10 * 1024, f"{per_run:.0f} bytes per paused run"
+    for handle in (*warm, *handles):
+        handle.cancel()
+    await asyncio.gather(*warm, *handles, return_exceptions=True)
+
+
 # -- a watcher that falls behind a stream's cap --------------------------------------------------
 
 
@@ -213,7 +261,7 @@ async def watched_burst(burst: int, maxlen: int) -> list[Any]:
     stream = f"watched:{uuid4()}"
     watcher = StreamWatcher(async_redis(), [stream], 60.0)
     sub = Subscription("mine")
-    watcher.subscribers["mine"] = {sub}
+    watcher.add(stream, sub)
     try:
         await redis.xadd(stream, {"run_id": "before"})
         await watcher.pin_cursors()

@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -92,11 +92,12 @@ def run_blocking(fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwarg
     return submit(loop, fn(*args, **kwargs)).result()
 
 
-async def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on ``loop`` from another loop (an async task body runs on its own)."""
+def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+    """``coro`` to await on ``loop`` from another loop (an async task body runs on its own);
+    on ``loop`` itself, ``coro`` as it is (no coroutine frame of its own while it waits)."""
     if asyncio.get_running_loop() is loop:
-        return await coro
-    return await asyncio.wrap_future(submit(loop, coro))
+        return coro
+    return asyncio.wrap_future(submit(loop, coro))
 
 
 def _is_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

@@ -29,7 +29,7 @@ _flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", de
 _task_ctx: ContextVar[TaskRunContext | None] = ContextVar("flowbus_task_run", default=None)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FlowRunContext:
     """The flow run being executed, with what its tasks and pauses need."""
 
@@ -53,6 +53,7 @@ class FlowRunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: What each ``with`` of this context replaced, restored on leaving it.
     _tokens: list[Token[FlowRunContext | None]] = field(default_factory=list, repr=False)
+    writer: ResultWriter = field(init=False)
 
     var: ClassVar[ContextVar[FlowRunContext | None]] = _flow_ctx
 

@@ -7,9 +7,8 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import copy_context
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -67,6 +66,18 @@ def failure_message(exc: BaseException) -> str:
 class FlowEngine:
     """Runs one flow run: RUNNING, the body (with retries and timeout), then a final state."""
 
+    __slots__ = (
+        "acked",
+        "attempt",
+        "ctx",
+        "delivery",
+        "flow",
+        "flow_run",
+        "on_transition",
+        "runtime",
+        "store",
+    )
+
     def __init__(
         self,
         flow: Flow[..., Any],
@@ -88,11 +99,6 @@ class FlowEngine:
         #: This execution's fencing token: the run count its start wrote (a run handed over
         #: RUNNING was started by the claim just made), carried by every write it makes.
         self.attempt: int | None = flow_run.run_count if flow_run.state.is_running() else None
-
-    @cached_property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """The run's own logger (made when first used: a worker logs nothing per run)."""
-        return run_logger(self.flow_run)
 
     async def propose(self, state: State, **options: Any) -> State:
         """Propose ``state``; :class:`InvalidStateTransition` if the rules refuse it
@@ -124,6 +130,12 @@ class FlowEngine:
         self._tell(state)
         return state
 
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The run's own logger, made when used (a worker logs nothing per run; a paused run
+        holds no adapter)."""
+        return run_logger(self.flow_run)
+
     def _tell(self, state: State) -> None:
         if self.on_transition is not None:
             self.on_transition(state)
@@ -134,7 +146,7 @@ class FlowEngine:
         The run listens to its queue's control stream meanwhile, so a cancellation (or, for a
         deployed run, a suspension) asked from outside reaches it at its next task boundary.
         """
-        queue, run_id = self.flow_run.queue, str(self.flow_run.id)
+        keys = await self.store.run_keys(self.flow_run.id)
         waiters = self.runtime.waiters
         level = logging.DEBUG if self.delivery else logging.INFO  # a worker logs its own
         if logging.getLogger("flowbus.flow_runs").isEnabledFor(level):
@@ -143,7 +155,9 @@ class FlowEngine:
             )
         if self.flow.options.on_running:
             await call_hooks(self.flow.options.on_running, self.flow, self.flow_run, Running())
-        async with waiters.subscribe(queue, run_id, control=True, callback=self._interrupt):
+        async with waiters.subscribe(
+            keys.queue, keys.run_id, control=True, callback=self._interrupt
+        ):
             state = await self._attempts(parameters)
         if state.state_details.flow_run_id != self.flow_run.id:  # as in Prefect: it names its run
             details = state.state_details.model_copy(update={"flow_run_id": self.flow_run.id})
@@ -230,11 +244,14 @@ class FlowEngine:
             run_loop.reset(loop_token)
             FlowRunContext.var.reset(token)
 
-    async def _body(self, parameters: Mapping[str, Any]) -> Any:
+    def _body(self, parameters: Mapping[str, Any]) -> Awaitable[Any]:
+        """The body to await: an async flow's own coroutine (no frame of this method waits
+        with it), or a sync flow's call in a worker thread."""
         if self.flow.is_async:
-            return await self.flow.call_body(parameters)
+            body: Awaitable[Any] = self.flow.call_body(parameters)
+            return body
         context = copy_context()
-        return await anyio.to_thread.run_sync(
+        return anyio.to_thread.run_sync(
             context.run, self.flow.call_body, parameters, abandon_on_cancel=True
         )
 

@@ -25,6 +25,21 @@ BATCH_DELAY = 0.02
 class ResultWriter:
     """Persists the task results of one run; ``persist`` may be called from any thread."""
 
+    __slots__ = (
+        "_draining",
+        "_loop_thread",
+        "_lock",
+        "_pending",
+        "_scheduled",
+        "_timer",
+        "_writes",
+        "attempt",
+        "loop",
+        "on_fenced",
+        "run_id",
+        "store",
+    )
+
     def __init__(
         self,
         store: RunStore,
@@ -47,7 +62,8 @@ class ResultWriter:
         self._scheduled = False
         #: :meth:`drain` is taking what waits: a delay ending meanwhile leaves it to it.
         self._draining = False
-        self._writes: set[asyncio.Task[None]] = set()
+        #: Batches being written (made on the first: most runs write none before their end).
+        self._writes: set[asyncio.Task[None]] | None = None
 
     def persist(self, task_key: str, data: bytes) -> None:
         """Queue a result; it is written within ``BATCH_DELAY`` (or with the final state)."""
@@ -68,6 +84,8 @@ class ResultWriter:
         if self._draining:
             return
         write = spawn(self._write_kept(self._take()), name=f"results of run {self.run_id}")
+        if self._writes is None:
+            self._writes = set()
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
 

@@ -9,7 +9,7 @@ used alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from uuid import UUID
 
 #: Characters a queue name may not hold: braces would break the hash tag, spaces the CLI.
@@ -31,46 +31,110 @@ def run_index_key(prefix: str, run_id: UUID | str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunKeys:
-    """The keys of one run, in the order every run script receives them as ``KEYS``."""
+    """The keys of one run, in the order every run script receives them as ``KEYS``.
 
+    Held for every run a process has in hand (100,000 paused runs, say), so it stores the
+    run's hash key and its queue's keys (shared by all its runs); the run's other keys are
+    made when asked.
+    """
+
+    #: The run's hash.
     run: str
-    #: The run's state history, a capped list (see ``record()`` in ``lua/_prelude.lua``).
-    history: str
-    queue_events: str
-    fired: str
-    input: str
-    results: str
-    deadlines: str
-    queue_stream: str
-    runs: str
-    messages: str
-    control: str
-    holders: str
-    held: str
-    #: The run's queue index (another slot: never passed to a script, see :class:`Keys`).
-    index: str
-    #: The run's queue (a name, not a key).
-    queue: str
+    run_id: str
+    queue_keys: QueueKeys
+
+    @property
+    def history(self) -> str:
+        """The run's state history, a capped list (see ``record()`` in ``lua/_prelude.lua``)."""
+        return f"{self.run}:history"
+
+    @property
+    def fired(self) -> str:
+        return f"{self.run}:fired"
+
+    @property
+    def input(self) -> str:
+        return f"{self.run}:input"
+
+    @property
+    def results(self) -> str:
+        return f"{self.run}:results"
+
+    @property
+    def messages(self) -> str:
+        return f"{self.run}:messages"
+
+    @property
+    def queue_events(self) -> str:
+        return self.queue_keys.shared.events
+
+    @property
+    def deadlines(self) -> str:
+        return self.queue_keys.shared.deadlines
+
+    @property
+    def queue_stream(self) -> str:
+        return self.queue_keys.shared.stream
+
+    @property
+    def runs(self) -> str:
+        return self.queue_keys.shared.runs
+
+    @property
+    def control(self) -> str:
+        return self.queue_keys.shared.control
+
+    @property
+    def holders(self) -> str:
+        return self.queue_keys.shared.holders
+
+    @property
+    def held(self) -> str:
+        return self.queue_keys.shared.held
+
+    @property
+    def index(self) -> str:
+        """The run's queue index (another slot: never passed to a script, see :class:`Keys`)."""
+        return run_index_key(self.queue_keys.prefix, self.run_id)
+
+    @property
+    def queue(self) -> str:
+        """The run's queue (a name, not a key)."""
+        return self.queue_keys.name
 
     def as_list(self) -> list[str]:
+        shared, run = self.queue_keys.shared, self.run
         return [
-            self.run,
-            self.history,
-            self.queue_events,
-            self.fired,
-            self.input,
-            self.results,
-            self.deadlines,
-            self.queue_stream,
-            self.runs,
-            self.messages,
-            self.control,
-            self.holders,
-            self.held,
+            run,
+            f"{run}:history",
+            shared.events,
+            f"{run}:fired",
+            f"{run}:input",
+            f"{run}:results",
+            shared.deadlines,
+            shared.stream,
+            shared.runs,
+            f"{run}:messages",
+            shared.control,
+            shared.holders,
+            shared.held,
         ]
 
 
 @dataclass(frozen=True, slots=True)
+class _SharedKeys:
+    """The keys of a queue that every run's script call names, made once per queue."""
+
+    events: str
+    deadlines: str
+    stream: str
+    runs: str
+    control: str
+    holders: str
+    held: str
+
+
+@dataclass(frozen=True)
 class QueueKeys:
     """Keys of one queue; every one shares the queue's hash slot."""
 
@@ -81,25 +145,21 @@ class QueueKeys:
     def tag(self) -> str:
         return f"{self.prefix}:{{{self.name}}}"
 
-    def run(self, run_id: UUID | str) -> RunKeys:
-        base = f"{self.tag}:run:{run_id}"
-        return RunKeys(
-            run=base,
-            history=f"{base}:history",
-            queue_events=self.events(),
-            fired=f"{base}:fired",
-            input=f"{base}:input",
-            results=f"{base}:results",
-            deadlines=self.deadlines(),
-            queue_stream=self.stream(),
-            runs=self.runs(),
-            messages=f"{base}:messages",
-            control=self.control(),
-            holders=self.holders(),
-            held=self.held(),
-            index=run_index_key(self.prefix, run_id),
-            queue=self.name,
+    @cached_property
+    def shared(self) -> _SharedKeys:
+        return _SharedKeys(
+            self.events(),
+            self.deadlines(),
+            self.stream(),
+            self.runs(),
+            self.control(),
+            self.holders(),
+            self.held(),
         )
+
+    def run(self, run_id: UUID | str) -> RunKeys:
+        rid = str(run_id)
+        return RunKeys(f"{self.tag}:run:{rid}", rid, self)
 
     def stream(self) -> str:
         """Runs ready to execute; consumed by workers through a consumer group."""

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -55,24 +54,87 @@ _OF_A_STREAM = frozenset({NEW_DEADLINES, EVERY_RUN, JUDGE_REQUESTS})
 Event = RunEvent | None
 
 
-@dataclass(eq=False)
 class Subscription:
-    """One waiter on one run: the events of that run, in order."""
+    """One waiter on one run: the events of that run, in order, from ``async with`` on.
 
-    run_id: str
-    inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    #: Called with each event instead of queueing it (a listener that needs no task).
-    callback: Callable[[Event], None] | None = None
+    A process may hold 100,000 of them (one per paused run), so a subscription is a few slots:
+    the events not taken yet, and the future a waiting task sleeps on while it waits (an
+    ``asyncio.Queue`` per subscription cost a kilobyte and a half of deques).
+    """
 
-    async def next(self) -> Event:
-        """The next event of the run, or ``None``: re-read the run (after a reconnect)."""
-        return await self.inbox.get()
+    __slots__ = ("_pending", "_stream", "_waiter", "_watcher", "_waiters", "callback", "run_id")
+
+    def __init__(
+        self,
+        run_id: str,
+        callback: Callable[[Event], None] | None = None,
+        *,
+        waiters: Waiters | None = None,
+        stream: str = "",
+    ) -> None:
+        self.run_id = run_id
+        #: Called with each event instead of queueing it (a listener that needs no task).
+        self.callback = callback
+        #: Events delivered and not taken yet (a list only while there are some).
+        self._pending: list[Event] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._waiters, self._stream = waiters, stream
+        self._watcher: StreamWatcher | None = None
+
+    async def __aenter__(self) -> Subscription:
+        if self._waiters is None:
+            raise RuntimeError("this subscription is not for a stream of a process's waiters")
+        self._watcher = await self._waiters.watcher(self._stream)
+        self._watcher.add(self._stream, self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._watcher is not None:
+            self._watcher.discard(self._stream, self)
+            self._watcher = None
+
+    async def next(self, within: float | None = None) -> Event:
+        """The next event of the run, or ``None``: re-read the run (after a reconnect).
+
+        :class:`TimeoutError` if none came ``within`` seconds (a timer on the one future
+        waited on: no cancel scope, no cancellation).
+        """
+        if not self._pending:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if within is None else loop.call_later(within, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._pending:
+                raise TimeoutError
+        event = self._pending.pop(0)
+        if not self._pending:
+            self._pending = None
+        return event
+
+    def skip_queued(self) -> None:
+        """Forget the events delivered but not taken yet."""
+        self._pending = None
 
     def deliver(self, event: Event) -> None:
         if self.callback is not None:
             self.callback(event)
+            return
+        if self._pending is None:
+            self._pending = [event]
         else:
-            self.inbox.put_nowait(event)
+            self._pending.append(event)
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class StreamWatcher:
@@ -87,9 +149,9 @@ class StreamWatcher:
         self.redis = redis
         self.cursors = dict.fromkeys(streams, "0-0")
         self.recheck_ms = max(1, int(recheck * 1000))
-        self.subscribers: dict[str, set[Subscription]] = {}
+        self.subscribers: dict[str, list[Subscription]] = {}
         #: Subscribers of events of a kind (``NEW_DEADLINES``, ``EVERY_RUN``) of one stream.
-        self.stream_subscribers: dict[tuple[str, str], set[Subscription]] = {}
+        self.stream_subscribers: dict[tuple[str, str], list[Subscription]] = {}
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -106,7 +168,7 @@ class StreamWatcher:
 
     def broadcast(self, event: Event) -> None:
         for subs in (*self.subscribers.values(), *self.stream_subscribers.values()):
-            for sub in subs:
+            for sub in list(subs):
                 sub.deliver(event)
 
     async def run(self) -> None:
@@ -134,6 +196,9 @@ class StreamWatcher:
                         stream,
                     )
                     self.broadcast(None)
+            if reply:
+                # the waiters just woken run first: sending the next read can wait for them
+                await asyncio.sleep(0)
 
     @property
     def name(self) -> str:
@@ -179,21 +244,23 @@ class StreamWatcher:
         return bool(oldest) and text(oldest[0][0]) == first_read
 
     def add(self, stream: str, sub: Subscription) -> None:
-        self._registry(stream, sub).add(sub)
+        self._registry(stream, sub).append(sub)
 
     def discard(self, stream: str, sub: Subscription) -> None:
         subs = self._registry(stream, sub)
-        subs.discard(sub)
+        if sub in subs:
+            subs.remove(sub)
         if not subs:
             if sub.run_id in _OF_A_STREAM:
                 del self.stream_subscribers[(sub.run_id, stream)]
             else:
                 del self.subscribers[sub.run_id]
 
-    def _registry(self, stream: str, sub: Subscription) -> set[Subscription]:
+    def _registry(self, stream: str, sub: Subscription) -> list[Subscription]:
+        """The subscribers ``sub`` joins: a list (a run has one or two; a set costs more)."""
         if sub.run_id in _OF_A_STREAM:
-            return self.stream_subscribers.setdefault((sub.run_id, stream), set())
-        return self.subscribers.setdefault(sub.run_id, set())
+            return self.stream_subscribers.setdefault((sub.run_id, stream), [])
+        return self.subscribers.setdefault(sub.run_id, [])
 
 
 class Waiters:
@@ -238,34 +305,28 @@ class Waiters:
                 watcher.task = spawn(watcher.run(), name=f"watcher of {watcher.name}")
                 self.watchers.update(dict.fromkeys(group, watcher))
 
-    async def _watcher(self, stream: str) -> StreamWatcher:
+    async def watcher(self, stream: str) -> StreamWatcher:
+        """The watcher of ``stream``, started if there is none yet."""
         if stream not in self.watchers:
             await self.watch([stream])
         return self.watchers[stream]
 
-    @contextlib.asynccontextmanager
-    async def subscribe(
+    def subscribe(
         self,
         queue: str,
         run_id: str,
         *,
         control: bool = False,
         callback: Callable[[Event], None] | None = None,
-    ) -> AsyncIterator[Subscription]:
-        """Receive the events of ``run_id`` published after this call returns.
+    ) -> Subscription:
+        """Receive the events of ``run_id`` published after ``async with`` entered it.
 
         ``control``: only what a process holding the run acts on (see ``QueueKeys.control``),
         from a stream that is nearly silent, unlike the queue's events stream.
         """
         qkeys = self.keys.queue(queue)
-        stream = qkeys.control() if control else qkeys.events()
-        watcher = await self._watcher(stream)
-        sub = Subscription(run_id, callback=callback)
-        watcher.add(stream, sub)
-        try:
-            yield sub
-        finally:
-            watcher.discard(stream, sub)
+        stream = qkeys.shared.control if control else qkeys.shared.events
+        return Subscription(run_id, callback, waiters=self, stream=stream)
 
     def _connection(self) -> Redis:
         if self._cluster_watch is not None:

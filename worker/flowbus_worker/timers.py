@@ -75,5 +75,4 @@ async def sweep_forever(
 
 async def _deadline_event(events: Subscription) -> None:
     await events.next()
-    while not events.inbox.empty():  # one sweep serves every deadline set meanwhile
-        events.inbox.get_nowait()
+    events.skip_queued()  # one sweep serves every deadline set meanwhile
