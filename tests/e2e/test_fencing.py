@@ -4,7 +4,6 @@ another worker took it over; it stops at its next task boundary and says why."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 from typing import Any
 from uuid import UUID
@@ -20,6 +19,7 @@ from flowbus.flow_runs import await_for_flow_run
 from tests.e2e.conftest import StartWorker
 from tests.e2e.flows_module import key
 from tests.e2e.support import WorkerProcess
+from tests.redis_clients import async_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ Snapshot = tuple[Any, Any, Any]
 
 async def snapshot(run_keys: RunKeys) -> Snapshot:
     """The run hash, its task results and its history, as stored."""
-    client = aredis.Redis.from_url(os.environ["FLOWBUS_REDIS_URL"])
+    client = async_redis()
     try:
         return (
             await client.hgetall(run_keys.run),

@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 
 from flowbus import StateType, get_client
 from flowbus._core.codec import text
-from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.keys import Keys, QueueKeys
 from flowbus._redis.runtime import get_runtime
 from flowbus.flow_runs import await_for_flow_run
 from flowbus.models import FlowRun
+from tests.conftest import TestServer
 from tests.e2e.conftest import StartWorker
 from tests.e2e.support import WorkerProcess, wait_for_run
+from tests.redis_clients import async_redis, cli_args
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -39,13 +40,13 @@ def qkeys(prefix: str, queue: str = "default") -> QueueKeys:
     return Keys(prefix).queue(queue)
 
 
-def redis_cli(server: EmbeddedServer, *args: str | bytes) -> str:
+def redis_cli(server: TestServer, *args: str | bytes) -> str:
     """Run ``redis-cli`` against the test server, as an operator would."""
     cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
     if cli is None:
         pytest.skip("no redis-cli on PATH")
     done = subprocess.run(
-        [cli, "-u", server.url, *args], capture_output=True, check=True, timeout=30
+        [cli, *cli_args(server.url), *args], capture_output=True, check=True, timeout=30
     )
     return done.stdout.decode(errors="replace").strip()
 
@@ -78,7 +79,7 @@ def alive(*workers: WorkerProcess) -> None:
 
 async def test_a_field_that_is_not_utf8_is_dead_lettered(
     start_worker: StartWorker,
-    redis_server: EmbeddedServer,
+    redis_server: TestServer,
     flowbus_env: str,
     rclient: aredis.Redis,
     runtime_closed: None,
@@ -104,14 +105,14 @@ async def test_a_field_that_is_not_utf8_is_dead_lettered(
 
 async def test_a_poison_entry_past_max_deliveries_is_retired(
     start_worker: StartWorker,
-    redis_server: EmbeddedServer,
+    redis_server: TestServer,
     flowbus_env: str,
     rclient: aredis.Redis,
     runtime_closed: None,
 ) -> None:
     # Given a non-UTF-8 entry delivered 5 times to a consumer that is dead (no heartbeat)
     keys = qkeys(flowbus_env)
-    raw = aredis.Redis.from_url(redis_server.url)
+    raw = async_redis(redis_server.url)
     await raw.xgroup_create(keys.stream(), GROUP, id="0", mkstream=True)
     bad_id = text(await raw.xadd(keys.stream(), {"run_id": b"\xff\xfe"}))
     await raw.xreadgroup(GROUP, "ghost", {keys.stream(): ">"})
@@ -197,7 +198,7 @@ def fuzz_batches(draw: st.DrawFn) -> list[tuple[str, dict[str, bytes]]]:
 
 async def test_fuzzed_streams_never_take_a_worker_down(
     start_worker: StartWorker,
-    redis_server: EmbeddedServer,
+    redis_server: TestServer,
     flowbus_env: str,
     runtime_closed: None,
 ) -> None:
@@ -205,7 +206,7 @@ async def test_fuzzed_streams_never_take_a_worker_down(
     workers = start_worker("a"), start_worker("b")
     keys = qkeys(flowbus_env)
     other = await (await get_runtime()).store.create_run("add", {"x": 1, "y": 1}, queue="other")
-    raw = aredis.Redis.from_url(redis_server.url)
+    raw = async_redis(redis_server.url)
     streams = {
         "queue": keys.stream(),
         "resume": keys.resume_requests(),

@@ -19,11 +19,12 @@ def compose_available() -> bool:
     return probe.returncode == 0
 
 
-def test_compose_config_is_valid() -> None:
+@pytest.mark.parametrize("profile", [[], ["--profile", "cluster"]], ids=["default", "cluster"])
+def test_compose_config_is_valid(profile: list[str]) -> None:
     if not compose_available():
         pytest.skip("the docker CLI with the compose plugin is not installed here")
     result = subprocess.run(
-        ["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, timeout=60
+        ["docker", "compose", *profile, "config", "-q"], cwd=ROOT, capture_output=True, timeout=60
     )
     assert result.returncode == 0, result.stderr.decode()
 
@@ -37,5 +38,10 @@ def test_compose_and_dockerfile_shape() -> None:
     assert "replicas: 2" in compose and "flowbus_worker.examples" in compose
     assert "condition: service_healthy" in compose
     assert 'ENTRYPOINT ["python", "-m", "flowbus_worker"]' in dockerfile
+    # and the cluster profile has three cluster-enabled primaries, formed before its workers
+    # start, which reach them with a cluster URL naming all three
+    assert compose.count("redis-c1: &cluster-node") == 1 and '"--cluster-enabled", "yes"' in compose
+    assert "--cluster create" in compose and "service_completed_successfully" in compose
+    assert "redis+cluster://redis-c1:6379,redis-c2:6379,redis-c3:6379" in compose
     examples = importlib.import_module("flowbus_worker.examples")
     assert {"greet", "approve"} <= {name for name in dir(examples)}
