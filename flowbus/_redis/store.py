@@ -272,7 +272,9 @@ class RunStore:
         indexed, reply = replies[0], call.reply(replies[-1])
         self._known_queues.add(queue)
         if not reply.accepted:
-            if indexed:  # the index was ours: leave no trace of a run that was not created
+            # the index was ours (set now, or by the first send of a pipeline resent after
+            # NOSCRIPT) unless a run of that id exists: leave no trace of a run not created
+            if indexed or not await self.redis.exists(run_keys.run):
                 await self.redis.delete(run_keys.index)
             raise InvalidStateTransition(rid, reply.detail)
         self._remember(run_keys.run_id, run_keys)
