@@ -130,8 +130,7 @@ def queues(
         return
     table = Table("queue", "node", "slot", "queued", "running", "paused (timed)", box=None)
     for p in places:
-        queued = "?" if p.queued is None else str(p.queued)
-        cells = (str(p.slot), queued, str(p.running), str(p.paused_with_deadline))
+        cells = (str(p.slot), str(p.queued), str(p.running), str(p.paused_with_deadline))
         table.add_row(escape(p.queue), escape(p.node), *cells)
     console.print(table)
 

@@ -31,8 +31,8 @@ class QueuePlace:
     queue: str
     node: str
     slot: int
-    #: Entries of the queue stream no worker has read yet (None: Redis cannot tell).
-    queued: int | None
+    #: Entries of the queue stream no worker has read yet.
+    queued: int
     #: Entries read by a worker and not acknowledged: runs being executed.
     running: int
     #: Paused, suspended or sleeping runs that have a deadline.
@@ -70,7 +70,7 @@ async def list_queues(runtime: Runtime) -> list[QueuePlace]:
     return found
 
 
-def _counts(groups: Any, length: Any) -> tuple[int | None, int]:
+def _counts(groups: Any, length: Any) -> tuple[int, int]:
     """Queued and running entries of a queue stream, from ``XINFO GROUPS`` and ``XLEN``."""
     size = length if isinstance(length, int) else 0
     if isinstance(groups, ResponseError) or not isinstance(groups, list):
@@ -78,8 +78,10 @@ def _counts(groups: Any, length: Any) -> tuple[int | None, int]:
     group = next((g for g in groups if text(g.get("name", b"")) == _GROUP), None)
     if group is None:
         return size, 0  # no worker ever served it: every entry waits
-    lag = group.get("lag")
-    return (lag if isinstance(lag, int) else None), int(group.get("pending", 0))
+    lag, pending = group.get("lag"), int(group.get("pending", 0))
+    # without a lag (Redis cannot tell after some deletions), what the stream holds beyond
+    # the entries in hand: acknowledged entries are deleted with their ack
+    return (lag if isinstance(lag, int) else max(0, size - pending)), pending
 
 
 async def spread_names(runtime: Runtime, base: str) -> list[tuple[str, str]]:
