@@ -18,7 +18,7 @@ On one private server (AOF on), with real ``python -m flowbus_worker`` processes
 Prints one JSON object on stdout; progress goes to stderr::
 
     python bench/scaling.py [--runs 2000] [--rounds 3] [--backlog 100000] \
-        [--paused 1000,10000,100000]
+        [--paused 1000,10000,100000] [--only queues,retention,backlog,paused]
 """
 
 from __future__ import annotations
@@ -67,7 +67,11 @@ TARGETS = {
     "idle_commands_per_second_per_queue_max": 0.1,
     "retained_bytes_per_finished_run_max": 2048,
     "paused_rss_kib_per_run_max": 10,
+    "paused_connections_max": 8,
+    "paused_resume_p50_over_floor_p50_max": 3.0,
 }
+#: The curves, in the order they run; ``--only`` picks some.
+PARTS = ("queues", "retention", "backlog", "paused")
 #: Events of a trivial run on its queue's events stream (SCHEDULED, PENDING, RUNNING, COMPLETED).
 EVENTS_PER_RUN = 4
 
@@ -332,14 +336,18 @@ async def measure(url: str, children: Children, counter: CommandCounter, args: A
     result: dict[str, Any] = {}
     try:
         async with get_client() as client:
-            log(f"queues per worker {QUEUE_COUNTS}, {args.runs} runs, {args.rounds} rounds")
-            result["queues_per_worker"] = await queues_per_worker(
-                client, children, url, counter, args
-            )
-            log(f"retention: {args.runs} finished runs")
-            result["retention"] = await retention(client, children, url, args.runs)
+            if "queues" in args.only:
+                log(f"queues per worker {QUEUE_COUNTS}, {args.runs} runs, {args.rounds} rounds")
+                result["queues_per_worker"] = await queues_per_worker(
+                    client, children, url, counter, args
+                )
+            if "retention" in args.only:
+                log(f"retention: {args.runs} finished runs")
+                result["retention"] = await retention(client, children, url, args.runs)
     finally:
         await close_runtime()
+    if "backlog" not in args.only:
+        return result
     # the completion reader must never lag a trim of the events stream
     with_events_cap(max(get_settings().queue_events_maxlen, 2 * EVENTS_PER_RUN * args.backlog))
     try:
@@ -352,35 +360,43 @@ async def measure(url: str, children: Children, counter: CommandCounter, args: A
 
 
 def verdict(report: dict[str, Any]) -> dict[str, Any]:
-    fifty = report["queues_per_worker"]["50_queues"]
-    out: dict[str, Any] = {
-        "queues_50_over_1": {m: fifty[m]["over_1_queue"] for m in ("spread", "busy")},
-        "queues_50_over_1_worker_cpu_per_run": {
+    out: dict[str, Any] = {}
+    if "queues_per_worker" in report:
+        queues = report["queues_per_worker"]
+        fifty = queues["50_queues"]
+        out["queues_50_over_1"] = {m: fifty[m]["over_1_queue"] for m in ("spread", "busy")}
+        out["queues_50_over_1_worker_cpu_per_run"] = {
             m: fifty[m]["cpu_per_run_over_1_queue"] for m in ("spread", "busy")
-        },
-        "blocking_connections_1_10_50": [
-            report["queues_per_worker"][f"{c}_queues"]["idle"]["blocking_connections"]
-            for c in QUEUE_COUNTS
-        ],
-        "idle_extra_commands_per_second_per_queue": fifty["idle"][
-            "extra_commands_per_second_per_queue"
-        ],
-        "bytes_per_finished_run": report["retention"]["bytes_per_finished_run"],
-    }
-    out["queues_ok"] = min(out["queues_50_over_1"].values()) >= TARGETS["queues_50_over_1_min"]
-    out["idle_ok"] = (
-        out["idle_extra_commands_per_second_per_queue"]
-        <= TARGETS["idle_commands_per_second_per_queue_max"]
-    )
-    out["retention_ok"] = (
-        out["bytes_per_finished_run"] <= TARGETS["retained_bytes_per_finished_run_max"]
-    )
-    if "paused_runs" in report:
-        per_run = {
-            k: v["rss_kib_per_paused_run"] for k, v in report["paused_runs"].items() if k != "floor"
         }
-        out["paused_rss_kib_per_run"] = per_run
-        out["paused_ok"] = max(per_run.values()) <= TARGETS["paused_rss_kib_per_run_max"]
+        out["blocking_connections_1_10_50"] = [
+            queues[f"{c}_queues"]["idle"]["blocking_connections"] for c in QUEUE_COUNTS
+        ]
+        out["idle_extra_commands_per_second_per_queue"] = fifty["idle"][
+            "extra_commands_per_second_per_queue"
+        ]
+        out["queues_ok"] = min(out["queues_50_over_1"].values()) >= TARGETS["queues_50_over_1_min"]
+        out["idle_ok"] = (
+            out["idle_extra_commands_per_second_per_queue"]
+            <= TARGETS["idle_commands_per_second_per_queue_max"]
+        )
+    if "retention" in report:
+        out["bytes_per_finished_run"] = report["retention"]["bytes_per_finished_run"]
+        out["retention_ok"] = (
+            out["bytes_per_finished_run"] <= TARGETS["retained_bytes_per_finished_run_max"]
+        )
+    if "paused_runs" in report:
+        curve = {k: v for k, v in report["paused_runs"].items() if k != "floor"}
+        out["paused_rss_kib_per_run"] = {k: v["rss_kib_per_paused_run"] for k, v in curve.items()}
+        out["paused_connections"] = {k: v["connections_held"] for k, v in curve.items()}
+        out["paused_resume_p50_over_floor_p50"] = {
+            k: v["resume_p50_over_floor_p50"] for k, v in curve.items()
+        }
+        out["paused_ok"] = (
+            max(out["paused_rss_kib_per_run"].values()) <= TARGETS["paused_rss_kib_per_run_max"]
+            and max(out["paused_connections"].values()) <= TARGETS["paused_connections_max"]
+            and max(out["paused_resume_p50_over_floor_p50"].values())
+            <= TARGETS["paused_resume_p50_over_floor_p50_max"]
+        )
     return out
 
 
@@ -405,7 +421,7 @@ def run(args: Any) -> dict[str, Any]:
                 "targets": TARGETS,
                 **asyncio.run(measure(url, children, counter, args)),
             }
-            if args.paused:
+            if args.paused and "paused" in args.only:
                 report["paused_runs"] = paused_runs(url, counter, args.paused)
             report["vs_targets"] = verdict(report)
             return report
@@ -420,6 +436,13 @@ def sizes(value: str) -> list[int]:
     return parsed
 
 
+def parts(value: str) -> list[str]:
+    chosen = [part for part in value.split(",") if part]
+    if not chosen or set(chosen) - set(PARTS):
+        raise argparse.ArgumentTypeError(f"choose among {', '.join(PARTS)}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=2000, help="runs per drain")
@@ -427,6 +450,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000, help="largest backlog drained")
     parser.add_argument(
         "--paused", type=sizes, default=[1000, 10_000, 100_000], help="paused runs (comma list)"
+    )
+    parser.add_argument(
+        "--only", type=parts, default=list(PARTS), help=f"curves to measure (of {','.join(PARTS)})"
     )
     args = parser.parse_args()
     if args.runs < 10 or args.rounds < 1 or args.backlog < 10:

@@ -53,6 +53,7 @@ def test_resume_latency_prints_its_figures() -> None:
     assert result["many_paused"]["paused_runs"] == 100
     assert {"resume", "wait", "many_paused_resume"} <= set(result["vs_targets"])
     assert {"resume_with_input", "resume_validated"} <= set(result)
+    assert result["resume"]["per_pause_and_resume"]["evalsha"] >= 2  # the pause and the resume
 
 
 @pytest.mark.timeout(150)
@@ -64,6 +65,14 @@ def test_scaling_prints_its_figures() -> None:
     assert result["vs_targets"]["blocking_connections_1_10_50"] == [3, 3, 3]
     assert result["retention"]["runs"] == 20
     assert set(result["paused_runs"]) == {"floor", "40"}
+    assert result["vs_targets"]["paused_connections"]["40"] <= 8
+
+
+@pytest.mark.timeout(150)
+def test_scaling_measures_only_the_curves_asked_for() -> None:
+    result = run_bench("scaling.py", "--only", "paused", "--paused", "30")
+    assert "queues_per_worker" not in result and "retention" not in result
+    assert set(result["vs_targets"]) >= {"paused_rss_kib_per_run", "paused_ok"}
 
 
 @pytest.mark.timeout(200)
