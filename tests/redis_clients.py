@@ -24,8 +24,10 @@ def sync_redis(url: str | None = None, **options: Any) -> redis.Redis:
     address = cluster_address(_url(url))
     if address is None:
         return redis.Redis.from_url(_url(url), **options)
-    host, port = address.nodes[0]  # one node is enough to find the others
-    return cast("redis.Redis", redis.RedisCluster(host, port, **address.options, **options))
+    nodes = [redis.cluster.ClusterNode(h, p) for h, p in address.nodes]  # type: ignore[no-untyped-call]
+    return cast(
+        "redis.Redis", redis.RedisCluster(startup_nodes=nodes, **address.options, **options)
+    )
 
 
 def async_redis(url: str | None = None, **options: Any) -> aredis.Redis:

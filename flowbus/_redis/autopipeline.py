@@ -9,13 +9,16 @@ On one server, a turn's commands skip redis-py's per-command machinery (a pipeli
 a stack entry, options and a response callback per command): they are packed by hiredis in
 one call and sent on one connection checkout, and their raw replies read back in order. On a
 cluster, redis-py's cluster pipeline sends each node its share of the turn's commands (one
-round trip per node, all at once) and resends a redirected command to its new node; it queues
-for connections as any command does (``connect.QueuedCluster``).
+round trip per node, all at once) and queues for connections as any command does
+(``connect.QueuedCluster``). A failover is waited out: a caller whose commands met a lost
+node (see :mod:`failover`) has them sent again, with backoff, for up to the client's
+``failover_timeout`` (a lost connection is waited out by the cluster pipeline itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,7 +28,8 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, ResponseError
 
 from flowbus._core.supervisor import spawn
-from flowbus._redis.connect import is_cluster
+from flowbus._redis.connect import QueuedCluster
+from flowbus._redis.failover import Backoff, lost_node
 
 
 class Commands(Protocol):
@@ -104,7 +108,8 @@ class AutoPipeline:
         self._redis = redis
         self._reload_scripts = reload_scripts
         self._pending: list[_Request] = []
-        self._cluster = is_cluster(redis)
+        #: On a cluster, the client whose failovers are waited out.
+        self._cluster = redis if isinstance(redis, QueuedCluster) else None
 
     async def execute(self, build: Build) -> list[Any]:
         """The replies to the commands ``build`` adds, in order, once their pipeline ran."""
@@ -139,23 +144,38 @@ class AutoPipeline:
                     request.future.set_exception(exc)
 
     async def _send_once(self, requests: list[_Request], *, final: bool = False) -> list[_Request]:
-        """Send the requests still awaited; those that met NOSCRIPT are returned to retry."""
+        """Send the requests still awaited; return those that met NOSCRIPT (unless ``final``)."""
         live = [r for r in requests if not r.future.done()]  # a cancelled caller sends nothing
         if not live:
             return []
-        pipe: Commands = self._redis.pipeline(transaction=False) if self._cluster else Batch()
+        if self._cluster is None:
+            return self._hand_out(live, await self._execute(live), final=final)
+        return await self._through_failover(self._cluster, live, final=final)
+
+    async def _execute(self, requests: list[_Request]) -> list[list[Any]]:
+        """Send the requests' commands in one batch (one pipeline on a cluster) and split the
+        replies: each request's own, in its order (errors in place)."""
+        pipe: Commands = Batch() if self._cluster is None else self._cluster.pipeline()
         spans: list[tuple[int, int]] = []
-        for request in live:
+        for request in requests:
             start = len(pipe)
             request.build(pipe)
             spans.append((start, len(pipe)))
-        replies = await self._execute(pipe)
+        if isinstance(pipe, Batch):
+            replies = await pipe.send(self._redis)
+        else:  # it queues for each node's connections (``connect.QueuedCluster``)
+            replies = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
+        return [replies[start:end] for start, end in spans]
+
+    def _hand_out(
+        self, requests: list[_Request], replies: list[list[Any]], *, final: bool = False
+    ) -> list[_Request]:
+        """Give each request its replies or its error; return those that met NOSCRIPT."""
         retry: list[_Request] = []
-        for request, (start, end) in zip(live, spans, strict=True):
-            own = replies[start:end]
-            error = next((r for r in own if isinstance(r, Exception)), None)
-            if request.future.done():
+        for request, own in zip(requests, replies, strict=True):
+            if request.future.done():  # cancelled meanwhile
                 continue
+            error = next((r for r in own if isinstance(r, Exception)), None)
             if isinstance(error, NoScriptError) and not final:
                 retry.append(request)
             elif error is not None:
@@ -164,9 +184,30 @@ class AutoPipeline:
                 request.future.set_result(own)
         return retry
 
-    async def _execute(self, pipe: Commands) -> list[Any]:
-        if isinstance(pipe, Batch):
-            return await pipe.send(self._redis)
-        # a cluster pipeline: it queues for each node's connections (``connect.QueuedCluster``)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
-        return replies
+    async def _through_failover(
+        self, cluster: QueuedCluster, requests: list[_Request], *, final: bool
+    ) -> list[_Request]:
+        """Send the requests until each has replies from a node that serves its keys (or
+        the failover timeout passed: then its error); return those that met NOSCRIPT
+        (unless ``final``). A reply saying the node lost its slots, or the cluster is failing
+        over, is waited out here, for the requests that got one."""
+        deadline = time.monotonic() + cluster.failover_timeout
+        backoff = Backoff()
+        retry: list[_Request] = []
+        todo = requests
+        while todo:
+            lost: list[_Request] = []
+            done: list[_Request] = []
+            replies: list[list[Any]] = []
+            for request, own in zip(todo, await self._execute(todo), strict=True):
+                error = next((r for r in own if isinstance(r, Exception)), None)
+                if error is not None and lost_node(error) and time.monotonic() < deadline:
+                    lost.append(request)
+                else:
+                    done.append(request)
+                    replies.append(own)
+            retry += self._hand_out(done, replies, final=final)
+            if lost:
+                await backoff.wait()
+            todo = [r for r in lost if not r.future.done()]
+        return retry

@@ -25,19 +25,10 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    ClusterError,
-    MovedError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
+from flowbus._redis.failover import CALL_ERRORS, lost_node, ride_out
 from flowbus._redis.packing import packed_by_hiredis, packing
 from flowbus.exceptions import ConfigurationError
 
@@ -45,13 +36,15 @@ logger = logging.getLogger("flowbus")
 
 #: Cluster URL schemes and the plain scheme each node is reached with.
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-#: Connections a cluster node may open beyond the queued callers' cap: the odd command
-#: redirected to another node, and pipelines other than the automatic one.
+#: Connections a cluster node may open beyond the queued callers' cap, for commands queued
+#: at another node and redirected here (MOVED: a failover or a slot migration); a command
+#: that still finds none waits (see :meth:`QueuedCluster.execute_command`).
 _HEADROOM = 8
 
 #: Commands whose keys follow ``STREAMS`` (the first half of what follows it).
 _STREAM_READS = ("XREAD", "XREADGROUP")
 _STREAMS = (b"STREAMS", "STREAMS")
+_BLOCK = (b"BLOCK", "BLOCK")
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
@@ -133,16 +126,37 @@ def as_cluster_url(url: str, *, timeout: float = 5.0) -> str:
 
 
 class QueuedCluster(RedisCluster):
-    """A ``RedisCluster`` whose callers wait for one of a node's ``limit`` connections.
+    """A ``RedisCluster`` whose callers wait for one of a node's ``limit`` connections, and
+    wait out a failover.
 
     redis-py raises ``MaxConnectionsError`` when every connection of a node is busy; flowbus's
-    contract (``FLOWBUS_MAX_CONNECTIONS``) is that callers queue, here per node.
+    contract (``FLOWBUS_MAX_CONNECTIONS``) is that callers queue, here per node. redis-py
+    retries a failed command at once, many times (no backoff), which a failover outlasts;
+    here each command that blocks on nothing is sent again with a backoff, for up to
+    ``failover_timeout`` seconds (:func:`failover.ride_out`), and blocking reads are left to
+    their reader, which follows its stream (:class:`failover.StreamFollower`).
     """
 
-    def __init__(self, *, limit: int, **kwargs: Any) -> None:
-        super().__init__(max_connections=limit + _HEADROOM, **kwargs)
+    def __init__(self, *, limit: int, failover_timeout: float, **kwargs: Any) -> None:
+        no_retry = Retry(NoBackoff(), 0)  # the retries are ride_out's
+        super().__init__(max_connections=2 * limit + _HEADROOM, retry=no_retry, **kwargs)
         self.limit = limit
+        self.failover_timeout = failover_timeout
         self._gates: dict[str, asyncio.Semaphore] = {}
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if _blocks(args):
+            return await super().execute_command(*args, **kwargs)
+        # a full pool (MaxConnectionsError) is met before anything is sent: tried again too
+        return await ride_out(
+            lambda: super(QueuedCluster, self).execute_command(*args, **kwargs),
+            within=self.failover_timeout,
+        )
+
+    def remap(self) -> None:
+        """Read the cluster's slot map again before the next command (a pipeline met a lost
+        node, which redis-py notices only for single commands)."""
+        self._initialize = True
 
     async def initialize(self, *args: Any, **kwargs: Any) -> QueuedCluster:
         """Connect; then close the connection that asked a startup node for the slots, which
@@ -203,13 +217,53 @@ class QueuedCluster(RedisCluster):
 
 
 class _QueuedPipeline(ClusterPipeline):
-    """A cluster pipeline sent while it holds a place on every primary."""
+    """A cluster pipeline sent while it holds a place on every primary, and sent again after
+    a lost node for up to the client's ``failover_timeout`` (commands that have their replies
+    are not sent again). Redirections are not followed inside: a MOVED reply is raised, or
+    left in place with ``raise_on_error=False``, and the slot map read again.
+    """
 
     cluster_client: QueuedCluster
 
+    def __init__(self, client: QueuedCluster) -> None:
+        super().__init__(client)
+        #: Commands of no key sent to the node of a key (their position → the key).
+        self._node_of: dict[int, str] = {}
+
+    def execute_command(self, *args: Any, node_of: str | None = None, **kwargs: Any) -> Any:
+        """Queue a command; ``node_of``: send it to the node serving that key (the one found
+        when the pipeline is sent, again at each attempt), as a command of no key (WAIT)."""
+        if node_of is not None:
+            self._node_of[len(self)] = node_of
+        return super().execute_command(*args, **kwargs)
+
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        async with self.cluster_client.every_node():
-            return await super().execute(raise_on_error, allow_redirections)
+        client = self.cluster_client
+        strategy: Any = self._execution_strategy
+        queued = list(strategy._command_queue)  # emptied by each execution
+        node_of, self._node_of = self._node_of, {}
+
+        async def attempt() -> Any:
+            strategy._command_queue = queued
+            try:
+                async with client.every_node():
+                    for position, key in node_of.items():
+                        queued[position].kwargs["target_nodes"] = client.get_node_from_key(key)
+                    return await ClusterPipeline.execute(self, raise_on_error, False)
+            except CALL_ERRORS as exc:
+                if lost_node(exc):
+                    client.remap()
+                raise
+
+        replies = await ride_out(attempt, within=client.failover_timeout)
+        if any(isinstance(r, Exception) and lost_node(r) for r in replies):
+            client.remap()
+        return replies
+
+
+def _blocks(args: tuple[Any, ...]) -> bool:
+    """Whether a command is a blocking read (``XREAD``/``XREADGROUP`` with ``BLOCK``)."""
+    return args[0] in _STREAM_READS and any(a in _BLOCK for a in args[1:])
 
 
 def open_client(
@@ -217,6 +271,7 @@ def open_client(
     *,
     max_connections: int,
     connect_timeout: float,
+    failover_timeout: float = 30.0,
     retry: Retry | None = None,
     health_check_interval: int = 0,
     decode_responses: bool = False,
@@ -225,7 +280,9 @@ def open_client(
     """A client of ``url`` with no socket timeout (blocking reads outlive any fixed one).
 
     Callers beyond ``max_connections`` (per node, on a cluster) wait for a free connection.
-    ``prepare_pool`` adapts a single server's pool (a cluster's connections pack with hiredis).
+    ``retry`` serves a single server; a cluster's commands wait out a failover for up to
+    ``failover_timeout`` seconds instead. ``prepare_pool`` adapts a single server's pool (a
+    cluster's connections pack with hiredis).
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
@@ -246,8 +303,8 @@ def open_client(
         return Redis(connection_pool=prepare_pool(pool))
     cluster = QueuedCluster(
         limit=max_connections,
+        failover_timeout=failover_timeout,
         startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-        retry=retry,
         **{**address.options, **options},
     )
     connection_class = packing(cluster.connection_kwargs["connection_class"])
@@ -296,18 +353,3 @@ async def close_client(client: Redis) -> None:
     await client.aclose()
     if not is_cluster(client):
         await client.connection_pool.aclose()
-
-
-#: Replies of a node that lost its role or its slots while a command waited on it.
-_MOVED_ON = ("UNBLOCKED", "READONLY", "MASTERDOWN", "LOADING")
-
-
-def lost_node(exc: BaseException) -> bool:
-    """Whether ``exc`` says the node serving a read went away or changed (a restart, a
-    failover, a slot migration): the read is to be sent again, to the node that owns its key
-    now, and whatever it waited for re-read, since events may have passed meanwhile."""
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException)):
-        return True
-    if isinstance(exc, (ClusterError, ClusterDownError, TryAgainError, MovedError, AskError)):
-        return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_MOVED_ON)

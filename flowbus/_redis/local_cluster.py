@@ -106,6 +106,36 @@ class LocalCluster:
                         return next(n for n in self.nodes if n.port == port)
         raise ClusterNotReady(f"no live node serves the slot of {key!r}")
 
+    def replicated(self) -> list[EmbeddedServer]:
+        """The live primaries that have a live replica (whose slots can fail over)."""
+        found = []
+        for node in self.nodes:
+            if node.is_alive():
+                with _client(node) as client:
+                    info = client.info("replication")
+                if info["role"] == "master" and info.get("connected_slaves", 0) > 0:
+                    found.append(node)
+        return found
+
+    def fail_over(self, key: str, timeout: float = 30.0) -> EmbeddedServer:
+        """Kill (SIGKILL) the primary serving ``key`` and wait until its replica serves the
+        slot instead; return the killed node (see :meth:`revive`)."""
+        victim = self.primary_for(key)
+        victim.kill()
+        _wait(
+            lambda: self.primary_for(key) is not victim and self._healthy(),
+            time.monotonic() + timeout,
+            f"no replica took over from the primary of {key!r}",
+        )
+        return victim
+
+    def revive(self, timeout: float = 30.0) -> None:
+        """Start every killed node again (each rejoins as a replica) and wait until healthy."""
+        for node in self.nodes:
+            if not node.is_alive():
+                node.start()
+        self.wait_healthy(timeout)
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Wait until every live node reports ``cluster_state:ok`` and agrees on the primaries."""
         _wait(lambda: self._healthy(), time.monotonic() + timeout, "the cluster did not heal")

@@ -31,10 +31,9 @@ _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Run
 )
 
 
-#: Attempts after the first for a command whose connection dropped, and their backoff (s).
+#: Attempts after the first for a command whose connection dropped, and their backoff (s)
+#: (one server: a cluster's commands wait out a failover instead, see connect.QueuedCluster).
 _RETRIES, _RETRY_BASE, _RETRY_CAP = 5, 0.05, 1.0
-#: On a cluster, attempts also span a failover (the node timeout, then an election).
-_CLUSTER_RETRIES = 40
 
 
 def resolve_url(settings: Settings) -> str:
@@ -64,17 +63,18 @@ def open_redis(url: str, settings: Settings, *, max_connections: int | None = No
     on a new one, a few times. That is safe for flowbus's commands: reads, idempotent writes,
     and compare-and-set scripts, which carry a call id, so a copy of a call that was applied is
     answered as the first one was (not refused by the state it made) and applied once.
+    On a cluster, a command also waits out a failover (``FLOWBUS_FAILOVER_TIMEOUT``).
     Connections to the default server look its address up in its URL file each time.
     """
-    cluster = url.partition("://")[0].endswith("+cluster")
     return open_client(
         url,
         max_connections=max_connections or settings.max_connections,
         connect_timeout=settings.connect_timeout,
+        failover_timeout=settings.failover_timeout,
         health_check_interval=30,
         retry=Retry(
             ExponentialBackoff(cap=_RETRY_CAP, base=_RETRY_BASE),
-            _CLUSTER_RETRIES if cluster else _RETRIES,
+            _RETRIES,
             supported_errors=(RedisConnectionError, RedisTimeoutError),
         ),
         prepare_pool=lambda pool: prepared(pool, settings),

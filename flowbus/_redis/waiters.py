@@ -8,8 +8,10 @@ cost one connection and, while nothing happens, one command per ``recheck_interv
 
 No lost wake-up: a watcher pins its cursor to a concrete stream id before a waiter is
 registered, and a waiter registers before it acts (pauses, reads the state), so every event
-after that point reaches it. After a reconnect every waiter is told to re-read its run, and so
-after a burst that may have been trimmed (streams are capped) before the watcher read it.
+after that point reaches it. After a reconnect or a failover (the watcher follows its streams
+to the node that owns them now, its cursors stepped back to what they hold there) every
+waiter is told to re-read its run, and so after a burst that may have been trimmed (streams
+are capped) before the watcher read it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from redis.exceptions import RedisError
 
 from flowbus._core.codec import text
 from flowbus._core.supervisor import spawn, supervise
-from flowbus._redis.connect import by_slot, close_client, is_cluster, lost_node, open_client
+from flowbus._redis.connect import by_slot, close_client, is_cluster, open_client
 from flowbus._redis.events import RawEntry, RunEvent, event_or_none, raw_xread
+from flowbus._redis.failover import StreamFollower, caught_up, lost_node
 from flowbus._redis.keys import Keys
 from flowbus._redis.url_file import prepared
 from flowbus.settings import Settings
@@ -174,8 +177,9 @@ class StreamWatcher:
     async def run(self) -> None:
         """Read forever; after any failure, back off, have every waiter re-read, read again.
 
-        A lost connection, a key of the wrong type or a missing permission never ends the
-        watcher (its waiters would hang): they wake up to re-read their runs instead.
+        A lost node (a restart, a failover) is followed (:class:`StreamFollower`); a key of
+        the wrong type or a missing permission restarts the loop. Neither ends the watcher
+        (its waiters would hang): they wake up to re-read their runs instead.
         """
         await supervise(
             f"Watcher of {self.name}",
@@ -185,9 +189,12 @@ class StreamWatcher:
         )
 
     async def _read_forever(self) -> None:
+        streams: Any = self.cursors
+        follower = StreamFollower(f"the watched {self.name}", self._resync)
         while True:
-            streams: Any = self.cursors
-            reply = await self.redis.xread(streams, count=_BATCH, block=self.recheck_ms)
+            reply = await follower.read(
+                lambda: self.redis.xread(streams, count=_BATCH, block=self.recheck_ms)
+            )
             for stream, read in raw_xread(reply):
                 self._deliver(stream, read)
                 if len(read) >= _BATCH and await self._may_have_lost(stream, read[0][0]):
@@ -199,6 +206,12 @@ class StreamWatcher:
             if reply:
                 # the waiters just woken run first: sending the next read can wait for them
                 await asyncio.sleep(0)
+
+    async def _resync(self) -> None:
+        """After a lost node: step back cursors the streams end before, then have every
+        waiter re-read its run (whatever happened meanwhile, it reads it or the watcher does)."""
+        await caught_up(self.redis, self.cursors)
+        self.broadcast(None)
 
     @property
     def name(self) -> str:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from uuid import UUID
 
-from redis.exceptions import RedisError
-
 from flowbus._core.codec import text
-from flowbus._redis.connect import lost_node
 from flowbus._redis.events import (
     RawEntry,
     RunEvent,
@@ -19,6 +15,7 @@ from flowbus._redis.events import (
     raw_entries,
     raw_xread,
 )
+from flowbus._redis.failover import StreamFollower, caught_up
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import Runtime
 
@@ -26,8 +23,6 @@ __all__ = ["RunEvent", "follow", "history", "last_id", "tail"]
 
 #: Milliseconds one blocking read of a follower waits before it reads again.
 _BLOCK_MS = 30_000
-#: Seconds a follower waits before it reads again after its node went away.
-_RETRY_SECONDS = 0.2
 #: Entries a follower reads at once; below every cap of a queue's events stream, so a read
 #: that comes back short missed nothing (see :func:`follow`).
 _BATCH = 1000
@@ -55,12 +50,17 @@ async def follow(
     The queue's events stream only wakes the follower: what it yields is read from the
     run's history, which holds every step (those no event published too). A read of the
     stream that comes back full may have been overtaken by the stream's cap, so the
-    history is read then as well: nothing is missed, however far the follower fell behind.
+    history is read then as well: nothing is missed, however far the follower fell behind,
+    nor across a failover (after which it is read again too).
     """
     keys = await runtime.store.run_keys(run_id)
     rid, seen = str(run_id), after
     async for batch in _batches(runtime, keys.queue_events, after=after):
-        if len(batch) < _BATCH and not any(_of_run(fields, rid) for _, fields in batch):
+        if (
+            batch is not None
+            and len(batch) < _BATCH
+            and not any(_of_run(fields, rid) for _, fields in batch)
+        ):
             continue
         new = [e for e in await _recorded(runtime, keys, rid) if _newer(e.id, seen)]
         for event in new:  # steps of one script share an id: taken together
@@ -96,24 +96,34 @@ async def last_id(runtime: Runtime, stream: str) -> str:
 async def tail(runtime: Runtime, stream: str, *, after: str) -> AsyncIterator[RunEvent]:
     """Yield events of ``stream`` after ``after`` forever: blocking reads, never ``$``."""
     async for batch in _batches(runtime, stream, after=after):
-        for entry_id, fields in batch:
+        for entry_id, fields in batch or ():
             if (event := event_or_none(stream, entry_id, fields)) is not None:
                 yield event
 
 
-async def _batches(runtime: Runtime, stream: str, *, after: str) -> AsyncIterator[list[RawEntry]]:
-    """Entries of ``stream`` after ``after``, a read's worth at a time, forever."""
-    cursor = after
+async def _batches(
+    runtime: Runtime, stream: str, *, after: str
+) -> AsyncIterator[list[RawEntry] | None]:
+    """Entries of ``stream`` after ``after``, a read's worth at a time, forever; ``None``
+    after a failover or restart (followed to the stream's node), when entries may have been
+    lost with it: whatever the caller follows is to be re-read."""
+    cursors = {stream: after}
     redis = runtime.waiters.redis
+    switched = False
+
+    async def resync() -> None:
+        nonlocal switched
+        await caught_up(redis, cursors)
+        switched = True
+
+    follower = StreamFollower(stream, resync)
+    streams: Any = cursors  # redis-py's annotation wants bytes-or-str keys and ids
     while True:
-        try:
-            reply = await redis.xread({stream: cursor}, block=_BLOCK_MS, count=_BATCH)
-        except (RedisError, OSError) as exc:
-            if not lost_node(exc):
-                raise
-            await asyncio.sleep(_RETRY_SECONDS)  # then read from the node owning the stream now
-            continue
+        reply = await follower.read(lambda: redis.xread(streams, block=_BLOCK_MS, count=_BATCH))
+        if switched:
+            switched = False
+            yield None
         for _stream, entries in raw_xread(reply):
             if entries:
-                cursor = entries[-1][0]
+                cursors[stream] = entries[-1][0]
                 yield entries

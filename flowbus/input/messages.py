@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from flowbus._core.codec import loads_json
 from flowbus._redis import run_inputs
 from flowbus._redis.consumer_groups import create_group
 from flowbus._redis.events import Entry, parse_xread
+from flowbus._redis.failover import StreamFollower, caught_up
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus.exceptions import SerializationError
@@ -105,6 +107,7 @@ class InputReceiver:
         self._buffer: deque[Entry] = deque()
         self._unacked: str | None = None
         self._backlog = True  # a cursor first re-reads what it got but did not acknowledge
+        self._follower: StreamFollower | None = None  # made with the first read
 
     async def anext(self) -> Any:
         """The next matching input; ``TimeoutError`` if none comes within ``timeout``."""
@@ -169,15 +172,33 @@ class InputReceiver:
         return None if left <= 0 else max(1, int(min(left, recheck) * 1000))
 
     async def _read(self, runtime: Runtime, keys: RunKeys, deadline: float | None) -> list[Entry]:
-        redis = runtime.waiters.redis
+        """New entries of the run's messages stream: none after a lost node (followed to the
+        stream's new primary, which a named cursor reads from its own pending entries)."""
         block = self._block_ms(runtime, deadline)
+        if self._follower is None:
+            resync = partial(self._resync, runtime, keys)
+            self._follower = StreamFollower(f"the inputs of run {self.run_id}", resync)
         if self.cursor is None:
-            reply = await redis.xread({keys.messages: self._last}, count=_BATCH, block=block)
-            entries = [e for _s, batch in parse_xread(reply) for e in batch]
-            if entries:
-                self._last = entries[-1][0]
-            return entries
-        return await self._read_group(runtime, keys, block)
+            entries = await self._follower.read(lambda: self._read_new(runtime, keys, block))
+        else:
+            entries = await self._follower.read(lambda: self._read_group(runtime, keys, block))
+        return entries or []
+
+    async def _read_new(self, runtime: Runtime, keys: RunKeys, block: int | None) -> list[Entry]:
+        redis = runtime.waiters.redis
+        reply = await redis.xread({keys.messages: self._last}, count=_BATCH, block=block)
+        entries = [e for _s, batch in parse_xread(reply) for e in batch]
+        if entries:
+            self._last = entries[-1][0]
+        return entries
+
+    async def _resync(self, runtime: Runtime, keys: RunKeys) -> None:
+        if self.cursor is not None:
+            self._backlog = True
+            return
+        cursors = {keys.messages: self._last}
+        await caught_up(runtime.waiters.redis, cursors)
+        self._last = cursors[keys.messages]
 
     async def _read_group(self, runtime: Runtime, keys: RunKeys, block: int | None) -> list[Entry]:
         redis = runtime.waiters.redis

@@ -32,8 +32,9 @@ def _redis() -> redis.Redis:
 
 
 def key(name: str) -> str:
-    """A test key under the run's key prefix (the test and its workers share the prefix)."""
-    return f"{os.environ['FLOWBUS_KEY_PREFIX']}:test:{name}"
+    """A test key under the run's key prefix (the test and its workers share the prefix),
+    all in one hash slot (a cluster's failover test keeps them off the shard it fails)."""
+    return f"{os.environ['FLOWBUS_KEY_PREFIX']}:{{test}}:{name}"
 
 
 @task

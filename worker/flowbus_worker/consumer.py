@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from flowbus._core.supervisor import supervise
-from flowbus._redis.connect import lost_node
+from flowbus._redis.failover import StreamFollower
 from flowbus_worker import groups
 from flowbus_worker.run_tasks import RunTasks
 
@@ -30,26 +30,35 @@ logger = logging.getLogger("flowbus.worker")
 
 #: Most entries read at once per stream (when that many slots are free).
 READ_BATCH = 16
-#: Seconds between attempts while Redis is unreachable (doubling, capped).
-BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 
 #: Called with the stream, the entry id, its fields and the slot token (which it must release).
 EntryHandler = Callable[[str, str, dict[str, str], object], Coroutine[Any, Any, None]]
 
 
 class GroupReader:
-    """Reads new entries of some streams through the workers' groups, surviving Redis hiccups.
+    """Reads new entries of some streams through the workers' groups, across restarts and
+    failovers (a :class:`StreamFollower`).
 
     One reader per list of streams: on a cluster, where one command reaches one node, the
-    streams of each node would get a reader of their own.
+    streams of each hash slot get a reader of their own. ``left_pending`` is told when a
+    read was lost with its node: entries it delivered may be pending as this worker's, with
+    nothing executing them (the reclaimer takes them once idle a lease).
     """
 
-    def __init__(self, redis: Redis, streams: Sequence[str], consumer: str, block_ms: int):
+    def __init__(
+        self,
+        redis: Redis,
+        streams: Sequence[str],
+        consumer: str,
+        block_ms: int,
+        left_pending: Callable[[float], None] | None = None,
+    ):
         self.redis = redis
         self.streams = list(dict.fromkeys(streams))
         self.consumer = consumer
         self.block_ms = block_ms
-        self.backoff = BACKOFF_START
+        self.left_pending = left_pending
+        self.follower = StreamFollower(self.describe(), self._resync)
 
     async def start(self) -> None:
         await groups.ensure_groups(self.redis, self.streams)
@@ -57,29 +66,21 @@ class GroupReader:
     async def read(self, count: int) -> list[groups.StreamEntry]:
         """Up to ``count`` new entries per stream; none after a timeout or a recovered error."""
         try:
-            entries = await groups.read_new(
-                self.redis, self.streams, self.consumer, count=count, block_ms=self.block_ms
+            entries = await self.follower.read(
+                lambda: groups.read_new(
+                    self.redis, self.streams, self.consumer, count=count, block_ms=self.block_ms
+                )
             )
-        except (RedisError, OSError) as exc:
-            if isinstance(exc, ResponseError) and groups.is_missing_group(exc):
-                await groups.ensure_groups(
-                    self.redis, self.streams
-                )  # deleted, or lost in a failover
-                return []
-            if not lost_node(exc):
+        except ResponseError as exc:
+            if not groups.is_missing_group(exc):
                 raise
-            await self._back_off(exc)
+            await groups.ensure_groups(self.redis, self.streams)  # deleted, or lost in a failover
             return []
-        self.backoff = BACKOFF_START
-        return entries
+        return entries or []
 
-    async def _back_off(self, exc: BaseException) -> None:
-        """Wait before reading again: the next read goes to the node owning the stream now."""
-        logger.warning(
-            "Reading %s failed (%s); retrying in %.1fs", self.describe(), exc, self.backoff
-        )
-        await anyio.sleep(self.backoff)
-        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+    async def _resync(self) -> None:
+        if self.left_pending is not None:
+            self.left_pending(anyio.current_time())
 
     def describe(self) -> str:
         first, more = self.streams[0], len(self.streams) - 1

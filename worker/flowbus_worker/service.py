@@ -179,7 +179,9 @@ class Worker:
         run_streams, request_streams = self._readers
         self._intakes = [
             RunIntake(
-                GroupReader(blocking, streams, config.name, config.block_ms),
+                GroupReader(
+                    blocking, streams, config.name, config.block_ms, self._reclaims.left_pending
+                ),
                 executor.limiter,
                 handle_run,
                 self._runs,

@@ -1,0 +1,166 @@
+"""A Redis Cluster primary killed (SIGKILL) and its replica promoted: runs paused, running and
+queued all finish, waiters wake, workers keep serving.
+
+The cluster is this module's own (3 primaries with a replica each, a short node timeout), so
+these tests run whether or not the session's server is a cluster. Each test fails over a
+shard that still has a replica; killed nodes are started again (as replicas) when none has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowbus import StateType, flow, get_client, pause_flow_run
+from flowbus._redis.keys import Keys
+from flowbus._redis.local_cluster import LocalCluster
+from flowbus.flow_runs import await_for_flow_run
+from flowbus.settings import get_settings
+from tests.conftest import env_for_subprocess
+from tests.e2e.flows_module import key
+from tests.e2e.support import (
+    WorkerProcess,
+    dump_logs,
+    is_suspended,
+    spawn_worker,
+    wait_for_log,
+    wait_for_run,
+)
+from tests.redis_clients import sync_redis
+from tests.runs import current_run_id, launch, wait_for_ids, wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+#: How long a node may be unreachable before it is judged failed (the failover starts).
+NODE_TIMEOUT_MS = 1500
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    data = tmp_path_factory.mktemp("failover")
+    with LocalCluster(data, masters=3, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS) as started:
+        yield started
+
+
+@pytest.fixture
+def on_cluster(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
+    """Point flowbus at the module's cluster (the key prefix stays the test's own)."""
+    monkeypatch.setenv("FLOWBUS_REDIS_URL", cluster.url)
+    get_settings.cache_clear()
+    return cluster
+
+
+def shard_to_fail(cluster: LocalCluster, stream: str) -> None:
+    """Make sure the primary of ``stream`` has a replica to promote."""
+    if cluster.primary_for(stream) not in cluster.replicated():
+        cluster.revive()
+
+
+def queues_apart(cluster: LocalCluster, prefix: str, count: int) -> list[str]:
+    """Queues of one shard that can fail over and serves none of the test's own keys (the
+    gates and counters the flows use), so the test sees the failover of its queues alone."""
+    for _attempt in range(2):
+        mine = {cluster.primary_for(key("gate")).port}  # every test key's (one hash tag)
+        shards: dict[int, list[str]] = {}
+        for node in cluster.replicated():
+            if node.port not in mine:
+                shards[node.port] = []
+        for n in range(2000):
+            queue = f"fo{n}"
+            port = cluster.primary_for(Keys(prefix).queue(queue).control()).port
+            if port in shards:
+                shards[port].append(queue)
+                if len(shards[port]) == count:
+                    return shards[port]
+        cluster.revive()  # every shard apart has failed over already
+    raise AssertionError("no shard apart from the test's keys")
+
+
+async def test_a_paused_run_resumes_after_its_primary_dies(
+    on_cluster: LocalCluster, flowbus_env: str, runtime_closed: None
+) -> None:
+    # Given a run paused in this process, and a second waiter on it
+    control = Keys(flowbus_env).queue("default").control()
+    shard_to_fail(on_cluster, control)
+    ids: list[str] = []
+
+    @flow
+    async def paused() -> str:
+        ids.append(current_run_id())
+        await pause_flow_run(timeout=120, key="approval")
+        return "resumed"
+
+    state = launch(paused)
+    (run_id,) = await wait_for_ids(ids, 1)
+    run = await wait_until(run_id, StateType.PAUSED)
+    waiter = asyncio.ensure_future(await_for_flow_run(run.id, timeout=90))
+    # When the primary of its queue is killed and its replica promoted
+    on_cluster.fail_over(control)
+    # Then a resume is accepted, the paused flow wakes and finishes, and the waiter wakes
+    async with get_client() as client:
+        await client.resume_flow_run(run.id)
+    assert (await asyncio.wait_for(state, 60)).type is StateType.COMPLETED
+    assert (await asyncio.wait_for(waiter, 60)).state.type is StateType.COMPLETED
+
+
+async def test_workers_keep_serving_after_their_queues_fail_over(
+    on_cluster: LocalCluster, flowbus_env: str, tmp_path: Path, runtime_closed: None
+) -> None:
+    # Given two queues of one shard: on the first a worker with one slot, running a run
+    # (held in a task) with runs queued behind it and a run suspended for input; on the
+    # second a worker blocked reading it
+    busy, idle = queues_apart(on_cluster, flowbus_env, 2)
+    env = env_for_subprocess(on_cluster.url, flowbus_env)
+    # leases longer than the failover: the workers' runs are not taken for orphans meanwhile
+    workers = [
+        spawn_worker(env, tmp_path, "w1", "--lease", "10", "--concurrency", "1", queue=busy),
+        spawn_worker(env, tmp_path, "w2", "--lease", "10", queue=idle),
+    ]
+    try:
+        await _serve_through_failover(on_cluster, flowbus_env, busy, idle, workers)
+    except BaseException:
+        dump_logs(workers)
+        raise
+    finally:
+        for worker in workers:
+            worker.ensure_stopped()
+
+
+async def _serve_through_failover(
+    cluster: LocalCluster, prefix: str, busy: str, idle: str, workers: list[WorkerProcess]
+) -> None:
+    gates = sync_redis()
+    async with get_client() as client:
+        suspending = await client.create_deployment("approval", "s", queue=busy)
+        running = await client.create_deployment("long-running", "r", queue=busy)
+        adding = await client.create_deployment("add", "a", queue=busy)
+        adding_idle = await client.create_deployment("add", "b", queue=idle)
+        suspended = await client.create_flow_run_from_deployment(suspending, {"tag": "s"})
+        await wait_for_run(suspended.id, is_suspended)
+        gated = await client.create_flow_run_from_deployment(running, {"tag": "x"})
+        assert gates.blpop([key("started:x-gate")], timeout=60) is not None
+        queued = [
+            await client.create_flow_run_from_deployment(adding, {"x": i, "y": 1}) for i in range(3)
+        ]
+        await wait_for_log(workers[1], "Worker w2 ready")
+        # When the queues' primary is killed and its replica promoted
+        cluster.fail_over(Keys(prefix).queue(busy).control())
+        # Then the blocked worker serves new runs, the running run finishes once its task
+        # does, the queued runs run after it, the suspended run resumes on a worker
+        later = [
+            await client.create_flow_run_from_deployment(adding_idle, {"x": i, "y": 10})
+            for i in range(3)
+        ]
+        gates.rpush(key("open:x-gate"), "1")
+        await client.resume_flow_run(suspended.id, {"approved": True, "note": "after"})
+        for run in [*later, gated, *queued, suspended]:
+            done = await await_for_flow_run(run.id, timeout=60)
+            assert done.state.type is StateType.COMPLETED, (run.name, done.state)
+        results = [await client.store.read_result(r.id) for r in [*queued, *later]]
+    assert results == [1, 2, 3, 10, 11, 12]
+    # and both workers are still serving
+    assert all(worker.proc.poll() is None for worker in workers)
+    gates.close()
