@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     #: Seconds a call to a Redis Cluster waits out a failover (its node timeout, then the
     #: election of a replica) before it fails; blocking readers wait as long as it takes.
     failover_timeout: float = Field(default=30.0, gt=0)
+    #: After a resume or a final transition, wait until this many replicas have it
+    #: (``WAIT``), so that a failover right after cannot lose it; 0: do not wait.
+    cluster_wait_replicas: int = Field(default=0, ge=0)
+    #: Milliseconds that wait may take; past them the call goes on regardless (logged).
+    cluster_wait_timeout_ms: int = Field(default=1000, ge=1)
     #: Level of the run logs a script shows on stderr (when it configured no logging).
     logging_level: str = "INFO"
 

@@ -123,3 +123,10 @@ def test_redis_cost_prints_its_figures() -> None:
     assert result["retention"]["runs"] == 20
     assert result["cpu"]["over_floor_median"] > 0
     assert {"redis_cpu_ok", "retention_ok"} <= set(result["vs_targets"])
+
+
+@pytest.mark.timeout(120)
+def test_cluster_wait_prints_its_figures() -> None:
+    result = run_bench("cluster_wait.py", "--n", "40")
+    assert result["benchmark"] == "cluster_wait"
+    assert result["wait_1_replica"]["primary_cpu_us_per_cancel"] > 0

@@ -626,6 +626,30 @@ async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:
     assert other.status is Status.REFUSED
 
 
+async def test_a_resent_resume_and_final_state_are_applied_once(store: RunStore) -> None:
+    # Given a paused run, resumed (with input) by a call whose reply was lost
+    run = await store.create_run("flow-a")
+    keys = await store.run_keys(run.id)
+    for kind in (S.PENDING, S.RUNNING):
+        assert (await moved(store, keys, kind)).accepted
+    pause = store.scripts.pause(
+        keys, key="k", timeout_ms=None, reschedule=False, state_name="Paused"
+    )
+    assert (await pause).accepted
+    resume = store.scripts.resume(keys, key="k", data=encode({"ok": True}))
+    first = await resume
+    # When it is sent again (as after a failover), Then it is answered as the first time
+    again = await resume
+    assert first.accepted and again.accepted and again.detail == first.detail
+    # and so is a final state sent twice; each change was published once
+    done = store.scripts.set_state(keys, kind=S.COMPLETED.value, name="Completed")
+    assert (await done).accepted and (await done).accepted
+    types = [e["type"] for e in await steps(store, keys)]
+    assert types == ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "RUNNING", "COMPLETED"]
+    # while a late copy of the resume, after the run moved on, is refused by the state
+    assert (await resume).status is not Status.ACCEPTED
+
+
 async def test_deadlines_that_name_no_run_are_dropped_and_infinity_is_a_number(
     store: RunStore,
 ) -> None:

@@ -117,17 +117,28 @@ class LocalCluster:
                     found.append(node)
         return found
 
+    def replica_of(self, primary: EmbeddedServer) -> EmbeddedServer:
+        """A live replica of ``primary``."""
+        with _client(primary) as client:
+            info = client.info("replication")
+        ports = {int(v["port"]) for k, v in info.items() if k.startswith("slave")}
+        return next(n for n in self.nodes if n.port in ports and n.is_alive())
+
     def fail_over(self, key: str, timeout: float = 30.0) -> EmbeddedServer:
         """Kill (SIGKILL) the primary serving ``key`` and wait until its replica serves the
         slot instead; return the killed node (see :meth:`revive`)."""
         victim = self.primary_for(key)
         victim.kill()
+        self.wait_promoted(key, victim, timeout)
+        return victim
+
+    def wait_promoted(self, key: str, victim: EmbeddedServer, timeout: float = 30.0) -> None:
+        """Wait until a node other than ``victim`` serves ``key`` and the cluster is healthy."""
         _wait(
             lambda: self.primary_for(key) is not victim and self._healthy(),
             time.monotonic() + timeout,
             f"no replica took over from the primary of {key!r}",
         )
-        return victim
 
     def revive(self, timeout: float = 30.0) -> None:
         """Start every killed node again (each rejoins as a replica) and wait until healthy."""

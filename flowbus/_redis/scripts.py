@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 from collections.abc import Generator, Mapping
 from functools import cache
@@ -36,6 +37,8 @@ from flowbus._redis.replies import (
 )
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES
+
+logger = logging.getLogger("flowbus")
 
 Arg = str | bytes | int
 #: Statuses of a call that may have ended the run.
@@ -70,27 +73,43 @@ class Call(Generic[R]):
     """One script call, its arguments and call id fixed: awaited alone, or added to a pipeline.
 
     The call id lets a copy resent after a dropped connection find the call on the run and
-    get the first reply, not a refusal; awaiting a call again sends that same copy.
+    get the first reply, not a refusal; awaiting a call again sends that same copy. A
+    ``durable`` call (a resume, a move to a final state) is followed by ``WAIT`` when
+    ``FLOWBUS_CLUSTER_WAIT_REPLICAS`` asks for replicas to have it before it returns.
     """
 
-    __slots__ = ("_command", "_read", "_scripts", "keys")
+    __slots__ = ("_command", "_read", "_scripts", "_wait", "keys")
 
     def __init__(
-        self, scripts: Scripts, name: str, keys: RunKeys, args: tuple[Arg, ...], read: Parser[R]
+        self,
+        scripts: Scripts,
+        name: str,
+        keys: RunKeys,
+        args: tuple[Arg, ...],
+        read: Parser[R],
+        *,
+        durable: bool = False,
     ) -> None:
         self._scripts = scripts
         self._read = read
         self.keys = keys
         self._command = scripts.command(name, keys, args)
+        self._wait = durable and scripts.wait_replicas > 0
 
     def add(self, pipe: Commands) -> None:
-        """Add the call to a pipeline built for :meth:`Scripts.pipeline`."""
+        """Add the call (and its ``WAIT``) to a pipeline built for :meth:`Scripts.pipeline`."""
         # as a plain command: redis-py's cluster pipeline refuses .evalsha(), not EVALSHA
         pipe.execute_command("EVALSHA", *self._command)
+        if self._wait:  # on the same connection: WAIT counts the replicas that have its writes
+            self._scripts.add_wait(pipe, self.keys.run)
 
-    def reply(self, raw: Any) -> R:
-        """The call's typed reply from its raw one (:class:`MalformedEntry` if it is none)."""
-        return replies.parse(raw, self._read)
+    def reply(self, own: list[Any]) -> R:
+        """The call's typed reply from the pipeline's replies from its own on (its script's,
+        then its ``WAIT``'s, if any); :class:`MalformedEntry` if it is none."""
+        reply = replies.parse(own[0], self._read)
+        if self._wait:
+            self._scripts.check_replicas(self.keys, own[1])
+        return reply
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._scripts.run(self).__await__()
@@ -114,6 +133,29 @@ class Scripts:
         #: Call ids: a random prefix and a counter, unique without a random draw per call.
         self._op_prefix = secrets.token_hex(8)
         self._op_count = itertools.count()
+        self.wait_replicas = settings.cluster_wait_replicas
+        self._wait_ms = settings.cluster_wait_timeout_ms
+
+    def add_wait(self, pipe: Commands, key: str) -> None:
+        """``WAIT`` on the connection of the node serving ``key``, after the commands sent
+        there before it (on a cluster WAIT has no key: the cluster pipeline's ``node_of``
+        sends it to that node)."""
+        if is_cluster(self._redis):
+            cluster_pipe: Any = pipe
+            cluster_pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms, node_of=key)
+        else:
+            pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+
+    def check_replicas(self, keys: RunKeys, acked: Any) -> None:
+        if isinstance(acked, int) and acked >= self.wait_replicas:
+            return
+        logger.warning(
+            "Run %s: %s of %d replicas had its last change after %d ms; a failover now may lose it",
+            keys.run.rpartition(":")[2],
+            acked,
+            self.wait_replicas,
+            self._wait_ms,
+        )
 
     def command(self, name: str, keys: RunKeys, args: tuple[Arg, ...]) -> tuple[Any, ...]:
         """EVALSHA's arguments for script ``name``: the shared head, ``args``, a new call id."""
@@ -145,8 +187,7 @@ class Scripts:
 
     async def run(self, call: Call[R]) -> R:
         """Run one call alone; a run it ends has its index (another slot) expired after it."""
-        (raw,) = await self._batch.execute(call.add)
-        reply = call.reply(raw)
+        reply = call.reply(await self._batch.execute(call.add))
         if reply.state_type in FINAL_TYPES and reply.status in _ENDED:
             await self._redis.expire(call.keys.index, self._retention)
         return reply
@@ -192,7 +233,7 @@ class Scripts:
 
     def end_orphan(self, keys: RunKeys) -> Call[Reply]:
         """End a held run whose holder is gone (a sweeper's step)."""
-        return Call(self, "end_orphan", keys, (), replies.plain)
+        return Call(self, "end_orphan", keys, (), replies.plain, durable=True)
 
     def set_state(
         self,
@@ -216,7 +257,8 @@ class Scripts:
         args = (kind, name, message, _flag(retry), b"" if result is None else result)
         tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id, _token(attempt))
         results = (item for pair in (task_results or {}).items() for item in pair)
-        return Call(self, "set_state", keys, (*args, *tail, *results), replies.plain)
+        every = (*args, *tail, *results)
+        return Call(self, "set_state", keys, every, replies.plain, durable=kind in FINAL_TYPES)
 
     def force_state(
         self,
@@ -233,7 +275,8 @@ class Scripts:
         takes its pause key, deadline and ``reschedule``."""
         deadline = "" if pause_deadline_ms is None else pause_deadline_ms
         args = (kind, name, message, pause_key, deadline, _flag(reschedule))
-        return Call(self, "force_state", keys, args, replies.plain)
+        final = kind in FINAL_TYPES
+        return Call(self, "force_state", keys, args, replies.plain, durable=final)
 
     def start_scheduled(self, keys: RunKeys) -> Call[DueReply]:
         """Enqueue a SCHEDULED run whose start came; drop a stale deadline."""
@@ -288,12 +331,12 @@ class Scripts:
         ``proposal`` is applied once, whether its owner or its resumer sends it (or both)."""
         given = data is not None
         args = (key, data or b"", _flag(given), _flag(early), proposal)
-        return Call(self, "resume", keys, args, replies.plain)
+        return Call(self, "resume", keys, args, replies.plain, durable=True)
 
     def expire_pause(self, keys: RunKeys, *, key: str = "") -> Call[DueReply]:
         """Time out the run's pause under ``key`` ("" any) if its deadline passed: FAILED, or
         resumed without input if the pause said so."""
-        return Call(self, "expire_pause", keys, (key,), replies.due)
+        return Call(self, "expire_pause", keys, (key,), replies.due, durable=True)
 
     def request_suspension(self, keys: RunKeys, *, key: str, timeout_ms: int | None) -> Call[Reply]:
         """RUNNING → PAUSED "Suspending" under ``key``."""

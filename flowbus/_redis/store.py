@@ -269,7 +269,7 @@ class RunStore:
             call.add(pipe)
 
         replies = await self.scripts.pipeline(build)
-        indexed, reply = replies[0], call.reply(replies[-1])
+        indexed, reply = replies[0], call.reply(replies[-1:])
         self._known_queues.add(queue)
         if not reply.accepted:
             # the index was ours (set now, or by the first send of a pipeline resent after
@@ -460,7 +460,7 @@ class RunStore:
             if final:
                 pipe.execute_command("EXPIRE", keys.index, self.settings.retention_seconds)
 
-        reply = call.reply((await self.scripts.pipeline(build))[0])
+        reply = call.reply(await self.scripts.pipeline(build))
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
         refused_while_live = final and not reply.accepted and reply.state_type not in FINAL_TYPES

@@ -9,12 +9,19 @@ shard that still has a replica; killed nodes are started again (as replicas) whe
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+import redis
 
-from flowbus import StateType, flow, get_client, pause_flow_run
+from flowbus import Cancelled, StateType, flow, get_client, pause_flow_run
+from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.keys import Keys
 from flowbus._redis.local_cluster import LocalCluster
 from flowbus.flow_runs import await_for_flow_run
@@ -59,11 +66,13 @@ def shard_to_fail(cluster: LocalCluster, stream: str) -> None:
         cluster.revive()
 
 
-def queues_apart(cluster: LocalCluster, prefix: str, count: int) -> list[str]:
-    """Queues of one shard that can fail over and serves none of the test's own keys (the
-    gates and counters the flows use), so the test sees the failover of its queues alone."""
+def queues_apart(
+    cluster: LocalCluster, prefix: str, count: int, *, apart: bool = True
+) -> list[str]:
+    """Queues of one shard that can fail over and (``apart``) serves none of the test's own
+    keys (the gates and counters flows use), so the test sees the failover of its queues alone."""
     for _attempt in range(2):
-        mine = {cluster.primary_for(key("gate")).port}  # every test key's (one hash tag)
+        mine = {cluster.primary_for(key("gate")).port} if apart else set()  # one hash tag
         shards: dict[int, list[str]] = {}
         for node in cluster.replicated():
             if node.port not in mine:
@@ -99,6 +108,9 @@ async def test_a_paused_run_resumes_after_its_primary_dies(
     waiter = asyncio.ensure_future(await_for_flow_run(run.id, timeout=90))
     # When the primary of its queue is killed and its replica promoted
     on_cluster.fail_over(control)
+    promoted = on_cluster.primary_for(control)
+    with redis.Redis(port=promoted.port, password=promoted.password) as direct:
+        direct.script_flush()  # a promoted replica may lack the scripts
     # Then a resume is accepted, the paused flow wakes and finishes, and the waiter wakes
     async with get_client() as client:
         await client.resume_flow_run(run.id)
@@ -164,3 +176,96 @@ async def _serve_through_failover(
     # and both workers are still serving
     assert all(worker.proc.poll() is None for worker in workers)
     gates.close()
+
+
+# -- the loss window --------------------------------------------------------------------------
+
+
+async def test_changes_a_replica_never_received_are_lost_with_its_primary(
+    on_cluster: LocalCluster, flowbus_env: str, runtime_closed: None
+) -> None:
+    # Given runs waiting in a queue (no worker), created while the replica was in sync
+    (queue,) = queues_apart(on_cluster, flowbus_env, 1, apart=False)
+    control = Keys(flowbus_env).queue(queue).control()
+    runs = await waiting_runs(queue, 3)
+    primary = on_cluster.primary_for(control)
+    in_sync(primary)
+    # When the primary acknowledges cancels its replica never receives (the replica is
+    # stopped, its link cut), then dies, and the replica is promoted
+    replica = on_cluster.replica_of(primary).pid
+    assert replica is not None
+    os.kill(replica, signal.SIGSTOP)
+    try:
+        with redis.Redis(port=primary.port, password=primary.password) as direct:
+            direct.client_kill_filter(_type="replica")
+        async with get_client() as client:
+            for run_id in runs:
+                await client.set_flow_run_state(run_id, Cancelled())
+        primary.kill()
+    finally:
+        os.kill(replica, signal.SIGCONT)
+    on_cluster.wait_promoted(control, primary)
+    # Then exactly those acknowledged cancels are lost: the runs are waiting again
+    assert [await _state(r) for r in runs] == [StateType.SCHEDULED] * 3
+
+
+async def test_waiting_for_a_replica_keeps_final_states_through_a_failover(
+    on_cluster: LocalCluster,
+    flowbus_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime_closed: None,
+) -> None:
+    # Given flowbus told to wait for one replica after each final transition, and runs
+    monkeypatch.setenv("FLOWBUS_CLUSTER_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("FLOWBUS_CLUSTER_WAIT_TIMEOUT_MS", "10000")
+    get_settings.cache_clear()
+    (queue,) = queues_apart(on_cluster, flowbus_env, 1, apart=False)
+    control = Keys(flowbus_env).queue(queue).control()
+    runs = await waiting_runs(queue, 3)
+    primary = on_cluster.primary_for(control)
+    replica = on_cluster.replica_of(primary).pid
+    assert replica is not None
+    # When each is cancelled while the replica is stopped for a moment
+    for run_id in runs:
+        before = offsets(primary)[0]
+        os.kill(replica, signal.SIGSTOP)
+        threading.Timer(0.3, os.kill, (replica, signal.SIGCONT)).start()
+        async with get_client() as client:
+            await client.set_flow_run_state(run_id, Cancelled())
+        # Then each returns only once the replica acknowledged it (the replica acknowledges
+        # by itself once a second, and was stopped until after the call without WAIT)
+        assert min(offsets(primary)[1]) > before
+    # and when the primary dies at once after the last one, none is lost
+    primary.kill()
+    on_cluster.wait_promoted(control, primary)
+    assert [await _state(r) for r in runs] == [StateType.CANCELLED] * 3
+
+
+async def waiting_runs(queue: str, count: int) -> list[UUID]:
+    async with get_client() as client:
+        dep = await client.create_deployment("add", "d", queue=queue)
+        return [(await client.create_flow_run_from_deployment(dep)).id for _ in range(count)]
+
+
+async def _state(run_id: UUID) -> StateType:
+    async with get_client() as client:
+        return (await client.read_flow_run(run_id)).state.type
+
+
+def offsets(primary: EmbeddedServer) -> tuple[int, list[int]]:
+    """The replication offset of ``primary``, and the last one each replica acknowledged."""
+    with redis.Redis(port=primary.port, password=primary.password) as client:
+        info = client.info("replication")
+    acked = [int(v["offset"]) for k, v in info.items() if k.startswith("slave")]
+    return int(info["master_repl_offset"]), acked
+
+
+def in_sync(primary: EmbeddedServer) -> None:
+    """Wait until the replicas of ``primary`` have everything it has (replication offsets)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        offset, acked = offsets(primary)
+        if acked and min(acked) >= offset:
+            return
+        time.sleep(0.01)  # replication announces nothing: its offsets are read
+    raise AssertionError(f"the replicas of {primary.port} did not catch up")
