@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
 import redis
 
 from flowbus import Cancelled, StateType, flow, get_client, pause_flow_run
+from flowbus._redis.connect import close_client, open_client
 from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.keys import Keys
 from flowbus._redis.local_cluster import LocalCluster
@@ -269,3 +271,33 @@ def in_sync(primary: EmbeddedServer) -> None:
             return
         time.sleep(0.01)  # replication announces nothing: its offsets are read
     raise AssertionError(f"the replicas of {primary.port} did not catch up")
+
+
+# -- connection caps -------------------------------------------------------------------------
+
+
+async def test_callers_beyond_a_nodes_connections_wait_for_one(on_cluster: LocalCluster) -> None:
+    # Given a cluster client allowed 2 connections per node, its slot map read
+    client = open_client(on_cluster.url, max_connections=2, connect_timeout=5)
+    await client.ping()
+    keys = [f"cap:{{{n}}}" for n in range(30)]  # spread over every node
+
+    async def piped(key: str) -> list[object]:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(3):
+            pipe.incr(key)
+        result: list[object] = await pipe.execute()
+        return result
+
+    try:
+        # When far more single commands and pipelines than that are made at once
+        singles = [client.incr(key) for key in keys * 10]
+        pipelines = [piped(key) for key in keys * 3]
+        await asyncio.gather(*singles, *pipelines)
+        # Then every one waited for a connection (no MaxConnectionsError) and counted once
+        counts = [int(cast(bytes, await client.get(key))) for key in keys]
+        assert counts == [10 + 3 * 3] * len(keys)
+        for node in cast(Any, client).get_nodes():
+            assert len(node._connections) <= 2  # never more than the cap
+    finally:
+        await close_client(client)
