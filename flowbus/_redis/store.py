@@ -54,8 +54,9 @@ def pause_expired(state_type: str, message: str) -> bool:
     return state_type == StateType.FAILED and message == NEVER_RESUMED
 
 
-def state_from_fields(fields: Mapping[str, str]) -> State:
-    """Build a :class:`State` from the run hash's (or an event's) flat fields.
+def state_from_fields(fields: Mapping[str, str], run_id: UUID | None = None) -> State:
+    """Build a :class:`State` from the run hash's (or an event's) flat fields (``run_id``:
+    the run's id when the caller parsed it already).
 
     Every value is converted here; the models still validate them: pydantic's compiled
     validation of such small models is quicker than ``model_construct``, which loops over the
@@ -80,7 +81,7 @@ def state_from_fields(fields: Mapping[str, str]) -> State:
         pause_reschedule=fields.get("pause_reschedule") == "1",
         run_input_keyset=keyset,
         scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
-        flow_run_id=_uuid_or_none(fields.get("id") or fields.get("run_id")),
+        flow_run_id=run_id or _uuid_or_none(fields.get("id") or fields.get("run_id")),
     )
     return State(
         type=StateType(fields["state_type"]),
@@ -91,20 +92,37 @@ def state_from_fields(fields: Mapping[str, str]) -> State:
     )
 
 
+#: Fields of a run hash that hold bytes, not text.
+_BINARY_FIELDS = (b"parameters", b"result")
+
+
+def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """The hash's text fields, decoded (by ``text`` only if some value is not bytes)."""
+    try:
+        return {
+            k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in raw.items()
+            if k not in _BINARY_FIELDS
+        }
+    except AttributeError:
+        return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
+
+
 def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
     """Parse a run hash; raise :class:`MalformedEntry` if it is not one of ours."""
-    fields = {text(k): text(v) for k, v in raw.items() if k != b"parameters" and k != b"result"}
+    fields = _text_fields(raw)
     try:
         params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
+        run_id = UUID(fields["id"])
         return FlowRun(
-            id=UUID(fields["id"]),
+            id=run_id,
             name=fields.get("name", ""),
             flow_name=fields["flow_name"],
             queue=fields["queue"],
             deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
             parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
             parameters=params,
-            state=state_from_fields(fields),
+            state=state_from_fields(fields, run_id),
             run_count=int(fields.get("run_count") or 0),
             created=ms_to_datetime(int(fields.get("created_ms") or 0)),
         )
