@@ -550,7 +550,7 @@ def resume_path(
             "cpu_us_redis": round(server_cpu / total * 1e6),
             "redis_commands": round(counts.total / total, 1),
             "redis_reads": round(counts.reads / total, 1),
-            "evalsha": round(counts.by_command.get("evalsha", 0) / total, 2),
+            "script_calls": round(counts.by_command.get("fcall", 0) / total, 2),
         },
     }
 

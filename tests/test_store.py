@@ -523,9 +523,9 @@ async def test_the_run_index_expires_with_the_run_and_a_retry_keeps_it(store: Ru
     assert await store.redis.ttl(index) == -1
 
 
-async def test_pipelined_scripts_survive_a_script_cache_flush(store: RunStore) -> None:
-    # Given a server that forgot every script (as after a restart)
-    await store.redis.script_flush()
+async def test_pipelined_scripts_survive_a_function_flush(store: RunStore) -> None:
+    # Given a server that forgot every function (as one restarted without its data)
+    await store.redis.function_flush()
     # When a run is created and finished (both pipelined with their scripts)
     run = await store.create_run("f", start=True)
     reply = await store.set_state(run.id, State(type=StateType.COMPLETED, name="Completed"))

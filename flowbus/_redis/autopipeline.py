@@ -85,6 +85,13 @@ class Batch:
         return replies
 
 
+def missing_script(error: BaseException | None) -> bool:
+    """Whether a reply says the server lacks the script (NOSCRIPT) or function called."""
+    if isinstance(error, NoScriptError):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith("Function not found")
+
+
 #: Callers' command groups per pipeline: a burst larger than this is sent in several.
 MAX_GROUPS = 256
 
@@ -99,7 +106,7 @@ class AutoPipeline:
     """Sends the command groups submitted during one loop turn as one pipeline.
 
     Each caller gets its own replies. A group whose reply holds an error gets that error
-    raised; the others are unaffected. A group that met ``NOSCRIPT`` (a server restarted
+    raised; the others are unaffected. A group that met a missing script (a server restarted
     without its scripts) is sent once more after ``reload_scripts``, so its other commands
     must be idempotent.
     """
@@ -144,7 +151,8 @@ class AutoPipeline:
                     request.future.set_exception(exc)
 
     async def _send_once(self, requests: list[_Request], *, final: bool = False) -> list[_Request]:
-        """Send the requests still awaited; return those that met NOSCRIPT (unless ``final``)."""
+        """Send the requests still awaited; return those that met a missing script (unless
+        ``final``)."""
         live = [r for r in requests if not r.future.done()]  # a cancelled caller sends nothing
         if not live:
             return []
@@ -170,13 +178,13 @@ class AutoPipeline:
     def _hand_out(
         self, requests: list[_Request], replies: list[list[Any]], *, final: bool = False
     ) -> list[_Request]:
-        """Give each request its replies or its error; return those that met NOSCRIPT."""
+        """Give each request its replies or its error; return those that met a missing script."""
         retry: list[_Request] = []
         for request, own in zip(requests, replies, strict=True):
             if request.future.done():  # cancelled meanwhile
                 continue
             error = next((r for r in own if isinstance(r, Exception)), None)
-            if isinstance(error, NoScriptError) and not final:
+            if missing_script(error) and not final:
                 retry.append(request)
             elif error is not None:
                 request.future.set_exception(error)
@@ -188,7 +196,7 @@ class AutoPipeline:
         self, cluster: QueuedCluster, requests: list[_Request], *, final: bool
     ) -> list[_Request]:
         """Send the requests until each has replies from a node that serves its keys (or
-        the failover timeout passed: then its error); return those that met NOSCRIPT
+        the failover timeout passed: then its error); return those that met a missing script
         (unless ``final``). A reply saying the node lost its slots, or the cluster is failing
         over, is waited out here, for the requests that got one."""
         deadline = time.monotonic() + cluster.failover_timeout

@@ -1,25 +1,30 @@
 """Typed calls of the Lua transition scripts: one method per script, ARGV order written here.
 
-Each script is ``lua/_prelude.lua`` (the shared rules) followed by ``lua/<name>.lua``, run by
-EVALSHA through the client's :class:`AutoPipeline` (calls made in one loop turn share a round
-trip) and loaded again on NOSCRIPT. A method returns a :class:`Call`: awaited, it runs alone;
+The scripts are the functions of one Redis function library: ``lua/_prelude.lua`` (the shared
+rules) and each ``lua/<name>.lua`` as a function of its own. The library's head runs once,
+when it is loaded, not at every call (as a script sent with EVALSHA would: defining the
+prelude's functions was a quarter of a short script's work). Its name carries a hash of its
+text, so clients of different versions on one server each call their own. Calls are FCALL
+through the client's :class:`AutoPipeline` (calls made in one loop turn share a round trip);
+a server without the library (restarted without its data, flushed) gets it loaded on the
+first call that misses it. A method returns a :class:`Call`: awaited, it runs alone;
 ``add``-ed to a pipeline built for :meth:`Scripts.pipeline`, it shares the round trip with
 other commands, and ``reply`` reads its result.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import itertools
 import logging
 import secrets
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Any, Generic
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
@@ -45,11 +50,28 @@ Arg = str | bytes | int
 _ENDED = (Status.ACCEPTED, Status.EXPIRED, Status.ORPHANED)
 
 
+@dataclass(frozen=True, slots=True)
+class Library:
+    """The scripts as one function library: its code, and each script's function name."""
+
+    code: str
+    functions: dict[str, str]
+
+
 @cache
-def source(name: str) -> str:
-    """The full text of script ``name``: the shared prelude and the script's own body."""
+def library() -> Library:
+    """The prelude, then every script as a function (``KEYS``, ``ARGV``: its arguments) that
+    starts with the prelude's ``begin``; named ``<script>_<hash of the library's text>``."""
     lua = files("flowbus._redis") / "lua"
-    return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    prelude = (lua / "_prelude.lua").read_text()
+    bodies = {name: (lua / f"{name}.lua").read_text() for name in script_names()}
+    tag = hashlib.sha256("\0".join([prelude, *bodies.values()]).encode()).hexdigest()[:16]
+    functions = {name: f"{name}_{tag}" for name in bodies}
+    code = [f"#!lua name=flowbus_{tag}", prelude]
+    for name, body in bodies.items():
+        code += [f"redis.register_function('{functions[name]}', function(KEYS, ARGV)"]
+        code += ["begin(KEYS, ARGV)", body, "end)"]
+    return Library("\n".join(code), functions)
 
 
 @cache
@@ -98,8 +120,7 @@ class Call(Generic[R]):
 
     def add(self, pipe: Commands) -> None:
         """Add the call (and its ``WAIT``) to a pipeline built for :meth:`Scripts.pipeline`."""
-        # as a plain command: redis-py's cluster pipeline refuses .evalsha(), not EVALSHA
-        pipe.execute_command("EVALSHA", *self._command)
+        pipe.execute_command("FCALL", *self._command)
         if self._wait:  # on the same connection: WAIT counts the replicas that have its writes
             self._scripts.add_wait(pipe, self.keys.run)
 
@@ -126,10 +147,8 @@ class Scripts:
             settings.queue_events_maxlen,
             settings.retention_seconds,
         )
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(source(name)) for name in script_names()
-        }
-        self._batch = AutoPipeline(redis, self._load_all)
+        self._library = library()
+        self._batch = AutoPipeline(redis, self._load)
         #: Call ids: a random prefix and a counter, unique without a random draw per call.
         self._op_prefix = secrets.token_hex(8)
         self._op_count = itertools.count()
@@ -158,32 +177,23 @@ class Scripts:
         )
 
     def command(self, name: str, keys: RunKeys, args: tuple[Arg, ...]) -> tuple[Any, ...]:
-        """EVALSHA's arguments for script ``name``: the shared head, ``args``, a new call id."""
+        """FCALL's arguments for script ``name``: the shared head, ``args``, a new call id."""
         names = keys.as_list()
-        op = f"{self._op_prefix}{next(self._op_count):x}"  # fixed before any build (NOSCRIPT)
-        return (self._scripts[name].sha, len(names), *names, *self._head, *args, op)
+        op = f"{self._op_prefix}{next(self._op_count):x}"  # fixed before any build (a reload)
+        return (self._library.functions[name], len(names), *names, *self._head, *args, op)
 
     async def pipeline(self, build: Build) -> list[Any]:
         """Run the commands ``build`` adds to a pipeline, script calls among them, in one round
         trip, shared with every other call of this loop turn.
 
-        redis-py's own script support would first ask ``SCRIPT EXISTS`` (another round trip)
-        on every execution; instead, a NOSCRIPT reply (a restarted server) loads every script
-        and sends ``build``'s commands once more, so its other commands must be idempotent.
+        A call that finds no library (a server restarted without its data, or flushed) loads
+        it and sends ``build``'s commands once more, so its other commands must be idempotent.
         """
         return await self._batch.execute(build)
 
-    async def _load_all(self) -> None:
-        """Load every script (on every primary of a cluster: a promoted replica may lack them)."""
-        if is_cluster(self._redis):  # SCRIPT LOAD goes to every primary
-            await asyncio.gather(
-                *(self._redis.script_load(s.script) for s in self._scripts.values())
-            )
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for script in self._scripts.values():
-            pipe.script_load(script.script)
-        await pipe.execute()
+    async def _load(self) -> None:
+        """Load the library (on every primary of a cluster, where FUNCTION LOAD goes)."""
+        await self._redis.function_load(self._library.code, replace=True)
 
     async def run(self, call: Call[R]) -> R:
         """Run one call alone; a run it ends has its index (another slot) expired after it."""

@@ -68,7 +68,7 @@ async def test_a_trivial_run_costs_three_scripts_and_a_bounded_number_of_command
     calls = await commands(rclient)
     # Then each cost three script calls (and the worker beat its leases a few times), and no
     # more commands than the bounds
-    scripts = calls.get("evalsha", 0) - SCRIPTS_PER_RUN * RUNS
+    scripts = calls.get("fcall", 0) - SCRIPTS_PER_RUN * RUNS
     assert 0 <= scripts <= BEATS_MAX, calls
     for name, most in WRITES_PER_RUN_MAX.items():
         assert calls.get(name, 0) <= most * RUNS + BEATS_MAX * 2, (name, calls)

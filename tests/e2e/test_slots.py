@@ -4,7 +4,7 @@ MULTI/EXEC block names keys of two hash slots: on a cluster of several nodes eac
 refused with CROSSSLOT (one node owning every slot refuses it too, so the workload would fail).
 
 The keys of every command are those the server itself finds in it (``COMMAND GETKEYS``), so
-scripts (EVALSHA's KEYS), stream reads and everything else are judged alike; a command the
+scripts (FCALL's KEYS), stream reads and everything else are judged alike; a command the
 node refused never reaches MONITOR, so its error count (``INFO errorstats``) must show no
 CROSSSLOT either.
 """
@@ -203,7 +203,7 @@ async def test_no_command_of_a_workload_spans_hash_slots(
         commands = monitor.stop()
     # Then the workload's commands were seen, scripts among them, and none spans two slots
     names = {args[0].lower() for _, args in commands}
-    assert {b"evalsha", b"xreadgroup", b"xread", b"hset"} <= names, b" ".join(sorted(names))
+    assert {b"fcall", b"xreadgroup", b"xread", b"hset"} <= names, b" ".join(sorted(names))
     with redis.Redis.from_url(node.url) as client:
         bad = spanning(client, commands)
         refused = client.info("errorstats")

@@ -1,4 +1,6 @@
--- Shared head of every run script, prepended at load time: the transition rules live here once.
+-- Shared head of every run script: the transition rules live here once. The scripts are the
+-- functions of one library (see scripts.py), loaded once: this head runs then, and each call
+-- starts with begin(), which takes the call's keys and arguments.
 --
 -- Every run script receives the same KEYS (all under the queue's hash tag, one slot):
 --   KEYS[1] run hash           KEYS[2] run history (list)   KEYS[3] queue events stream
@@ -20,16 +22,29 @@
 --   by a newer one: nothing was written); flowbus/_redis/replies.py reads them (Status) and
 --   each script's extra values.
 
-local RUN, HISTORY, QEVENTS, FIRED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local INPUT, RESULTS, DEADLINES, QUEUE, RUNS = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local MESSAGES, CONTROL, HOLDERS, HELD = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+-- The call's keys and head arguments (set by begin()).
+local RUN, HISTORY, QEVENTS, FIRED, INPUT, RESULTS, DEADLINES, QUEUE, RUNS
+local MESSAGES, CONTROL, HOLDERS, HELD
+local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION
+-- The caller's id of this call: the same call sent again (its reply was lost with a dropped
+-- connection, and the client resent it) finds it on the run and is answered as the first time.
+local OP
+-- The server's time of this call (ms, read once: see now_ms()), and the steps of the run's
+-- history not yet written (see record()).
+local NOW_MS, UNRECORDED
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
-local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
--- The caller's id of this call: the same call sent again (its reply was lost with a dropped
--- connection, and the client resent it) finds it on the run and is answered as the first time.
-local OP = ARGV[#ARGV]
+
+-- The first step of every call: its keys and arguments, a fresh clock and history.
+local function begin(keys, argv)
+  RUN, HISTORY, QEVENTS, FIRED = keys[1], keys[2], keys[3], keys[4]
+  INPUT, RESULTS, DEADLINES, QUEUE, RUNS = keys[5], keys[6], keys[7], keys[8], keys[9]
+  MESSAGES, CONTROL, HOLDERS, HELD = keys[10], keys[11], keys[12], keys[13]
+  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(argv[1]), argv[2], tonumber(argv[3])
+  OP = argv[#argv]
+  NOW_MS, UNRECORDED = nil, {}
+end
 
 -- The reply statuses (the first value of every reply; Status in replies.py).
 local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
@@ -58,7 +73,6 @@ local function int_text(n)
   return string.format('%d', n)
 end
 
-local NOW_MS = nil
 -- The server's time, read once per script: every step of one script happens at one instant.
 local function now_ms()
   if not NOW_MS then
@@ -156,17 +170,14 @@ local function check(cur, to_type, to_name, retry)
   return nil
 end
 
-local RUN_KEYS = {RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}
--- The run's keys that only a pause or an input makes: most runs have none of them.
-local INPUT_KEYS = {FIRED, INPUT, MESSAGES}
-
--- A finished run's keys expire after the retention (those of pauses and inputs only if any).
+-- A finished run's keys expire after the retention; those only a pause or an input makes
+-- (most runs have none of them), if there are any.
 local function expire_run_keys()
   redis.call('EXPIRE', RUN, RETENTION)
   redis.call('EXPIRE', HISTORY, RETENTION)
   redis.call('EXPIRE', RESULTS, RETENTION)
   if redis.call('EXISTS', FIRED, INPUT, MESSAGES) > 0 then
-    for _, key in ipairs(INPUT_KEYS) do redis.call('EXPIRE', key, RETENTION) end
+    for _, key in ipairs({FIRED, INPUT, MESSAGES}) do redis.call('EXPIRE', key, RETENTION) end
   end
 end
 
@@ -176,9 +187,8 @@ local function json_text(s)
   return '"' .. s .. '"'
 end
 
--- Steps of the run's history not yet written (a transient step waits for the next one): the
--- JSON object of each, but its ``id``.
-local UNRECORDED = {}
+-- UNRECORDED: steps of the run's history not yet written (a transient step waits for the
+-- next one), the JSON object of each but its ``id``.
 
 -- Append the steps taken to the run's history (a capped list), each a JSON object of its
 -- event's fields without the run's own (run_id, flow) and without empty ones; ``id`` is the
@@ -279,7 +289,9 @@ local function transition(cur, to_type, to_name, opts)
       cur.held = false
     end
   elseif FINAL[cur.type] then
-    for _, key in ipairs(RUN_KEYS) do redis.call('PERSIST', key) end
+    for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}) do
+      redis.call('PERSIST', key)
+    end
     redis.call('DEL', FIRED)  -- a retried run asks for its input again
   end
   -- the control stream carries only what a process holding a run must act on: a request to
