@@ -224,6 +224,10 @@ class Keys:
         """Set of every queue that ever held a run (swept by workers)."""
         return f"{self.prefix}:queues"
 
+    def queues_added(self) -> str:
+        """Stream announcing each queue a process starts creating runs on (``queue_news``)."""
+        return f"{self.prefix}:queues:added"
+
     def block(self, kind: str, name: str) -> str:
         """One saved block (a ``JSON`` value of ``flowbus.blocks.system``), by kind and name."""
         return f"{self.prefix}:block:{kind}:{name}"

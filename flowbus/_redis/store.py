@@ -27,6 +27,9 @@ from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 
+#: Approximate cap of the stream announcing queues (``Keys.queues_added``), in entries.
+QUEUE_NEWS_MAXLEN = 1000
+
 #: The message of the FAILED state an expired pause leaves (Prefect's; NEVER_RESUMED in
 #: lua/_prelude.lua, which writes it).
 NEVER_RESUMED = "The flow was paused and never resumed."
@@ -284,6 +287,16 @@ class RunStore:
             pipe.execute_command("SET", run_keys.index, queue, "NX")
             if new_queue:
                 pipe.execute_command("SADD", self.keys.queues(), queue)
+                pipe.execute_command(
+                    "XADD",
+                    self.keys.queues_added(),
+                    "MAXLEN",
+                    "~",
+                    QUEUE_NEWS_MAXLEN,
+                    "*",
+                    "queue",
+                    queue,
+                )
             call.add(pipe)
 
         replies = await self.scripts.pipeline(build)

@@ -21,7 +21,7 @@ from flowbus.ui.render import HERE, environment
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     runtime = await get_runtime()
     hub = LiveHub(runtime)
-    await hub.follow_queues()
+    await hub.start()
     app.state.runtime = runtime
     app.state.hub = hub
     try:

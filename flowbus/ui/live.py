@@ -1,9 +1,10 @@
 """Pushing run changes to open pages: one blocking reader per queue, fanned out to SSE clients.
 
 The reader is the process's wait multiplexer (``Waiters``): this hub subscribes to every
-event of each queue it knows and hands each event to every connected page. The ``default``
-queue is followed from the start (even before it holds a run); other queues are (re)listed
-when a page is served, so a queue born later is followed from the next page load on.
+event of each queue and hands each event to every connected page. It follows the queues
+listed when it starts (and ``default``, even before it holds a run), then each queue as it is
+announced (``queue_news``: a blocking read), so a queue born later is followed at once; pages
+then re-read what they show, since its first events came before the hub followed it.
 Nothing is read on a timer.
 """
 
@@ -14,8 +15,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from redis.exceptions import RedisError
+
+from flowbus._core.supervisor import spawn, supervise
+from flowbus._redis.queue_news import announced
 from flowbus._redis.runtime import Runtime
 from flowbus._redis.waiters import EVERY_RUN, Event
+from flowbus._redis.watch import last_id
 from flowbus.views.runs import queues
 
 #: Events a slow page may have waiting before it is told to reload everything instead.
@@ -47,18 +53,42 @@ class LiveHub:
         self.clients: set[Client] = set()
         self._followed: set[str] = set()
         self._stack = contextlib.AsyncExitStack()
-        self._lock = asyncio.Lock()
+        self._news: asyncio.Task[None] | None = None
 
-    async def follow_queues(self) -> None:
-        """Subscribe to each known queue not followed yet (one ``SMEMBERS``)."""
-        async with self._lock:
-            for queue in {"default", *await queues(self.runtime)}:
+    async def start(self) -> None:
+        """Follow the known queues, then each new one as it is announced."""
+        after = await self._follow_known()
+        self._news = spawn(self._follow_news(after), name="queue follower of the web page")
+
+    async def _follow_known(self) -> str:
+        """Follow every listed queue; the announcements' id to read on from (pinned first,
+        so a queue announced while the list is read is not missed)."""
+        after = await last_id(self.runtime, self.runtime.store.keys.queues_added())
+        for queue in {"default", *await queues(self.runtime)}:
+            await self._follow(queue)
+        return after
+
+    async def _follow_news(self, after: str) -> None:
+        pinned: str | None = after
+
+        async def read() -> None:
+            nonlocal pinned
+            # after a failure, list again: announcements may have come while it was down
+            since = pinned if pinned is not None else await self._follow_known()
+            pinned = None
+            async for queue in announced(self.runtime, after=since):
                 if queue not in self._followed:
-                    subscription = self.runtime.waiters.subscribe(
-                        queue, EVERY_RUN, callback=self._publish
-                    )
-                    await self._stack.enter_async_context(subscription)
-                    self._followed.add(queue)
+                    await self._follow(queue)
+                    self._publish(None)  # its events so far came before: pages re-read
+
+        await supervise("Queue follower of the web page", read, expected=(RedisError, OSError))
+
+    async def _follow(self, queue: str) -> None:
+        if queue in self._followed:
+            return
+        subscription = self.runtime.waiters.subscribe(queue, EVERY_RUN, callback=self._publish)
+        await self._stack.enter_async_context(subscription)
+        self._followed.add(queue)
 
     def _publish(self, event: Event) -> None:
         for client in self.clients:
@@ -74,5 +104,9 @@ class LiveHub:
             self.clients.discard(client)
 
     async def aclose(self) -> None:
+        if self._news is not None:
+            self._news.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._news
         await self._stack.aclose()
         self._followed.clear()

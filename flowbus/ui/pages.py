@@ -43,7 +43,6 @@ async def home(request: Request) -> Response:
 
 
 async def inbox(request: Request) -> Response:
-    await request.app.state.hub.follow_queues()
     runs = await awaiting_input(runtime_of(request))
     fragment = request.url.path.endswith("/rows")
     return render(request, "_inbox_rows.html" if fragment else "inbox.html", runs=runs)
@@ -58,7 +57,6 @@ def _filter(request: Request) -> tuple[RunFilter, str | None]:
 
 
 async def runs(request: Request) -> Response:
-    await request.app.state.hub.follow_queues()
     wanted, queue = _filter(request)
     try:
         page = await list_runs(
@@ -139,7 +137,6 @@ def _message(event: RunEvent | None, run_id: str | None) -> str:
 async def events(request: Request) -> Response:
     """Server-Sent Events: each run change as it is read from the queue streams."""
     hub: LiveHub = request.app.state.hub
-    await hub.follow_queues()
     run_id = request.query_params.get("run") or None
 
     async def stream() -> AsyncIterator[str]:
