@@ -43,9 +43,11 @@ async def home(request: Request) -> Response:
 
 
 async def inbox(request: Request) -> Response:
-    runs = await awaiting_input(runtime_of(request))
+    page = await awaiting_input(
+        runtime_of(request), limit=PAGE_SIZE, cursor=request.query_params.get("after")
+    )
     fragment = request.url.path.endswith("/rows")
-    return render(request, "_inbox_rows.html" if fragment else "inbox.html", runs=runs)
+    return render(request, "_inbox_rows.html" if fragment else "inbox.html", page=page)
 
 
 def _filter(request: Request) -> tuple[RunFilter, str | None]:

@@ -1,4 +1,5 @@
-"""Run summaries, listed page by page from each queue's ``runs`` index (never every run).
+"""Run summaries, listed page by page from each queue's ``runs`` index (never every run),
+and runs waiting for input from its ``deadlines`` index first.
 
 A page reads at most ``scan_budget`` index entries per queue; a filter that matches little
 returns a cursor to go on from instead of reading further. Summaries read only the small
@@ -58,7 +59,6 @@ class RunSummary:
     deadline: datetime | None
     input_prefix: str
     deployment_id: str
-    sort_key: tuple[int, str]
 
     @property
     def awaiting_input(self) -> bool:
@@ -123,7 +123,6 @@ def summary_from_fields(values: Iterable[Any], score: float | None = None) -> Ru
         deadline=ms_to_datetime(timeout) if timeout and f["state_type"] == "PAUSED" else None,
         input_prefix=f["input_prefix"],
         deployment_id=f["deployment_id"],
-        sort_key=(created_ms, f["id"]),
     )
 
 
@@ -134,11 +133,14 @@ class RunFilter:
     states: frozenset[str] = frozenset()
     flow: str | None = None
     awaiting_input: bool = False
+    without_deadline: bool = False
 
     def keep(self, run: RunSummary) -> bool:
         if self.states and run.state_type not in self.states:
             return False
         if self.flow and run.flow_name != self.flow:
+            return False
+        if self.without_deadline and run.deadline is not None:
             return False
         return run.awaiting_input or not self.awaiting_input
 
@@ -182,52 +184,93 @@ async def read_summaries(runtime: Runtime, queue: str, run_ids: list[str]) -> li
     return [s for s in found if s is not None]
 
 
-class _QueueScan:
-    """Matches of one queue's index below the cursor, newest first, within the budget."""
+#: A position in an index: (score, run id), the order pages follow.
+Position = tuple[int, str]
 
-    def __init__(self, runtime: Runtime, queue: str, below: tuple[int, str] | None) -> None:
+
+class _QueueScan:
+    """Matches of one queue's sorted index beyond a position, in one direction, within a
+    budget: the runs index newest first (scores: creation times), or the deadline index
+    soonest first (scores: deadlines; it also holds scheduled starts, which filters drop)."""
+
+    def __init__(
+        self, runtime: Runtime, queue: str, beyond: Position | None, *, soonest: bool = False
+    ) -> None:
         self.runtime = runtime
         self.queue = queue
-        self.below = below
+        self.beyond = beyond
+        self.soonest = soonest
         self.offset = 0
         self.scanned = 0
         self.exhausted = False  # the index has nothing more
-        self.frontier: tuple[int, str] | None = None  # the last index entry read
+        self.frontier: Position | None = None  # the last index entry read
 
-    async def collect(self, wanted: RunFilter, count: int, budget: int) -> list[RunSummary]:
+    async def _read(self, count: int) -> list[Position]:
         qkeys = self.runtime.store.keys.queue(self.queue)
-        top: float | str = self.below[0] if self.below else "+inf"
-        found: list[RunSummary] = []
-        seen: set[str] = set()  # a run created meanwhile shifts the offsets: never list one twice
-        while len(found) < count and self.scanned < budget:
-            raw = await self.runtime.redis.zrevrangebyscore(
-                qkeys.runs(),
-                top,
-                "-inf",
-                start=self.offset,
-                num=min(_CHUNK, budget - self.scanned),
-                withscores=True,
+        if self.soonest:
+            low: float | str = self.beyond[0] if self.beyond else "-inf"
+            raw = await self.runtime.redis.zrangebyscore(
+                qkeys.deadlines(), low, "+inf", start=self.offset, num=count, withscores=True
             )
-            pairs = [(safe_text(m), int(s)) for m, s in cast("list[tuple[Any, float]]", raw)]
-            if not pairs:
+        else:
+            top: float | str = self.beyond[0] if self.beyond else "+inf"
+            raw = await self.runtime.redis.zrevrangebyscore(
+                qkeys.runs(), top, "-inf", start=self.offset, num=count, withscores=True
+            )
+        return [(int(s), safe_text(m)) for m, s in cast("list[tuple[Any, float]]", raw)]
+
+    def _is_beyond(self, at: Position) -> bool:
+        if self.beyond is None:
+            return True
+        return at > self.beyond if self.soonest else at < self.beyond
+
+    async def collect(
+        self, wanted: RunFilter, count: int, budget: int
+    ) -> list[tuple[Position, RunSummary]]:
+        qkeys = self.runtime.store.keys.queue(self.queue)
+        found: list[tuple[Position, RunSummary]] = []
+        seen: set[str] = set()  # a run added meanwhile shifts the offsets: never list one twice
+        while len(found) < count and self.scanned < budget:
+            read = await self._read(min(_CHUNK, budget - self.scanned))
+            if not read:
                 self.exhausted = True
                 break
-            self.offset += len(pairs)
-            self.scanned += len(pairs)
-            self.frontier = (pairs[-1][1], pairs[-1][0])
-            fresh = [(rid, ms) for rid, ms in pairs if rid not in seen and self._below(ms, rid)]
-            seen.update(rid for rid, _ in fresh)
+            self.offset += len(read)
+            self.scanned += len(read)
+            self.frontier = (read[-1][0], read[-1][1])
+            fresh = [
+                (ms, rid) for ms, rid in read if rid not in seen and self._is_beyond((ms, rid))
+            ]
+            seen.update(rid for _, rid in fresh)
             pipe = self.runtime.redis.pipeline(transaction=False)
-            for rid, _ in fresh:
+            for _, rid in fresh:
                 pipe.hmget(qkeys.run(rid).run, list(FIELDS))
-            for (rid, ms), values in zip(fresh, await pipe.execute(), strict=True):
-                run = summary_from_fields(values, ms)
+            for (ms, rid), values in zip(fresh, await pipe.execute(), strict=True):
+                run = summary_from_fields(values, None if self.soonest else ms)
                 if run is not None and run.id == rid and wanted.keep(run):
-                    found.append(run)
+                    found.append(((ms, rid), run))
         return found
 
-    def _below(self, ms: int, run_id: str) -> bool:
-        return self.below is None or (ms, run_id) < self.below
+
+async def _page(
+    scans: list[_QueueScan], wanted: RunFilter, limit: int, budget: int, *, soonest: bool
+) -> tuple[list[RunSummary], Position | None]:
+    """One page merged across the queues' scans, and where the next one starts (``None``:
+    every index was read to its end)."""
+    per_queue = [await s.collect(wanted, limit + 1, budget) for s in scans]
+    merged = list(heapq.merge(*per_queue, key=lambda pair: pair[0], reverse=not soonest))
+    # a queue not read to its end may hold more runs beyond what it read: the page stops there
+    frontiers = [s.frontier for s in scans if not s.exhausted and s.frontier]
+    cut = (max(frontiers) if not soonest else min(frontiers)) if frontiers else None
+    if cut is not None:
+        merged = [p for p in merged if (p[0] <= cut if soonest else p[0] >= cut)]
+    if len(merged) > limit:
+        return [run for _, run in merged[:limit]], merged[limit - 1][0]
+    return [run for _, run in merged], cut
+
+
+def _cursor(at: Position | None) -> str | None:
+    return None if at is None else f"{at[0]}:{at[1]}"
 
 
 async def list_runs(
@@ -243,38 +286,41 @@ async def list_runs(
     wanted = wanted or RunFilter()
     below = parse_cursor(cursor)
     scans = [_QueueScan(runtime, q, below) for q in ([queue] if queue else await queues(runtime))]
-    per_queue = [await s.collect(wanted, limit + 1, scan_budget) for s in scans]
-    merged = list(heapq.merge(*per_queue, key=lambda r: r.sort_key, reverse=True))
-    # a queue not read to its end may hold more runs below what it read: the page stops there
-    cut = max((s.frontier for s in scans if not s.exhausted and s.frontier), default=None)
-    if cut is not None:
-        merged = [r for r in merged if r.sort_key >= cut]
-    page = merged[:limit]
-    if len(merged) > limit:
-        last: tuple[int, str] | None = page[-1].sort_key
-    else:
-        last = cut
-    return RunPage(page, None if last is None else f"{last[0]}:{last[1]}")
+    runs, last = await _page(scans, wanted, limit, scan_budget, soonest=False)
+    return RunPage(runs, _cursor(last))
 
 
-async def awaiting_input(runtime: Runtime, *, limit: int = 200) -> list[RunSummary]:
-    """Runs waiting for input, oldest deadline first (runs without a deadline last).
+#: An inbox cursor's phases: runs by deadline, then runs without one (newest first).
+_BY_DEADLINE, _NO_DEADLINE = "d", "n"
 
-    Runs with a deadline come from each queue's deadline index (cheap at any size); runs
-    without one from the newest page of the runs index.
-    """
-    found: dict[str, RunSummary] = {}
-    for q in await queues(runtime):
-        earliest = await runtime.store.earliest_deadlines(q, limit)
-        for run in await read_summaries(runtime, q, [rid for rid, _ in earliest]):
-            if run.awaiting_input:
-                found[run.id] = run
-    page = await list_runs(runtime, wanted=RunFilter(awaiting_input=True), limit=limit)
-    for run in page.runs:
-        found.setdefault(run.id, run)
-    far = datetime.max.replace(tzinfo=None)
-    runs = sorted(
-        found.values(),
-        key=lambda r: (r.deadline.replace(tzinfo=None) if r.deadline else far, r.sort_key),
+
+async def awaiting_input(
+    runtime: Runtime,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    scan_budget: int = SCAN_BUDGET,
+) -> RunPage:
+    """One page of the runs waiting for input: oldest deadline first, then those without a
+    deadline, newest first. Runs with a deadline come from each queue's deadline index, the
+    others from its runs index; the cursor names the phase and the position in it."""
+    phase, _, at = (cursor or f"{_BY_DEADLINE}:").partition(":")
+    found: list[RunSummary] = []
+    if phase == _BY_DEADLINE:
+        scans = [
+            _QueueScan(runtime, q, parse_cursor(at), soonest=True) for q in await queues(runtime)
+        ]
+        wanted = RunFilter(awaiting_input=True)
+        found, last = await _page(scans, wanted, limit, scan_budget, soonest=True)
+        if last is not None or len(found) == limit:
+            return RunPage(found, f"{_BY_DEADLINE}:{_cursor(last)}" if last else f"{_NO_DEADLINE}:")
+        at = ""
+    rest = await list_runs(
+        runtime,
+        wanted=RunFilter(awaiting_input=True, without_deadline=True),
+        limit=limit - len(found),
+        cursor=at or None,
+        scan_budget=scan_budget,
     )
-    return runs[:limit]
+    more = None if rest.next_cursor is None else f"{_NO_DEADLINE}:{rest.next_cursor}"
+    return RunPage(found + rest.runs, more)
