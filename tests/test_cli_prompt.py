@@ -16,7 +16,7 @@ from pydantic import Field
 
 from flowbus import RunInput, StateType, flow, pause_flow_run
 from tests.runs import current_run_id, launch, wait_for_ids, wait_until
-from tests.test_cli import FLOWBUS
+from tests.test_cli import FLOWBUS, cli
 
 pytestmark = pytest.mark.anyio
 #: Seconds the dialogue may take before the test fails.
@@ -90,5 +90,44 @@ async def test_resume_on_a_terminal_asks_field_by_field(runtime_closed: None) ->
         assert f"resumed {run_id}" in out
         state = await asyncio.wait_for(handle, WITHIN)
         assert await state.aresult() == "L 2 True for ada"
+    finally:
+        handle.cancel()
+
+
+class Approve(RunInput):
+    comment: str = ""
+
+
+class Reject(RunInput):
+    reason: str = Field(min_length=1)
+    severity: Literal["low", "high"] = "low"
+
+
+@flow(name="cli-choice")
+async def choosing() -> str:
+    STARTED.append(current_run_id())
+    got = await pause_flow_run(wait_for_input=Approve | Reject, timeout=300)
+    return f"{type(got).__name__} {got.model_dump()}"
+
+
+async def test_resume_on_a_terminal_offers_the_choice_of_models(runtime_closed: None) -> None:
+    STARTED.clear()
+    handle = launch(choosing)
+    try:
+        [run_id] = await wait_for_ids(STARTED, 1)
+        await wait_until(run_id, StateType.PAUSED)
+        shown = await cli("inspect", run_id)
+        assert "input: one of Approve | Reject" in shown.stdout
+        assert "  Reject:\n    reason: str, required" in shown.stdout
+        script = [
+            ("input [Approve/Reject]", "Maybe"),  # no such model: asked again
+            ("input [Approve/Reject]", "Reject"),
+            ("reason", "too big"),
+            ("severity [", "high"),
+        ]
+        code, out = await anyio.to_thread.run_sync(dialogue, [FLOWBUS, "resume", run_id], script)
+        assert code == 0, out
+        state = await asyncio.wait_for(handle, WITHIN)
+        assert await state.aresult() == "Reject {'reason': 'too big', 'severity': 'high'}"
     finally:
         handle.cancel()

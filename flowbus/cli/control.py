@@ -14,7 +14,7 @@ from flowbus._redis.runtime import get_runtime
 from flowbus.cli._output import console, errors, fail, run
 from flowbus.cli.follow import Follower, follow_run, print_outcome
 from flowbus.cli.markdown import TextMarkdown
-from flowbus.cli.prompt import ask_input
+from flowbus.cli.prompt import ask_choice, ask_input
 from flowbus.exceptions import FlowbusError, FlowRunWaitTimeout, InvalidRunInput
 from flowbus.states import StateType
 from flowbus.views.detail import RunDetail, read_detail
@@ -53,12 +53,13 @@ def _prompted_resume(run_id: str) -> None:
 
     detail = run(load())
     pause = detail.pause
-    if pause is None or not pause.wants_input or not pause.fields:
+    if pause is None or not pause.wants_input or not (pause.fields or pause.choices):
         _resume_once(run_id, None)
         return
     if pause.description:
         console.print(TextMarkdown(pause.description))
-    values = ask_input(pause.fields)
+    fields = list(ask_choice(pause.choices).fields) if pause.choices else pause.fields
+    values = ask_input(fields)
     while True:
         try:
             _resume_once(run_id, values)
@@ -66,7 +67,7 @@ def _prompted_resume(run_id: str) -> None:
         except InvalidRunInput as exc:
             _print_invalid(exc)
             named = {field.split(".")[0] for field, _ in exc.errors if field}
-            values = ask_input(pause.fields, values, named or None)
+            values = ask_input(fields, values, named or None)
 
 
 @app.command()

@@ -69,7 +69,7 @@ class Follower:
             return
         what = "input" if p.wants_input else "a resume"
         until = f" until {stamp(p.deadline)} ({relative(p.deadline)})" if p.deadline else ""
-        names = ", ".join(f.name for f in p.fields)
+        names = " | ".join(c.title for c in p.choices) or ", ".join(f.name for f in p.fields)
         fields = f" ({names})" if names else ""
         self.out.print(
             f"paused at key {escape(to_json(p.key))}: waits for {what}{escape(fields)}{until}"

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from flowbus.cli._output import console, errors, to_json
-from flowbus.views.fields import InputField, example_value
+from flowbus.views.fields import InputChoice, InputField, example_value
 
 
 def _ask(label: str, default: Any, parse: Callable[[str], Any]) -> Any:
@@ -77,3 +77,10 @@ def ask_input(
         if only is None or f.name in only:
             values[f.name] = ask_field(f)
     return values
+
+
+def ask_choice(choices: list[InputChoice]) -> InputChoice:
+    """Which of several input models to answer with (the first one by default)."""
+    titles = tuple(c.title for c in choices)
+    picked = _ask(f"input [{'/'.join(titles)}]", titles[0], _choice(titles))
+    return choices[titles.index(picked)]

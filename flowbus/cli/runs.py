@@ -155,6 +155,13 @@ def _pause(d: RunDetail) -> None:
         console.print("input fields:")
         for f in p.fields:
             _field(f, "  ")
+    if p.choices:
+        titles = " | ".join(c.title for c in p.choices)
+        console.print(f"input: one of {escape(titles)} (taken as the first it validates as)")
+        for c in p.choices:
+            console.print(f"  {escape(c.title)}:")
+            for f in c.fields:
+                _field(f, "    ")
     console.print(f"resume: {escape(d.resume_command)}")
 
 

@@ -6,6 +6,7 @@ compare-and-set; its refusals come back to the form, field by field.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -15,12 +16,13 @@ from flowbus._engine.suspension import request_suspension
 from flowbus.client import get_client
 from flowbus.exceptions import DeploymentNotFound, FlowbusError, InvalidRunInput
 from flowbus.flow_runs import aresume_flow_run
+from flowbus.input.run_input import check_against_schema
 from flowbus.states import Cancelling
 from flowbus.ui.forms import errors_by_field, object_value
 from flowbus.ui.guard import csrf_ok
 from flowbus.ui.pages import render, runtime_of
 from flowbus.views.detail import read_detail
-from flowbus.views.fields import parse_schema
+from flowbus.views.fields import InputChoice, parse_schema
 from flowbus.views.params import parameter_errors
 
 
@@ -46,21 +48,47 @@ async def resume(request: Request) -> Response:
         return render(request, "_notice.html", message=str(exc), ok=False)
     pause = detail.pause
     values: dict[str, Any] | None = None
+    chosen = _chosen(form, pause.choices if pause else [])
     if pause is not None and pause.wants_input and form.get("with_input") == "1":
-        values = object_value(pause.fields, form)
+        fields = list(pause.choices[chosen].fields) if pause.choices else pause.fields
+        values = object_value(fields, form)
     try:
         await aresume_flow_run(run_id, values)
     except InvalidRunInput as exc:
+        problems = exc.errors
+        if pause is not None and pause.choices:
+            problems = _errors_of_choice(pause.choices[chosen], values, problems)
         return render(
             request,
             "_run_pause.html",
             d=detail,
             values=values or {},
-            errors=errors_by_field(exc.errors),
+            errors=errors_by_field(problems),
+            chosen=chosen,
         )
     except FlowbusError as exc:
         return render(request, "_notice.html", message=str(exc), ok=False)
     return render(request, "_notice.html", message=f"Resumed {run_id}", ok=True)
+
+
+def _chosen(form: dict[str, str], choices: list[InputChoice]) -> int:
+    """The index of the input model picked in the form (the first one by default)."""
+    picked = form.get("choice", "")
+    return int(picked) if picked.isdigit() and int(picked) < len(choices) else 0
+
+
+def _errors_of_choice(
+    choice: InputChoice, values: Any, problems: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """A union refuses input as a whole ("not valid under any of the given schemas"): the
+    model picked in the form names the fields it refuses instead, when it refuses any."""
+    if any(path for path, _ in problems):
+        return problems
+    try:
+        check_against_schema(json.dumps(choice.schema), values or {})
+    except InvalidRunInput as exc:
+        return exc.errors
+    return problems
 
 
 async def suspend(request: Request) -> Response:

@@ -97,7 +97,7 @@ async def run_page(request: Request) -> Response:
     if part not in templates:
         return HTMLResponse("", status_code=404)
     values = detail.pause.prefill() if detail.pause else {}
-    return render(request, templates[part], d=detail, values=values, errors={})
+    return render(request, templates[part], d=detail, values=values, errors={}, chosen=0)
 
 
 async def deployments(request: Request) -> Response:

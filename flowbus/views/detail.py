@@ -18,7 +18,7 @@ from flowbus._redis.events import RunEvent, history_events
 from flowbus._redis.runtime import Runtime
 from flowbus.exceptions import FlowbusError, FlowRunNotFound
 from flowbus.states import StateType
-from flowbus.views.fields import InputField, example_input, parse_schema
+from flowbus.views.fields import InputChoice, InputField, example_input, parse_choices, parse_schema
 from flowbus.views.runs import FIELDS, RunSummary, safe_text, summary_from_fields
 
 #: Task results listed at most (a run of thousands of tasks shows the first ones).
@@ -36,9 +36,12 @@ class PauseInfo:
     description: str
     schema: dict[str, Any] | None
     fields: list[InputField]
+    #: The models to choose from when the input is one of several (``fields`` is then empty).
+    choices: list[InputChoice] = field(default_factory=list)
 
     def prefill(self) -> dict[str, Any]:
-        return example_input(self.fields)
+        """Input with every default (of the first model, for a choice of several)."""
+        return self.choices[0].prefill() if self.choices else example_input(self.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class RunDetail:
                 "wants_input": pause.wants_input,
                 "description": pause.description,
                 "schema": pause.schema,
+                "choices": [c.title for c in pause.choices],
                 "resume_command": self.resume_command,
             },
         }
@@ -150,4 +154,5 @@ def _pause_info(run: RunSummary, inputs: dict[str, Any]) -> PauseInfo | None:
         description=safe_text(inputs.get(f"{prefix}-description")) if prefix else "",
         schema=schema,
         fields=parse_schema(schema) if schema else [],
+        choices=parse_choices(schema) if schema else [],
     )

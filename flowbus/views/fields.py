@@ -57,6 +57,48 @@ def parse_schema(schema: str | dict[str, Any]) -> list[InputField]:
     return list(_object_fields(root, root, "", 0))
 
 
+@dataclass(frozen=True, slots=True)
+class InputChoice:
+    """One model of a union the input may be (``Approve | Reject``): a form offers each."""
+
+    title: str
+    fields: tuple[InputField, ...]
+    #: The model's own schema (with the union's ``$defs``), to name the fields it refuses.
+    schema: dict[str, Any]
+
+    def prefill(self) -> dict[str, Any]:
+        return example_input(list(self.fields))
+
+
+def parse_choices(schema: str | dict[str, Any]) -> list[InputChoice]:
+    """The models of an input schema that is a union of objects (``anyOf``/``oneOf`` at its
+    root, as a pause on ``Approve | Reject`` stores); ``[]`` for any other schema."""
+    try:
+        root = json.loads(schema) if isinstance(schema, str) else schema
+    except ValueError:
+        return []
+    if not isinstance(root, dict):
+        return []
+    options = root.get("anyOf") or root.get("oneOf")
+    if not isinstance(options, list) or len(options) < 2:
+        return []
+    choices = []
+    for number, option in enumerate(options, 1):
+        node = _resolve(option, root)
+        if _kind(node)[0] != "object":
+            return []
+        own = {**node, "$defs": root["$defs"]} if isinstance(root.get("$defs"), dict) else node
+        title = node.get("title")
+        choices.append(
+            InputChoice(
+                title=str(title) if title is not None else f"choice {number}",
+                fields=_object_fields(node, root, "", 0),
+                schema=own,
+            )
+        )
+    return choices
+
+
 def _object_fields(
     node: dict[str, Any], root: dict[str, Any], prefix: str, depth: int
 ) -> tuple[InputField, ...]:

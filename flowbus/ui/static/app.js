@@ -40,6 +40,18 @@
     if (remove) remove.closest(".row").remove();
   });
 
+  // A choice of input models: only the chosen one's fields are shown and sent (a disabled
+  // fieldset's fields are not part of the form).
+  document.addEventListener("change", function (event) {
+    var choice = event.target.closest("[data-choice]");
+    if (!choice) return;
+    choice.form.querySelectorAll("[data-choice-fields]").forEach(function (set) {
+      var chosen = set.getAttribute("data-choice-fields") === choice.value;
+      set.disabled = !chosen;
+      set.hidden = !chosen;
+    });
+  });
+
   document.addEventListener("htmx:afterSwap", tick);
   document.addEventListener("htmx:sseOpen", function () {
     document.body.classList.add("connected");
