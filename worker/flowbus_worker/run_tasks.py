@@ -32,6 +32,11 @@ class RunTasks:
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("Handling a run failed", exc_info=exc)
 
+    async def join(self) -> None:
+        """Wait until no task is left (each ends with its entry's ack or a hand-off)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def aclose(self) -> None:
         """Cancel the tasks still running and wait for them to end."""
         tasks = list(self._tasks)

@@ -44,6 +44,8 @@ from flowbus_worker.timers import sweep_forever
 
 logger = logging.getLogger("flowbus.worker")
 
+#: Seconds a stopping worker waits for the acks of runs that ended, before leaving.
+ACK_GRACE = 2.0
 #: Seconds between scans of the pending lists when no worker's beat lapsed or vanished.
 RECLAIM_SAFETY = 300.0
 
@@ -410,5 +412,8 @@ class Worker:
             executor.abandon_all()
             with anyio.move_on_after(5):
                 await executor.wait_idle()
+        # a run that just ended (or was handed off) still acknowledges its entry
+        with anyio.move_on_after(ACK_GRACE):
+            await self._runs.join()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
