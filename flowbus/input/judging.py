@@ -87,6 +87,8 @@ async def ask_owner(
     made, or ``None`` when no owner answered in time (or the run left its pause meanwhile):
     then the caller resumes with ``proposal`` itself, which is applied once either way.
     """
+    if OWNER_WAIT <= 0:
+        return None  # no wait at all: the schema judges alone, asking nobody
     keys = await runtime.store.run_keys(run_id)
     async with runtime.waiters.subscribe(keys.queue, str(run_id), control=True) as sub:
         request = _entry(str(run_id), view, "judge", proposal, json.dumps(run_input or {}))
