@@ -26,7 +26,7 @@ typecheck: install
 	$(BIN)/mypy flowbus worker/flowbus_worker tests
 
 test: lint typecheck
-	$(BIN)/pytest -n auto --reruns 2
+	$(BIN)/pytest -n auto
 
 bench: install
 	$(BIN)/python bench/flow_overhead.py
