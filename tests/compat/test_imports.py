@@ -128,6 +128,7 @@ PATHS: dict[str, list[str]] = {
     "flowbus.logging": ["get_run_logger"],
     "flowbus.blocks.system": ["JSON"],
     "flowbus.deployments": ["run_deployment", "RunnerDeployment"],
+    "flowbus.testing.utilities": ["prefect_test_harness"],
 }
 
 
