@@ -59,6 +59,12 @@ class Counts:
         return sum(self.by_command.values())
 
 
+def server_cpu_seconds(client: redis.Redis) -> float:
+    """CPU seconds the server has used (``INFO cpu``: user + system)."""
+    info: dict[str, Any] = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 class CommandCounter:
     """Reads a server's ``INFO commandstats`` deltas, leaving out its own probes."""
 
@@ -78,6 +84,9 @@ class CommandCounter:
         }
         # the INFO just sent was read before it ran; CONFIG RESETSTAT's read was reset with it
         return Counts(by_command, int(info["total_reads_processed"]) - 1)
+
+    def cpu_seconds(self) -> float:
+        return server_cpu_seconds(self.redis)
 
     def config(self, name: str) -> str:
         return str(self.redis.config_get(name)[name])

@@ -198,10 +198,9 @@ class Meter:
     start: dict[str, float] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, float]:
-        info: dict[str, Any] = self.counter.redis.info("cpu")
         return {
             "workers": self.children.cpu_seconds(self.prefix),
-            "redis_server": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            "redis_server": self.counter.cpu_seconds(),
             "enqueuer": time.process_time(),
         }
 

@@ -38,7 +38,7 @@ from typing import Any
 from uuid import UUID
 
 import redis
-from _server import CommandCounter, machine, point_flowbus_at
+from _server import CommandCounter, machine, point_flowbus_at, server_cpu_seconds
 from _workers import STEP_TIMEOUT, Children, bench_env, log, wait_until, workers_dir
 from worker_flows import TRIVIAL
 
@@ -71,9 +71,8 @@ class Setup:
         self.primaries = [redis.Redis.from_url(n.url, decode_responses=True) for n in nodes]
 
     def cpu_seconds(self) -> list[float]:
-        """``used_cpu_user + used_cpu_sys`` of each primary."""
-        infos: list[Any] = [c.info("cpu") for c in self.primaries]
-        return [float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos]
+        """CPU seconds of each primary."""
+        return [server_cpu_seconds(c) for c in self.primaries]
 
     def blocked_group_reads(self) -> int:
         clients: list[list[dict[str, Any]]] = [c.client_list() for c in self.primaries]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from _server import CommandCounter, latency_ms, machine
+from _server import CommandCounter, latency_ms, machine, server_cpu_seconds
 
 from flowbus._redis.local_cluster import LocalCluster
 
@@ -35,8 +35,7 @@ WARMUP = 20
 
 def _primary_cpu(port: int) -> float:
     with redis.Redis(port=port) as client:
-        info = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        return server_cpu_seconds(client)
 
 
 def _cancel_runs(url: str, prefix: str, replicas: int, n: int, out: Any) -> None:

@@ -76,22 +76,18 @@ class Meter:
         self.unit = "redis_instructions_per_run" if callgrind else "redis_cpu_us_per_run"
         self.cpu = 0.0
 
-    def _cpu(self) -> float:
-        info: dict[str, Any] = self.counter.redis.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
     def reset(self) -> None:
         self.counter.reset()
         if self.callgrind:
             self.callgrind.instructions()
         else:
-            self.cpu = self._cpu()
+            self.cpu = self.counter.cpu_seconds()
 
     def work(self) -> float:
         """What the server did since :meth:`reset`, in :attr:`unit` (before per run)."""
         if self.callgrind:
             return float(self.callgrind.instructions())
-        return (self._cpu() - self.cpu) * 1e6
+        return (self.counter.cpu_seconds() - self.cpu) * 1e6
 
     def read(self, runs: int) -> dict[str, Any]:
         work = self.work()

@@ -522,20 +522,15 @@ VARIANTS = {
 }
 
 
-def redis_cpu_s(counter: CommandCounter) -> float:
-    info: dict[str, Any] = counter.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def resume_path(
     url: str, counter: CommandCounter, total: int, variant: str = "none"
 ) -> dict[str, Any]:
     """Latency of ``total`` pause → resume cycles, and what each cycle cost (CPU of A, B and
     Redis, commands, server reads: figures that hold on a loaded machine)."""
     counter.reset()
-    server_cpu = redis_cpu_s(counter)
+    server_cpu = counter.cpu_seconds()
     results = pair_run(url, f"resume-{variant}", "resume_driver", "resume_holder", total, variant)
-    server_cpu = redis_cpu_s(counter) - server_cpu
+    server_cpu = counter.cpu_seconds() - server_cpu
     counts = counter.read()
     samples = pair(results["resume_driver"]["t0"], results["resume_holder"]["t1"])
     return {

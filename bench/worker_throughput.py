@@ -303,11 +303,6 @@ class PeerSystem:
 System = Flowbus | PeerSystem
 
 
-def redis_cpu(counter: CommandCounter) -> float:
-    info: dict[str, Any] = counter.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def per_job(counts: Any, jobs: int) -> dict[str, Any]:
     by_name = sorted(counts.by_command.items(), key=lambda item: (-item[1], item[0]))
     return {
@@ -348,16 +343,16 @@ class Throughput:
                     others.enter_context(children.frozen(f"{other.name}-"))
             with children.frozen(prefix):
                 counter.reset()
-                redis_start = redis_cpu(counter)
+                redis_start = counter.cpu_seconds()
                 produced = await system.enqueue(jobs)
                 enqueued = counter.read()
-                redis_enqueued = redis_cpu(counter)
+                redis_enqueued = counter.cpu_seconds()
                 counter.reset()
                 workers_start = children.cpu_seconds(prefix)
                 start = time.perf_counter()
             end = await asyncio.to_thread(self.marks.wait, jobs, max(STEP_TIMEOUT, jobs / 50))
             workers_end = children.cpu_seconds(prefix)
-            redis_end = redis_cpu(counter)
+            redis_end = counter.cpu_seconds()
             drained = counter.read()
             await settle(system)
             extra = self.marks.surplus()
