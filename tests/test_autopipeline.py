@@ -16,6 +16,7 @@ from flowbus._redis.autopipeline import AutoPipeline
 from flowbus._redis.connect import close_client
 from flowbus._redis.runtime import open_redis
 from flowbus.settings import get_settings
+from tests.conftest import on_cluster
 from tests.redis_clients import primaries, summed
 
 pytestmark = pytest.mark.anyio
@@ -132,6 +133,72 @@ async def test_a_caller_cancelled_before_the_send_sends_nothing(
 
     # Then the cancelled caller's command never reached Redis
     assert await redis.exists(key) == 0
+
+
+one_server = pytest.mark.skipif(on_cluster(), reason="a cluster's pipelines use its own pool")
+
+
+async def client_id(batch: AutoPipeline) -> int:
+    """The id of the connection the batch of this turn was sent on."""
+    (reply,) = await batch.execute(lambda pipe: pipe.execute_command("CLIENT", "ID"))
+    return int(reply)
+
+
+@one_server
+async def test_a_batch_sent_while_another_waits_goes_out_on_another_connection(
+    redis: Redis, flowbus_env: str
+) -> None:
+    # Given a batch waiting for its reply (a blocking pop), holding the kept connection
+    batch = AutoPipeline(redis, no_reload)
+    first = await client_id(batch)
+    waiting = asyncio.ensure_future(
+        batch.execute(lambda pipe: pipe.execute_command("BLPOP", f"{flowbus_env}:l", 0.3))
+    )
+    await asyncio.sleep(0.05)
+
+    # When another turn's caller sends meanwhile
+    other = await client_id(batch)
+
+    # Then it was answered at once, on another connection; the first batch gets its own reply
+    assert other != first and not waiting.done()
+    assert await waiting == [None]
+    assert await client_id(batch) in (first, other)
+
+
+@one_server
+async def test_a_kept_connection_the_server_closed_is_replaced(
+    redis: Redis, flowbus_env: str
+) -> None:
+    # Given the batches' connection, closed by the server while it was kept
+    batch = AutoPipeline(redis, no_reload)
+    kept = await client_id(batch)
+    await redis.client_kill_filter(_id=str(kept))
+    key = f"{flowbus_env}:after-kill"
+
+    # When the next caller sends its command
+    reply = await batch.execute(lambda pipe: pipe.execute_command("INCR", key))
+
+    # Then it ran once, on a new connection
+    assert reply == [1]
+    assert await client_id(batch) != kept
+
+
+@one_server
+async def test_a_pool_of_one_connection_keeps_none_from_the_clients_own_commands(
+    flowbus_env: str,
+) -> None:
+    # Given a client allowed one connection, and a batch sent through it
+    client = open_redis(os.environ["FLOWBUS_REDIS_URL"], get_settings(), max_connections=1)
+    batch = AutoPipeline(client, no_reload)
+    key = f"{flowbus_env}:one"
+    try:
+        assert await batch.execute(lambda pipe: pipe.execute_command("INCR", key)) == [1]
+
+        # Then the client's own command finds the connection in the pool at once
+        async with asyncio.timeout(2):
+            assert await client.get(key) == b"1"
+    finally:
+        await close_client(client)
 
 
 async def test_multi_word_commands_and_buffers_pack_as_redis_py_packs_them(redis: Redis) -> None:

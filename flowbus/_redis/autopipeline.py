@@ -7,12 +7,14 @@ paid once per turn of the loop, and a lone caller waits one loop turn longer.
 
 On one server, a turn's commands skip redis-py's per-command machinery (a pipeline object,
 a stack entry, options and a response callback per command): they are packed by hiredis in
-one call and sent on one connection checkout, and their raw replies read back in order. On a
-cluster, redis-py's cluster pipeline sends each node its share of the turn's commands (one
-round trip per node, all at once) and queues for connections as any command does
-(``connect.QueuedCluster``). A failover is waited out: a caller whose commands met a lost
-node (see :mod:`failover`) has them sent again, with backoff, for up to the client's
-``failover_timeout`` (a lost connection is waited out by the cluster pipeline itself).
+one call and sent on the connection the previous turn's batch used (kept, not checked out of
+the pool again: a checkout and release cost more CPU than a lone caller's round trip), and
+their raw replies read back in order. On a cluster, redis-py's cluster pipeline sends each
+node its share of the turn's commands (one round trip per node, all at once) and queues for
+connections as any command does (``connect.QueuedCluster``). A failover is waited out: a
+caller whose commands met a lost node (see :mod:`failover`) has them sent again, with
+backoff, for up to the client's ``failover_timeout`` (a lost connection is waited out by the
+cluster pipeline itself).
 """
 
 from __future__ import annotations
@@ -58,20 +60,15 @@ class Batch:
     def __len__(self) -> int:
         return len(self.commands)
 
-    async def send(self, redis: Redis) -> list[Any]:
-        """Send every command on one connection; the replies, an error reply as its exception.
+    async def send(self, conn: Connection) -> list[Any]:
+        """Send every command on ``conn``; the replies, an error reply as its exception.
 
         A dropped connection is retried as redis-py retries a pipeline: the whole batch again
         on a new connection (safe for flowbus's commands, see ``runtime.open_redis``).
         """
-        pool = redis.connection_pool
-        conn: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: self._exchange(conn), lambda _error: conn.disconnect()
-            )
-        finally:
-            await pool.release(conn)
+        replies: list[Any] = await conn.retry.call_with_retry(
+            lambda: self._exchange(conn), lambda _error: conn.disconnect()
+        )
         return replies
 
     async def _exchange(self, conn: Connection) -> list[Any]:
@@ -117,6 +114,9 @@ class AutoPipeline:
         self._pending: list[_Request] = []
         #: On a cluster, the client whose failovers are waited out.
         self._cluster = redis if isinstance(redis, QueuedCluster) else None
+        #: One server: the connection of the last batch, kept for the next one (a pool
+        #: checkout and release cost more CPU than a lone caller's whole round trip).
+        self._kept: Connection | None = None
 
     async def execute(self, build: Build) -> list[Any]:
         """The replies to the commands ``build`` adds, in order, once their pipeline ran."""
@@ -170,10 +170,31 @@ class AutoPipeline:
             request.build(pipe)
             spans.append((start, len(pipe)))
         if isinstance(pipe, Batch):
-            replies = await pipe.send(self._redis)
+            replies = await self._send_batch(pipe)
         else:  # it queues for each node's connections (``connect.QueuedCluster``)
             replies = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
         return [replies[start:end] for start, end in spans]
+
+    async def _send_batch(self, batch: Batch) -> list[Any]:
+        """Send ``batch`` on the kept connection, or on one from the pool while another batch
+        has it; the connection is kept for the next batch, or returned to the pool if the
+        exchange failed (redis-py drops a connection a read was cut short on), another
+        connection is kept meanwhile, or the pool has no other for the client's own commands.
+        """
+        pool = self._redis.connection_pool
+        conn, self._kept = self._kept, None
+        if conn is None:
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies = await batch.send(conn)
+        except BaseException:
+            await pool.release(conn)
+            raise
+        if self._kept is None and pool.max_connections > 1:
+            self._kept = conn
+        else:
+            await pool.release(conn)
+        return replies
 
     def _hand_out(
         self, requests: list[_Request], replies: list[list[Any]], *, final: bool = False
