@@ -189,12 +189,12 @@ class StreamWatcher:
         )
 
     async def _read_forever(self) -> None:
-        streams: Any = self.cursors
         follower = StreamFollower(f"the watched {self.name}", self._resync)
+        # a watcher of one server has a connection of its own; a cluster's share a client
+        own = getattr(self.redis, "single_connection_client", False)
+        read_once = self._read if own else self._read_through_client
         while True:
-            reply = await follower.read(
-                lambda: self.redis.xread(streams, count=_BATCH, block=self.recheck_ms)
-            )
+            reply = await follower.read(read_once)
             for stream, read in raw_xread(reply):
                 self._deliver(stream, read)
                 if len(read) >= _BATCH and await self._may_have_lost(stream, read[0][0]):
@@ -206,6 +206,29 @@ class StreamWatcher:
             if reply:
                 # the waiters just woken run first: sending the next read can wait for them
                 await asyncio.sleep(0)
+
+    async def _read(self) -> Any:
+        """One blocking read of every stream from its cursor, on the watcher's own connection,
+        its reply left raw: a wake-up is on the critical path of every resume, and redis-py's
+        command machinery and reply callbacks cost more than the rest of it. A dropped
+        connection is retried as redis-py retries a command."""
+        if self.redis.connection is None:
+            await self.redis.initialize()
+        conn = self.redis.connection
+        assert conn is not None  # a client of one connection holds it once initialized
+        command = ("XREAD", "COUNT", _BATCH, "BLOCK", self.recheck_ms, "STREAMS")
+        args = (*command, *self.cursors, *self.cursors.values())
+
+        async def exchange() -> Any:
+            await conn.send_command(*args)
+            return await conn.read_response()
+
+        return await conn.retry.call_with_retry(exchange, lambda _error: conn.disconnect())
+
+    async def _read_through_client(self) -> Any:
+        """One blocking read through a shared client (a cluster's finds each stream's node)."""
+        streams: Any = self.cursors
+        return await self.redis.xread(streams, count=_BATCH, block=self.recheck_ms)
 
     async def _resync(self) -> None:
         """After a lost node: step back cursors the streams end before, then have every
