@@ -26,6 +26,7 @@ from _workers import Child, Children, bench_env
 from flowbus import get_client
 from flowbus._redis.embedded import EmbeddedServer
 from flowbus._redis.runtime import close_runtime, get_runtime
+from flowbus.exceptions import FlowRunNotFound
 from flowbus.models import FlowRun
 
 #: The queue every scenario uses (each on its own server and key prefix).
@@ -115,15 +116,20 @@ async def create_runs(flow_name: str, n: int, **parameters: Any) -> list[FlowRun
 
 
 async def until(run_id: UUID, accept: Callable[[FlowRun], bool], within: float) -> FlowRun | None:
-    """The run once ``accept`` holds (re-read at each of its events), or None past ``within``."""
+    """The run once ``accept`` holds (re-read at each of its events), or None past ``within``
+    or when the run is gone (a server killed with ``appendfsync everysec`` may lose writes it
+    acknowledged: while a slow fsync runs it holds back its AOF writes for up to 2 s)."""
     runtime = await get_runtime()
     store = runtime.store
     async with runtime.waiters.subscribe(QUEUE, str(run_id)) as sub:
         with anyio.move_on_after(within):
-            run = await store.read_run(run_id)
-            while not accept(run):
-                await sub.next()
+            try:
                 run = await store.read_run(run_id)
+                while not accept(run):
+                    await sub.next()
+                    run = await store.read_run(run_id)
+            except FlowRunNotFound:
+                return None  # the caller counts it lost
             return run
     return None
 
