@@ -157,6 +157,6 @@ async def pause_deadline(run_id: str) -> float:
     with anyio.fail_after(10):
         while True:
             for event in await run_events(run_id):
-                if event["type"] == "PAUSED" and event["deadline"]:
+                if event["type"] == "PAUSED" and event.get("deadline"):
                     return int(event["deadline"]) / 1000
             await asyncio.sleep(0.005)

@@ -58,7 +58,9 @@ class CreateReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ClaimReply(Reply):
-    """``claim_run``: the run hash as the claim left it (empty when there is no such run)."""
+    """``claim_run``: the run hash as the claim left it (empty when there is no such run):
+    read before a start, whose state is put in it here (the only fields of the hash a start
+    writes that a run record holds)."""
 
     run_hash: dict[bytes, bytes]
 
@@ -122,8 +124,17 @@ def created(raw: list[Any]) -> CreateReply:
 
 
 def claimed(raw: list[Any]) -> ClaimReply:
-    fields = raw[5:]
-    return ClaimReply(*_head(raw), run_hash=dict(zip(fields[::2], fields[1::2], strict=True)))
+    head = _head(raw)
+    fields = raw[6:]
+    run_hash = dict(zip(fields[::2], fields[1::2], strict=True))
+    started_ms = _extra(raw, 0)
+    if started_ms:  # read before the start: the state it wrote is the reply's
+        run_hash[b"state_type"] = head[2].encode()
+        run_hash[b"state_name"] = head[3].encode()
+        run_hash[b"state_message"] = b""
+        run_hash[b"state_ts"] = started_ms
+        run_hash[b"run_count"] = str(head[4]).encode()
+    return ClaimReply(*head, run_hash=run_hash)
 
 
 def paused(raw: list[Any]) -> PauseReply:

@@ -80,7 +80,8 @@ def _counts(groups: Any, length: Any) -> tuple[int, int]:
         return size, 0  # no worker ever served it: every entry waits
     lag, pending = group.get("lag"), int(group.get("pending", 0))
     # without a lag (Redis cannot tell after some deletions), what the stream holds beyond
-    # the entries in hand: acknowledged entries are deleted with their ack
+    # the entries in hand: acknowledged entries are dropped with their ack (but for a tail
+    # of at most a stream node, which this counts as queued)
     return (lag if isinstance(lag, int) else max(0, size - pending)), pending
 
 

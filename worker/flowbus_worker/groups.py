@@ -109,9 +109,10 @@ async def claim(
 
 
 async def ack(redis: Redis, stream: str, entry_id: str) -> None:
-    """Acknowledge an entry and delete it: nothing reads an acknowledged entry again, so a
-    stream holds only what is pending or not yet delivered (an entry whose delete was lost
-    with a connection is merely kept)."""
+    """Acknowledge an entry and delete it: nothing reads an acknowledged entry again (an
+    entry whose delete was lost with a connection is merely kept). A run's final transition
+    acknowledges its own entry instead, trimming the stream (``acknowledge()`` in
+    ``lua/_prelude.lua``)."""
     pipe = redis.pipeline(transaction=False)
     pipe.xack(stream, GROUP, entry_id)
     pipe.xdel(stream, entry_id)

@@ -89,17 +89,51 @@ local function pause_until(opts, deadline_ms)
   return opts
 end
 
+-- The run-hash fields of a run's state, in the order run_state() takes them; and each one's
+-- place in that order.
+local STATE_FIELDS = {'id', 'flow_name', 'state_type', 'state_name', 'run_count', 'pause_key',
+  'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op', 'op_detail', 'holder', 'held',
+  'early_keys', 'attempt'}
+local STATE_PLACE = {}
+for i = 1, #STATE_FIELDS do STATE_PLACE[STATE_FIELDS[i]] = i end
+
+-- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
+local function run_state(id, flow, type, name, run_count, pause_key, pause_timeout_ms,
+                         reschedule, deployment, op, op_detail, holder, held, early_keys, attempt)
+  return {id = id, flow = flow, type = type, name = name, run_count = tonumber(run_count),
+          pause_key = pause_key or '', pause_timeout_ms = tonumber(pause_timeout_ms or '') or 0,
+          reschedule = reschedule == '1', deployment = deployment or '', op = op,
+          op_detail = op_detail, holder = holder or '', held = held == '1',
+          early_keys = early_keys or '', attempt = attempt or ''}
+end
+
 -- The run's current state, or nil when the run does not exist.
 local function current()
-  local f = redis.call('HMGET', RUN, 'id', 'flow_name', 'state_type', 'state_name',
-    'run_count', 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op',
-    'op_detail', 'holder', 'held', 'early_keys', 'attempt')
+  local f = redis.call('HMGET', RUN, unpack(STATE_FIELDS))
   if not f[1] then return nil end
-  return {id = f[1], flow = f[2], type = f[3], name = f[4], run_count = tonumber(f[5]),
-          pause_key = f[6] or '', pause_timeout_ms = tonumber(f[7] or '') or 0,
-          reschedule = f[8] == '1', deployment = f[9] or '', op = f[10], op_detail = f[11],
-          holder = f[12] or '', held = f[13] == '1',
-          early_keys = f[14] or '', attempt = f[15] or ''}
+  return run_state(unpack(f))
+end
+
+-- The run's current state from its whole hash (``flat``, HGETALL's reply: a caller that wants
+-- the hash reads it once), nil when there is no such run. A SCHEDULED run created without a
+-- start time (no ``scheduled_ms``) is known to hold no deadline (``no_deadline``).
+local function current_of(flat)
+  if #flat == 0 then return nil end
+  -- sized once (a table grown a field at a time is rehashed as it grows)
+  local f = {false, false, false, false, false, false, false, false, false, false, false,
+    false, false, false, false}
+  local scheduled = false
+  for i = 1, #flat, 2 do
+    local place = STATE_PLACE[flat[i]]
+    if place then
+      f[place] = flat[i + 1]
+    elseif flat[i] == 'scheduled_ms' then
+      scheduled = true
+    end
+  end
+  local cur = run_state(unpack(f, 1, #STATE_FIELDS))
+  cur.no_deadline = not scheduled
+  return cur
 end
 
 -- The fencing check of a call made by an execution of the run: ``attempt`` is the token its
@@ -224,7 +258,7 @@ end
 -- from at once: recorded in the history with the next step, but neither published nor
 -- written to the hash); last (the call's last write: the call id is written with the state,
 -- and the script replies with replied() instead of accepted()). Returns the event id (""
--- for a transient step), or nil and the reason.
+-- for a transient step), or nil and the reason; cur.ts is the time of the move.
 local function transition(cur, to_type, to_name, opts)
   if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
     local reason = check(cur, to_type, to_name, opts.retry)
@@ -252,16 +286,20 @@ local function transition(cur, to_type, to_name, opts)
     history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
   if opts.deadline_ms then
     redis.call('ZADD', DEADLINES, deadline, cur.id)
-  elseif cur.type == 'PAUSED' or cur.type == 'SCHEDULED' then
+  elseif cur.type == 'PAUSED' or (cur.type == 'SCHEDULED' and not cur.no_deadline) then
     redis.call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
   end
   if opts.transient then
     cur.type, cur.name, cur.run_count = to_type, to_name, run_count
     return ''
   end
+  -- fields that are empty are left out (each field costs every reader of the stream)
   local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
-    'message', message, 'from_type', cur.type, 'from_name', cur.name, 'ts', ts,
-    'run_count', count, 'pause_key', pause_key, 'deadline', deadline, unpack(more)}
+    'from_type', cur.type, 'from_name', cur.name, 'ts', ts, 'run_count', count}
+  if message ~= '' then event[#event + 1], event[#event + 2] = 'message', message end
+  if pause_key ~= '' then event[#event + 1], event[#event + 2] = 'pause_key', pause_key end
+  if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
+  for i = 1, #more do event[#event + 1] = more[i] end
   local id = redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
   local fields = opts.fields or {}
   if opts.last then
@@ -304,12 +342,44 @@ local function transition(cur, to_type, to_name, opts)
       or (to_name == 'Suspending' and 'suspend') or (to_name == 'Rescheduled' and 'fence') or ''
   end
   if action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms then
-    event[#event + 1] = 'action'
-    event[#event + 1] = action
+    if action ~= '' then event[#event + 1], event[#event + 2] = 'action', action end
     redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
   end
-  cur.type, cur.name, cur.run_count = to_type, to_name, run_count
+  cur.type, cur.name, cur.run_count, cur.ts = to_type, to_name, run_count, ts
   return id
+end
+
+-- The stream id right after ``id`` (nil for an id flowbus never makes).
+local function next_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if not ms or #seq > 15 then return nil end
+  return ms .. '-' .. int_text(tonumber(seq) + 1)
+end
+
+-- The id of the last entry the queue stream's consumer group delivered.
+local function last_delivered(group)
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', QUEUE)) do
+    local fields = {}
+    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+    if fields.name == group then return fields['last-delivered-id'] end
+  end
+  return nil
+end
+
+-- Acknowledge a delivery of the queue stream and drop what nothing reads again: the entries
+-- older than the group's first pending one, or, none pending, every entry it delivered (a
+-- group delivers in order), whole stream nodes at a time (``~``: O(1) while no node is done,
+-- so a tail of less than a node stays). An XDEL of each entry would cost more: the server
+-- walks the deleted entries before it in its node to find the stream's new first entry.
+local function acknowledge(group, entry_id)
+  redis.call('XACK', QUEUE, group, entry_id)
+  local first = redis.call('XPENDING', QUEUE, group, '-', '+', 1)[1]
+  local older_than = first and first[1]
+  if not older_than then
+    local last = last_delivered(group)
+    older_than = last and next_id(last)
+  end
+  if older_than then redis.call('XTRIM', QUEUE, 'MINID', '~', older_than) end
 end
 
 -- Hand a run to the workers of its queue.

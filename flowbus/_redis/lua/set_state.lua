@@ -5,8 +5,9 @@
 --         traceback (text) of FAILED ("" none)
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
--- ARGV[11] consumer group, [12] queue entry id: acknowledge (and delete) the delivery in the
---          same step ("" none; a worker's final transition)
+-- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
+--          ("" none; a worker's final transition), trimming what is acknowledged
+--          (see acknowledge())
 -- ARGV[13] the calling execution's attempt ("" for callers that are no execution): fenced
 -- ARGV[14…] task-run key, result, … : task results written in the same step (before the
 --          call id, the last ARGV)
@@ -41,8 +42,5 @@ if result ~= '' then opts.fields = {to_type == 'FAILED' and 'traceback' or 'resu
 local id, reason = transition(cur, to_type, to_name, opts)
 if not id then return reply(REFUSED, reason, cur) end
 if enqueue_it then enqueue(cur) end
-if group ~= '' then  -- an acknowledged entry is never read again: the stream keeps the rest
-  redis.call('XACK', QUEUE, group, entry_id)
-  redis.call('XDEL', QUEUE, entry_id)
-end
+if group ~= '' then acknowledge(group, entry_id) end
 return replied(id, cur)
