@@ -232,7 +232,7 @@ async def next_pause(
     while True:
         reply = await client.xread({stream: cursor}, block=STEP_TIMEOUT * 1000)
         for cursor, fields in entries(reply):
-            if (fields[b"run_id"], fields[b"type"], fields[b"pause_key"]) == (
+            if (fields.get(b"run_id"), fields.get(b"type"), fields.get(b"pause_key")) == (
                 run_id.encode(),
                 b"PAUSED",
                 key.encode(),

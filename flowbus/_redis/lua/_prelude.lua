@@ -93,18 +93,19 @@ end
 -- place in that order.
 local STATE_FIELDS = {'id', 'flow_name', 'state_type', 'state_name', 'run_count', 'pause_key',
   'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op', 'op_detail', 'holder', 'held',
-  'early_keys', 'attempt'}
+  'early_keys', 'attempt', 'state_message'}
 local STATE_PLACE = {}
 for i = 1, #STATE_FIELDS do STATE_PLACE[STATE_FIELDS[i]] = i end
 
 -- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
 local function run_state(id, flow, type, name, run_count, pause_key, pause_timeout_ms,
-                         reschedule, deployment, op, op_detail, holder, held, early_keys, attempt)
+                         reschedule, deployment, op, op_detail, holder, held, early_keys, attempt,
+                         message)
   return {id = id, flow = flow, type = type, name = name, run_count = tonumber(run_count),
           pause_key = pause_key or '', pause_timeout_ms = tonumber(pause_timeout_ms or '') or 0,
           reschedule = reschedule == '1', deployment = deployment or '', op = op,
           op_detail = op_detail, holder = holder or '', held = held == '1',
-          early_keys = early_keys or '', attempt = attempt or ''}
+          early_keys = early_keys or '', attempt = attempt or '', message = message or ''}
 end
 
 -- The run's current state, or nil when the run does not exist.
@@ -121,7 +122,7 @@ local function current_of(flat)
   if #flat == 0 then return nil end
   -- sized once (a table grown a field at a time is rehashed as it grows)
   local f = {false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false}
+    false, false, false, false, false}
   local scheduled = false
   for i = 1, #flat, 2 do
     local place = STATE_PLACE[flat[i]]
@@ -301,13 +302,23 @@ local function transition(cur, to_type, to_name, opts)
   if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
   for i = 1, #more do event[#event + 1] = more[i] end
   local id = redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  -- each table of fields made by one constructor (a table grown a field at a time is
+  -- rehashed as it grows); the message and the run count only when they change (most moves
+  -- keep both)
   local fields = opts.fields or {}
-  if opts.last then
-    fields[#fields + 1], fields[#fields + 2] = 'op', OP
-    fields[#fields + 1], fields[#fields + 2] = 'op_detail', id
+  if opts.last then fields = {'op', OP, 'op_detail', id, unpack(fields)} end
+  local new_message = message ~= cur.message
+  local new_count = run_count ~= cur.run_count or cur.type == 'NONE'
+  if new_message and new_count then
+    fields = {'state_message', message, 'run_count', count, unpack(fields)}
+  elseif new_message then
+    fields = {'state_message', message, unpack(fields)}
+  elseif new_count then
+    fields = {'run_count', count, unpack(fields)}
   end
-  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name,
-    'state_message', message, 'state_ts', ts, 'run_count', count, unpack(fields))
+  cur.message = message
+  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
+    unpack(fields))
   if to_type == 'PAUSED' then
     redis.call('HSET', RUN, 'pause_key', pause_key,
       'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
@@ -469,7 +480,7 @@ local NEVER_RESUMED = 'The flow was paused and never resumed.'
 
 -- Whether the run failed because its pause expired.
 local function failed_by_expiry(cur)
-  return cur.type == 'FAILED' and redis.call('HGET', RUN, 'state_message') == NEVER_RESUMED
+  return cur.type == 'FAILED' and cur.message == NEVER_RESUMED
 end
 
 -- Time out a paused run whose deadline has passed by the server's clock: FAILED, or resumed

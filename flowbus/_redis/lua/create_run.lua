@@ -25,15 +25,16 @@ redis.call('ZADD', RUNS, ts_text, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
   pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id,
-  holder = '', held = false}
-local opts = {fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
-  'deployment_id', deployment_id, 'parameters', parameters, 'parent_id', parent_id,
-  'created_ms', ts_text}, last = not start_now}
-if scheduled then
-  table.insert(opts.fields, 'scheduled_ms')
-  table.insert(opts.fields, ARGV[13])
-  if scheduled > ts then opts.deadline_ms = scheduled end
-end
+  holder = '', held = false, message = ''}
+-- fields without a value are left out (readers take an absent field as empty): each is added
+-- in front of the others with one constructor (a table grown a field at a time is rehashed)
+local fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
+  'parameters', parameters, 'created_ms', ts_text}
+if deployment_id ~= '' then fields = {'deployment_id', deployment_id, unpack(fields)} end
+if parent_id ~= '' then fields = {'parent_id', parent_id, unpack(fields)} end
+if scheduled then fields = {'scheduled_ms', ARGV[13], unpack(fields)} end
+local opts = {fields = fields, last = not start_now}
+if scheduled and scheduled > ts then opts.deadline_ms = scheduled end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
 if not id then return reply(REFUSED, reason, cur) end
 if enqueue_it and not opts.deadline_ms then enqueue(cur) end
