@@ -17,7 +17,7 @@ from uuid import UUID
 import anyio
 
 from flowbus._core.bridge import on_loop, sync_or_async
-from flowbus._core.codec import decode, encode, ms_to_datetime
+from flowbus._core.codec import decode, encode, exact_json, loads_json, ms_to_datetime
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
@@ -38,6 +38,7 @@ from flowbus.exceptions import (
     NotPausedError,
     Pause,
     PauseNotAllowed,
+    SerializationError,
     StaleExecution,
     StillSuspending,
 )
@@ -49,8 +50,14 @@ from flowbus.input.judging import (
     judge_and_resume,
     new_proposal,
 )
-from flowbus.input.run_input import accepts_empty, check_against_schema
+from flowbus.input.run_input import (
+    accepts_empty,
+    check_against_schema,
+    schema_accepts,
+    schema_digest,
+)
 from flowbus.models import FlowRun
+from flowbus.settings import Settings
 from flowbus.states import Paused, Running, StateType, Suspended
 
 logger = logging.getLogger("flowbus.flow_runs")
@@ -59,6 +66,12 @@ logger = logging.getLogger("flowbus.flow_runs")
 PAUSE_EXPIRED = "Flow run was paused and never resumed."
 #: What a resumer that came too late gets (Prefect's message).
 TOO_LATE = "Flow run can no longer be resumed."
+#: Longest input (JSON characters) a resume's event carries to the paused process; a longer
+#: one it reads (the control stream keeps some 10,000 entries).
+CARRIED_INPUT_CHARS = 1024
+#: What a resume names when it checked its input against no schema: no pause has it, so
+#: the script answers with the pause's.
+_UNCHECKED = "-"
 
 
 OnTimeout = Literal["fail", "resume"]
@@ -265,12 +278,31 @@ async def _wait_until_resumed(
         if event is not None and event.type is StateType.PAUSED:
             event = None  # not held through the next wait (a process may hold 100,000)
             continue
-        if expected is None and _resumes(event, key):
+        carried, value = _carried(event, key, expected, ctx.runtime.settings)
+        if carried:  # the event is the proof, and says what the pause returns: nothing to read
             logger.info("Flow run %s resumed (key %s)", run_id, key)
-            return None  # the event is the proof: nothing to read
+            return expected.load(value, key) if expected else None
         view = await store.resumed_input(run_id, key, prefix)
         if view.state_type != StateType.PAUSED:
             return _outcome(run_id, view, key, expected)
+
+
+def _carried(
+    event: RunEvent | None, key: str, expected: Expected | None, settings: Settings
+) -> tuple[bool, Any]:
+    """``(True, input)`` when ``event`` is a resume of the pause under ``key`` that says what
+    the pause returns: nothing, for a pause without input; else the input the resume stored,
+    if the event carries it (JSON text, ``null`` for none). ``(False, None)``: read the run."""
+    if event is None or not _resumes(event, key):
+        return False, None
+    if expected is None:
+        return True, None
+    if not event.input:
+        return False, None
+    try:
+        return True, loads_json(event.input, limit=settings.max_payload_bytes, what="input")
+    except SerializationError:
+        return False, None
 
 
 def _timed_out(run_id: UUID, reply: Reply, key: str, expected: Expected | None) -> Any:
@@ -296,11 +328,10 @@ def _outcome(run_id: UUID, view: ResumeView, key: str, expected: Expected | None
     )
 
 
-def _resumes(event: RunEvent | None, key: str) -> bool:
+def _resumes(event: RunEvent, key: str) -> bool:
     """True for the event of a resume of the pause under ``key``."""
     return (
-        event is not None
-        and event.type is StateType.RUNNING
+        event.type is StateType.RUNNING
         and event.from_type == StateType.PAUSED
         and event.pause_key == key
     )
@@ -323,6 +354,8 @@ async def aresume_flow_run(
     store = runtime.store
     if key is None and run_input is None and await _resume_without_input(store, flow_run_id):
         return
+    if key is None and run_input is not None:
+        return await _resume_checked(runtime, flow_run_id, run_input)
     while True:
         view = await store.pause_view(flow_run_id)
         if key is None or (view.state_type == StateType.PAUSED and view.pause_key == key):
@@ -330,6 +363,41 @@ async def aresume_flow_run(
         if await deliver_early(runtime, flow_run_id, key, run_input):
             logger.info("Input for flow run %s stored for its pause %r", flow_run_id, key)
             return
+
+
+async def _resume_checked(
+    runtime: Runtime, flow_run_id: UUID | str, run_input: dict[str, Any]
+) -> None:
+    """A resume with input and no key: one compare-and-set naming the schema the input was
+    checked against. That is the schema this process saw at the run's pause last, when the
+    input is valid for it: one round trip. Else none: the refusal brings the pause's schema
+    (nothing written), and the input is checked against it as after a read of the pause."""
+    store = runtime.store
+    seen = store.schema_seen(flow_run_id)
+    checked = _UNCHECKED
+    if seen is not None and schema_accepts(seen, run_input):
+        checked = schema_digest(seen)
+    data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
+    keys = await store.run_keys(flow_run_id)
+    carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
+    reply = await store.scripts.resume(keys, data=data, checked=checked, carried=carried)
+    if reply.status is Status.SCHEMA:
+        if reply.input_prefix:
+            store.saw_schema(flow_run_id, reply.schema)
+        view = PauseView(
+            reply.state_type,
+            reply.state_name,
+            reply.pause_key,
+            reply.input_prefix,
+            reply.schema,
+            judged=reply.judged,
+        )
+        return await _resume_paused(runtime, flow_run_id, view, run_input)
+    if reply.status is Status.NOT_FOUND:
+        raise FlowRunNotFound(flow_run_id)
+    _raise_for_refusal(flow_run_id, reply)
+    if not reply.accepted:
+        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
 
 
 async def _resume_paused(
@@ -341,18 +409,22 @@ async def _resume_paused(
         raise FlowPauseTimeout(TOO_LATE)
     if view.state_type != StateType.PAUSED:
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
-    data = None
+    data, carried = None, ""
     if view.input_prefix:
         check_against_schema(view.schema, run_input if run_input is not None else {})
         if run_input is not None:
             data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
+        carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
     elif run_input:
         raise InvalidRunInput([("", "this pause does not wait for input")], flow_run_id)
     proposal = new_proposal() if view.judged else ""
     reply = await ask_owner(runtime, flow_run_id, view, run_input, proposal) if proposal else None
     if reply is None:  # not judged, or no owner answered: this resume decides
         keys = await store.run_keys(flow_run_id)
-        reply = await store.scripts.resume(keys, key=view.pause_key, data=data, proposal=proposal)
+        call = store.scripts.resume(
+            keys, key=view.pause_key, data=data, proposal=proposal, carried=carried
+        )
+        reply = await call
     _raise_for_refusal(flow_run_id, reply)
     if not reply.accepted:
         raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")

@@ -11,7 +11,15 @@ import msgpack
 import pytest
 from pydantic import BaseModel
 
-from flowbus._core.codec import blob, decode, encode, json_depth, loads_json, text
+from flowbus._core.codec import (
+    blob,
+    decode,
+    encode,
+    exact_json,
+    json_depth,
+    loads_json,
+    text,
+)
 from flowbus._redis.events import parse_entries
 from flowbus.exceptions import PayloadTooLarge, SerializationError
 
@@ -139,6 +147,27 @@ def test_json_from_redis_is_bounded_before_parsing() -> None:
         loads_json('"' + "x" * 20 + '"', limit=10, what="input")
     with pytest.raises(SerializationError, match="not valid JSON"):
         loads_json("{", limit=10)
+
+
+@pytest.mark.parametrize(
+    "value", [{"n": 1, "x": [1.5, None, True, "é"], "d": {"k": {}}}, {}, None, [1, "a"]]
+)
+def test_exact_json_is_text_whose_reader_gets_what_msgpack_s_reader_gets(value: Any) -> None:
+    raw = exact_json(value, limit=1000)
+    assert loads_json(raw) == decode(encode(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value", [{"b": b"bytes"}, {1: "int key"}, {"t": (1, 2)}, {"f": float("nan")}, {"o": object()}]
+)
+def test_exact_json_is_empty_for_what_json_would_change(value: Any) -> None:
+    # bytes and objects JSON cannot say; int keys and tuples it would turn into text and lists
+    assert exact_json(value, limit=1000) == ""
+
+
+def test_exact_json_is_empty_beyond_its_limit() -> None:
+    assert exact_json({"s": "x" * 20}, limit=20) == ""
+    assert exact_json({"s": "x"}, limit=20) == '{"s":"x"}'
 
 
 def test_stream_entries_parse_whatever_their_content() -> None:

@@ -17,6 +17,7 @@ from flowbus._redis.runtime import get_runtime
 from flowbus._redis.scripts import Call
 from flowbus._redis.store import RunStore
 from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
+from flowbus.input.run_input import schema_digest
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
 from tests.runs import HISTORY_FIELDS, history_entries
@@ -635,6 +636,77 @@ async def test_a_resent_resume_and_final_state_are_applied_once(store: RunStore)
     assert types == ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "RUNNING", "COMPLETED"]
     # while a late copy of the resume, after the run moved on, is refused by the state
     assert (await resume).status is not Status.ACCEPTED
+
+
+async def paused_for_input(store: RunStore, schema: str, *, judged: bool = False) -> RunKeys:
+    """A run paused under key "k" for input of ``schema``."""
+    run = await store.create_run("flow-a")
+    keys = await store.run_keys(run.id)
+    for kind in (S.PENDING, S.RUNNING):
+        assert (await moved(store, keys, kind)).accepted
+    pause = store.scripts.pause(
+        keys,
+        key="k",
+        timeout_ms=None,
+        reschedule=False,
+        state_name="Paused",
+        input_prefix="paused-k",
+        schema=schema,
+        judged=judged,
+    )
+    assert (await pause).accepted
+    return keys
+
+
+async def test_a_resume_checked_against_another_schema_writes_nothing_and_gets_the_pause_s(
+    store: RunStore,
+) -> None:
+    # Given a run paused for input of one schema
+    schema = json.dumps({"type": "object", "required": ["n"]})
+    keys = await paused_for_input(store, schema)
+    before = await snapshot(store, keys)
+    inputs = await store.redis.hgetall(keys.input)
+
+    # When a resume names another schema's digest (or none) as the one its input was checked on
+    for checked in (schema_digest("{}"), "-"):
+        reply = await store.scripts.resume(keys, data=encode({"n": 1}), checked=checked)
+
+        # Then it is answered SCHEMA with the pause's key, prefix and schema, and nothing changed
+        assert reply.status is Status.SCHEMA
+        assert (reply.pause_key, reply.input_prefix, reply.schema) == ("k", "paused-k", schema)
+        assert not reply.judged
+        assert await snapshot(store, keys) == before
+        assert await store.redis.hgetall(keys.input) == inputs
+        assert not await store.redis.exists(keys.fired)
+
+    # When the resume names the pause's own schema
+    carried = json.dumps({"n": 1})
+    reply = await store.scripts.resume(
+        keys, data=encode({"n": 1}), checked=schema_digest(schema), carried=carried
+    )
+
+    # Then it resumes the run, and its control entry carries the input for the paused process
+    assert reply.accepted
+    control = await entries(store, keys.control)
+    assert control[-1]["from_type"] == "PAUSED" and control[-1]["input"] == carried
+    assert "input" not in (await entries(store, keys.queue_events))[-1]
+
+
+async def test_a_checked_resume_of_a_judged_pause_is_sent_to_its_owner_first(
+    store: RunStore,
+) -> None:
+    # Given a pause whose input its owner judges
+    schema = json.dumps({"type": "object"})
+    keys = await paused_for_input(store, schema, judged=True)
+
+    # When a resume checked on its schema comes without a proposal, Then it is answered SCHEMA
+    # (judged): the resumer asks the owner first; with a proposal it resumes the run
+    reply = await store.scripts.resume(keys, data=encode({}), checked=schema_digest(schema))
+    assert reply.status is Status.SCHEMA and reply.judged
+    again = store.scripts.resume(
+        keys, data=encode({}), checked=schema_digest(schema), proposal="p1"
+    )
+    assert (await again).accepted
 
 
 async def test_deadlines_that_name_no_run_are_dropped_and_infinity_is_a_number(

@@ -128,6 +128,19 @@ def loads_json(raw: str, *, limit: int | None = None, what: str = "JSON") -> Any
         raise SerializationError(f"{what} is not valid JSON: {exc}") from exc
 
 
+def exact_json(value: Any, *, limit: int) -> str:
+    """``value`` as JSON text that decodes to an equal value, at most ``limit`` characters;
+    "" when there is none (bytes, keys that are not text, tuples, NaN, larger text), so a
+    reader of the text gets what a reader of its msgpack would."""
+    try:
+        raw = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return ""
+    if len(raw) > limit or json.loads(raw) != value:
+        return ""
+    return raw
+
+
 def ms_to_datetime(ms: int) -> datetime:
     """A time Redis holds as epoch milliseconds (the scripts' clock) as an aware datetime."""
     return datetime.fromtimestamp(ms / 1000, UTC)

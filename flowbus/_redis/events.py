@@ -94,6 +94,9 @@ class RunEvent:
     proposal: str = ""
     #: A judge request's input, a verdict's errors (JSON text; "" otherwise).
     payload: str = ""
+    #: On the control stream, the input a resume stored (JSON text, ``null`` for none), so
+    #: the paused process reads nothing ("" when the resume did not carry it).
+    input: str = ""
 
     @property
     def timestamp(self) -> datetime:
@@ -135,6 +138,7 @@ def parse_event(entry_id: str, raw: Mapping[Any, Any]) -> RunEvent:
             action=fields.get("action", ""),
             proposal=fields.get("proposal", ""),
             payload=fields.get("payload", ""),
+            input=fields.get("input", ""),
         )
     except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedEntry("run event", f"entry {entry_id}: {exc!r}") from exc

@@ -32,6 +32,8 @@ class Status(IntEnum):
     IS_PAUSED = 7
     #: The calling execution was superseded by a newer one (fencing): nothing was written.
     STALE = 8
+    #: A resume's input was checked against another schema than its pause's (``resume``).
+    SCHEMA = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,18 @@ class PauseReply(Reply):
     deadline_ms: int | None
     response: bytes | None
     input_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReply(Reply):
+    """``resume``: when the input was checked against another schema than its pause's
+    (SCHEMA), what a resumer needs to check it: the pause's key, its input prefix ("" for a
+    pause without input), its schema and whether its owner judges the input."""
+
+    pause_key: str = ""
+    input_prefix: str = ""
+    schema: str = ""
+    judged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +160,16 @@ def paused(raw: list[Any]) -> PauseReply:
         return PauseReply(*head, deadline_ms=None, response=response, input_type=kind)
     deadline = _number(_extra(raw, 0)) if head[0] is Status.ACCEPTED else None
     return PauseReply(*head, deadline_ms=deadline, response=None)
+
+
+def resumed(raw: list[Any]) -> ResumeReply:
+    head = _head(raw)
+    if head[0] is not Status.SCHEMA:
+        return ResumeReply(*head)
+    key, prefix, schema, judged = (text(_extra(raw, i) or b"") for i in range(4))
+    return ResumeReply(
+        *head, pause_key=key, input_prefix=prefix, schema=schema, judged=judged == "1"
+    )
 
 
 def due(raw: list[Any]) -> DueReply:

@@ -38,6 +38,7 @@ from flowbus._redis.replies import (
     PauseReply,
     R,
     Reply,
+    ResumeReply,
     Status,
 )
 from flowbus.settings import Settings
@@ -335,13 +336,19 @@ class Scripts:
         data: bytes | None = None,
         early: bool = False,
         proposal: str = "",
-    ) -> Call[Reply]:
+        checked: str = "",
+        carried: str = "",
+    ) -> Call[ResumeReply]:
         """Resume the pause under ``key`` ("" any) with the encoded input ``data``, if any;
         ``early`` stores it for a pause under ``key`` the run has not reached yet. A judged
-        ``proposal`` is applied once, whether its owner or its resumer sends it (or both)."""
+        ``proposal`` is applied once, whether its owner or its resumer sends it (or both).
+        ``checked``: the SHA-1 of the schema the input was checked against; a pause with
+        another schema (or judged, without a proposal) replies SCHEMA with its own, nothing
+        written. ``carried``: the input as JSON text, for the paused process (see
+        ``resume.lua``)."""
         given = data is not None
-        args = (key, data or b"", _flag(given), _flag(early), proposal)
-        return Call(self, "resume", keys, args, replies.plain, durable=True)
+        args = (key, data or b"", _flag(given), _flag(early), proposal, checked, carried)
+        return Call(self, "resume", keys, args, replies.resumed, durable=True)
 
     def expire_pause(self, keys: RunKeys, *, key: str = "") -> Call[DueReply]:
         """Time out the run's pause under ``key`` ("" any) if its deadline passed: FAILED, or

@@ -35,6 +35,8 @@ QUEUE_NEWS_MAXLEN = 1000
 NEVER_RESUMED = "The flow was paused and never resumed."
 #: Run ids whose queue this process knows; a run never changes queue.
 _QUEUE_CACHE_SIZE = 100_000
+#: Runs whose pause schema this process keeps (a resumer's guess at a run's next pause).
+_SCHEMA_CACHE_SIZE = 1000
 #: Most run ids read from a queue's index at once when listing runs.
 _READ_PAGE = 1000
 #: What a record built from a script's reply has set: every field. pydantic keeps a set per
@@ -216,6 +218,9 @@ class RunStore:
         self._runs: dict[str, RunKeys] = {}
         #: Queues this store has added to the set of queues (once is enough).
         self._known_queues: set[str] = set()
+        #: The schema of each run's pause this process saw last, by run id: what a resume
+        #: checks its input against first (it names it, so a stale one costs a round trip).
+        self._schemas: dict[str, str] = {}
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -499,6 +504,15 @@ class RunStore:
             await self.redis.persist(keys.index)
         return reply
 
+    def schema_seen(self, run_id: UUID | str) -> str | None:
+        """The schema of the run's pause this process saw last (None: none seen)."""
+        return self._schemas.get(str(run_id))
+
+    def saw_schema(self, run_id: UUID | str, schema: str) -> None:
+        if len(self._schemas) >= _SCHEMA_CACHE_SIZE:
+            self._schemas.clear()
+        self._schemas[str(run_id)] = schema
+
     async def pause_view(self, run_id: UUID | str) -> PauseView:
         """What a resumer must know: state, pause key and the schema stored by the pause."""
         keys = await self.run_keys(run_id)
@@ -508,6 +522,8 @@ class RunStore:
             raise FlowRunNotFound(run_id)
         state_type, state_name, pause_key, prefix, message, judged = (text(f) for f in fields)
         schema = await self.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
+        if schema:
+            self.saw_schema(run_id, text(schema))
         return PauseView(
             state_type,
             state_name,

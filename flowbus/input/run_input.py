@@ -4,6 +4,7 @@ schema, validation and loading, and sending/receiving them between runs."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from flowbus._core.bridge import in_async_context, run_blocking
 from flowbus._core.codec import loads_json
-from flowbus.exceptions import InvalidRunInput
+from flowbus.exceptions import FlowbusError, InvalidRunInput
 from flowbus.input.actions import (
     SENDER_PREFIXES,
     acreate_flow_run_input,
@@ -265,6 +266,20 @@ def check_against_schema(schema: str, data: Any) -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise InvalidRunInput([(_path(e.absolute_path), e.message) for e in errors])
+
+
+def schema_accepts(schema: str, data: Any) -> bool:
+    """Whether ``data`` is valid resume input for ``schema`` (False for a schema that is none)."""
+    try:
+        return bool(_validator(schema).is_valid(data))
+    except FlowbusError:
+        return False
+
+
+def schema_digest(schema: str) -> str:
+    """The SHA-1 (hex) of a stored schema's text: how a resume names the schema it checked
+    its input against (``resume.lua`` compares it with its pause's)."""
+    return hashlib.sha1(schema.encode(), usedforsecurity=False).hexdigest()
 
 
 def accepts_empty(schema: str) -> bool:

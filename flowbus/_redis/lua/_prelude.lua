@@ -19,8 +19,9 @@
 --   suspending), ORPHANED (the process holding the run is gone: the script ended it), EARLY
 --   (input for the pause key came before the pause), IS_PAUSED (an early resume found the run
 --   paused under its key: resume it normally), STALE (the calling execution was superseded
---   by a newer one: nothing was written); flowbus/_redis/replies.py reads them (Status) and
---   each script's extra values.
+--   by a newer one: nothing was written), SCHEMA (a resume's input was checked against a schema
+--   that is not its pause's: nothing was written); flowbus/_redis/replies.py reads them
+--   (Status) and each script's extra values.
 
 -- The call's keys and head arguments (set by begin()).
 local RUN, HISTORY, QEVENTS, FIRED, INPUT, RESULTS, DEADLINES, QUEUE, RUNS
@@ -49,7 +50,7 @@ end
 -- The reply statuses (the first value of every reply; Status in replies.py).
 local ACCEPTED, REFUSED, NOT_FOUND = 1, 0, -1
 local ALREADY_FIRED, EXPIRED, SUSPENDING, ORPHANED, EARLY, IS_PAUSED = 2, 3, 4, 5, 6, 7
-local STALE = 8
+local STALE, SCHEMA = 8, 9
 
 local FINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
 
@@ -258,8 +259,9 @@ end
 -- with it, before a final state's expiry covers them); transient (a step the same script moves on
 -- from at once: recorded in the history with the next step, but neither published nor
 -- written to the hash); last (the call's last write: the call id is written with the state,
--- and the script replies with replied() instead of accepted()). Returns the event id (""
--- for a transient step), or nil and the reason; cur.ts is the time of the move.
+-- and the script replies with replied() instead of accepted()); input (a resume's input, JSON
+-- text: carried by the control entry only, so the paused process reads nothing). Returns the
+-- event id ("" for a transient step), or nil and the reason; cur.ts is the time of the move.
 local function transition(cur, to_type, to_name, opts)
   if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
     local reason = check(cur, to_type, to_name, opts.retry)
@@ -354,6 +356,7 @@ local function transition(cur, to_type, to_name, opts)
   end
   if action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms then
     if action ~= '' then event[#event + 1], event[#event + 2] = 'action', action end
+    if opts.input then event[#event + 1], event[#event + 2] = 'input', opts.input end
     redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
   end
   cur.type, cur.name, cur.run_count, cur.ts = to_type, to_name, run_count, ts
@@ -401,9 +404,10 @@ end
 
 -- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
 -- SCHEDULED "Resuming" plus enqueue when ``requeue`` (a suspended run, or an in-process pause
--- whose process is gone). ``proposal``: the judged input applied (see resume.lua), or nil.
+-- whose process is gone). ``proposal``: the judged input applied (see resume.lua), or nil;
+-- ``input``: the input as JSON text, for the waiter of an in-process pause (or nil).
 -- Returns the event id.
-local function leave_pause(cur, message, requeue, proposal)
+local function leave_pause(cur, message, requeue, proposal, input)
   redis.call('SADD', FIRED, cur.pause_key)
   local opts = {message = message, proposal = proposal}
   if requeue then
@@ -411,6 +415,7 @@ local function leave_pause(cur, message, requeue, proposal)
     enqueue(cur)
     return id
   end
+  opts.input = input
   return transition(cur, 'RUNNING', 'Running', opts)
 end
 

@@ -5,13 +5,17 @@
 -- SCHEDULED "Resuming" plus enqueue for a suspended run.
 -- With ``early``, input for a pause the run has not reached yet is stored under the key
 -- instead (once per key); the pause takes it when it comes (pause.lua).
--- ARGV[4] expected pause key ("" = any: a resume without input that read nothing first;
---         it is refused when the pause needs input, so the caller can explain why)
+-- ARGV[4] expected pause key ("" = any: a resume that read nothing first; without input and
+--         unchecked, it is refused when the pause needs input, so the caller can explain why)
 -- ARGV[5] input (msgpack)  [6] "1" if an input is given
 -- ARGV[7] "1": early resume (the key is required)
 -- ARGV[8] proposal id ("" none): the input's owner and its resumer may both apply one judged
 --         proposal (the owner, or the resumer when no verdict came in time): applied once,
 --         the second is told it was accepted
+-- ARGV[9] SHA-1 of the schema text the caller checked the input against ("" none: the caller
+--         read the pause and names its key); the pause's own schema must have it, and a judged
+--         pause a proposal, else the reply is SCHEMA, with what a check needs (nothing written)
+-- ARGV[10] the input as JSON text ("" none), carried by the resume's control entry
 -- An in-process pause whose process is gone (its lease ended) has nobody to wake: with a
 -- deployment it is resumed as a suspension (a worker re-runs it); without, it ends CRASHED
 -- and the resume is refused, saying so.
@@ -19,8 +23,9 @@
 --      | {EXPIRED, reason, ...} (the run is FAILED: now, or earlier by its timer)
 --      | {SUSPENDING, reason, ...} | {ORPHANED, reason, ...} (CRASHED) | {NOT_FOUND, ...}
 --      | {IS_PAUSED, reason, ...} (early: the run is paused under the key; resume it normally)
+--      | {SCHEMA, reason, ..., pause key, input prefix, schema, "1" if judged}
 local key, input, input_given, early = ARGV[4], ARGV[5], ARGV[6] == '1', ARGV[7] == '1'
-local proposal = ARGV[8]
+local proposal, checked, carried = ARGV[8], ARGV[9], ARGV[10]
 
 -- Store input for the pause under ``key`` that the run has not reached.
 local function store_early(cur)
@@ -57,6 +62,15 @@ end
 if cur.name == 'Suspending' then
   return reply(SUSPENDING, 'the run is still suspending; resume it once it is Suspended', cur)
 end
+local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
+if checked ~= '' then
+  local schema = prefix ~= '' and redis.call('HGET', INPUT, prefix .. '-schema') or ''
+  local judged = redis.call('HGET', RUN, 'input_judged') or ''
+  if (judged == '1' and proposal == '') or redis.sha1hex(schema) ~= checked then
+    return reply(SCHEMA, 'the input was not checked against this pause', cur, cur.pause_key,
+      prefix, schema, judged)
+  end
+end
 if expire_pause(cur) then return reply(EXPIRED, 'the pause expired', cur) end
 local orphaned = not cur.reschedule and holder_gone(cur)
 if orphaned and cur.deployment == '' then
@@ -64,8 +78,8 @@ if orphaned and cur.deployment == '' then
   return reply(ORPHANED, 'the process holding the run (' .. cur.holder .. ') is gone; the run '
     .. 'is CRASHED', cur)
 end
-local prefix = redis.call('HGET', RUN, 'input_prefix') or ''
-if key == '' and prefix ~= '' and redis.call('HGET', RUN, 'input_optional') ~= '1' then
+if key == '' and checked == '' and prefix ~= ''
+  and redis.call('HGET', RUN, 'input_optional') ~= '1' then
   return reply(REFUSED, 'this pause needs input', cur)
 end
 if input_given and prefix ~= '' then
@@ -73,6 +87,7 @@ if input_given and prefix ~= '' then
 end
 local requeue = cur.reschedule or orphaned
 local message = requeue and '' or 'Resumed'
-if proposal == '' then return accepted(leave_pause(cur, message, requeue), cur) end
+local shown = (carried ~= '' and prefix ~= '') and carried or nil
+if proposal == '' then return accepted(leave_pause(cur, message, requeue, nil, shown), cur) end
 redis.call('HSET', RUN, 'resumed_by', proposal)
-return accepted(leave_pause(cur, message, requeue, proposal), cur)
+return accepted(leave_pause(cur, message, requeue, proposal, shown), cur)
