@@ -43,6 +43,8 @@ _HEADROOM = 8
 
 #: Commands whose keys follow ``STREAMS`` (the first half of what follows it).
 _STREAM_READS = ("XREAD", "XREADGROUP")
+#: Function calls: ``FCALL name numkeys key …``.
+_FUNCTION_CALLS = ("FCALL", "FCALL_RO")
 _STREAMS = (b"STREAMS", "STREAMS")
 _BLOCK = (b"BLOCK", "BLOCK")
 
@@ -169,15 +171,20 @@ class QueuedCluster(RedisCluster):
         return self
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
-        """The slot of a command; for stream reads found here, not by ``COMMAND GETKEYS``,
-        which redis-py would send before every XREAD (a round trip per blocking read)."""
+        """The slot of a command; for stream reads and function calls found here, not by
+        ``COMMAND GETKEYS``, which redis-py would send before every XREAD and every FCALL
+        (a round trip more per blocking read, per transition)."""
+        keys: Sequence[Any] = ()
         if command in _STREAM_READS:
             at = next((i for i, a in enumerate(args) if a in _STREAMS), None)
             if at is not None:
                 streams = args[at + 1 :]
-                slots = {self.keyslot(key) for key in streams[: len(streams) // 2]}
-                if len(slots) == 1:
-                    return slots.pop()
+                keys = streams[: len(streams) // 2]
+        elif command in _FUNCTION_CALLS and len(args) >= 2 and str(args[1]).isdigit():
+            keys = args[2 : 2 + int(args[1])]
+        slots = {self.keyslot(key) for key in keys}
+        if len(slots) == 1:
+            return slots.pop()
         return await super()._determine_slot(command, *args)
 
     def _gate(self, node: ClusterNode) -> asyncio.Semaphore:
