@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,7 @@ from flowbus import (
     sleep_for,
     sleep_until,
 )
+from flowbus._redis.replies import Status
 from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from tests.runs import (
@@ -178,6 +180,52 @@ async def test_the_sweeper_resumes_a_pause_at_its_deadline(
         assert [e[1][b"run_id"].decode() for e in queued].count(run_id) == 1
     else:
         assert (run.state.type, run.state.name) == (StateType.RUNNING, "Running")
+
+
+async def test_a_sweeper_behind_another_does_not_enqueue_the_resumed_run_again(
+    runtime_closed: None,
+) -> None:
+    # Given a suspended run whose deadline both sweepers read, and one sweeper resumed it
+    run_id = await paused_without_process(reschedule=True, timeout_ms=1)
+    await asyncio.sleep(0.01)
+    s = await store()
+    keys = await run_keys(run_id)
+    assert (await s.scripts.expire_pause(keys)).accepted
+
+    # When the other sweeper acts on the deadline it read: refused by the SCHEDULED
+    # "Resuming" run, it moves on to a scheduled start
+    expired = await s.scripts.expire_pause(keys)
+    started = await s.scripts.start_scheduled(keys)
+
+    # Then nothing more is enqueued: the run is on its queue once
+    assert (expired.status, expired.state_type) == (Status.REFUSED, StateType.SCHEDULED)
+    assert started.status is Status.REFUSED
+    assert await queued_entries(run_id) == 1
+
+
+async def test_a_scheduled_start_is_enqueued_once_by_two_sweepers(runtime_closed: None) -> None:
+    # Given a run scheduled to start in 20 ms, its deadline read by two sweepers
+    s = await store()
+    start = datetime.now(UTC) + timedelta(milliseconds=20)
+    run = await s.create_run("later", enqueue=True, scheduled_time=start)
+    assert await queued_entries(str(run.id)) == 0
+    await asyncio.sleep(0.05)
+
+    # When both start it, one after the other
+    keys = await run_keys(run.id)
+    first, second = [await s.scripts.start_scheduled(keys) for _ in range(2)]
+
+    # Then the first enqueues it, the second finds it handed over already
+    assert (first.status, first.detail) == (Status.ACCEPTED, "enqueued")
+    assert second.status is Status.REFUSED
+    assert await queued_entries(str(run.id)) == 1
+
+
+async def queued_entries(run_id: str) -> int:
+    """How many entries of ``run_id``'s queue stream name the run."""
+    s = await store()
+    queued: Any = await s.redis.xrange(s.keys.queue((await read(run_id)).queue).stream())
+    return [e[1][b"run_id"].decode() for e in queued].count(run_id)
 
 
 @pytest.mark.parametrize("kind", KINDS)
