@@ -29,6 +29,7 @@ from flowbus import (
     pause_flow_run,
     wait_for_flow_run,
 )
+from flowbus._core.bridge import background_loop, submit
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
@@ -52,6 +53,20 @@ async def wait_from(caller: str, run_id: Any, **options: Any) -> FlowRun:
         return run
     result: FlowRun = await anyio.to_thread.run_sync(partial(wait_for_flow_run, run_id, **options))
     return result
+
+
+async def subscribed(caller: str, run_id: Any) -> None:
+    """Wait (test-side) until the waiter of ``caller`` listens to the run's events: a sync
+    waiter first opens a runtime on the background loop, which a loaded machine makes slow."""
+    if caller == "async":
+        runtime = await get_runtime()
+    else:
+        runtime = await asyncio.wrap_future(submit(background_loop(), get_runtime()))
+    with anyio.fail_after(10):
+        while True:
+            if any(str(run_id) in w.subscribers for w in list(runtime.waiters.watchers.values())):
+                return
+            await asyncio.sleep(0.005)
 
 
 async def new_run() -> FlowRun:
@@ -93,6 +108,7 @@ async def test_waiting_blocks_until_the_run_is_final(
     caplog.set_level(logging.INFO, logger="flowbus.flow_runs")
     run = await new_run()
     waiter = asyncio.ensure_future(wait_from(caller, run.id, log_states=True))
+    await subscribed(caller, run.id)
     await asyncio.sleep(0.2)
     assert not waiter.done()
 
