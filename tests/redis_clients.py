@@ -19,24 +19,34 @@ def _url(url: str | None) -> str:
     return url or os.environ["FLOWBUS_REDIS_URL"]
 
 
+def _untimed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options``, with no socket timeout unless given, as flowbus opens its own clients.
+
+    redis-py times reads out after 5 s by default, so a blocked read of a test would end
+    early; and it sends each command of a timed connection under an ``asyncio.wait_for``,
+    which on Python 3.11 drops a cancellation that comes as the write completes, so a task
+    reading on such a client can outlive the cancel that was to end it.
+    """
+    return {"socket_timeout": None, **options}
+
+
 def sync_redis(url: str | None = None, **options: Any) -> redis.Redis:
     """A sync client: ``redis.Redis``, or a ``RedisCluster`` (same commands) on a cluster."""
     address = cluster_address(_url(url))
     if address is None:
-        return redis.Redis.from_url(_url(url), **options)
+        return redis.Redis.from_url(_url(url), **_untimed(options))
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in address.nodes]  # type: ignore[no-untyped-call]
-    return cast(
-        "redis.Redis", redis.RedisCluster(startup_nodes=nodes, **address.options, **options)
-    )
+    cluster = redis.RedisCluster(startup_nodes=nodes, **address.options, **_untimed(options))
+    return cast("redis.Redis", cluster)
 
 
 def async_redis(url: str | None = None, **options: Any) -> aredis.Redis:
     """An asyncio client: ``Redis``, or a ``RedisCluster`` (same commands) on a cluster."""
     address = cluster_address(_url(url))
     if address is None:
-        return aredis.Redis.from_url(_url(url), **options)
+        return aredis.Redis.from_url(_url(url), **_untimed(options))
     nodes = [AsyncClusterNode(host, port) for host, port in address.nodes]
-    cluster = aredis.RedisCluster(startup_nodes=nodes, **address.options, **options)
+    cluster = aredis.RedisCluster(startup_nodes=nodes, **address.options, **_untimed(options))
     return cast("aredis.Redis", cluster)
 
 

@@ -122,7 +122,7 @@ async def test_a_watcher_skips_a_malformed_event_and_delivers_the_next(
         assert text(bad) in caplog.text and stream in caplog.text
         assert not watcher.task.done()
     finally:
-        watcher.task.cancel()
+        await watcher.stop()
         await watcher.redis.aclose()
         await redis.delete(stream)
         await redis.aclose()

@@ -294,8 +294,7 @@ async def watched_burst(burst: int, maxlen: int) -> list[Any]:
                 received.append(await sub.next())
         return received
     finally:
-        if watcher.task is not None:
-            watcher.task.cancel()
+        await watcher.stop()
         await watcher.redis.aclose()
         await redis.delete(stream)
         await redis.aclose()

@@ -161,6 +161,13 @@ class StreamWatcher:
     def streams(self) -> list[str]:
         return list(self.cursors)
 
+    async def stop(self) -> None:
+        """Cancel the reading task and wait until it ended (its connection is the owner's)."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
     async def pin_cursors(self) -> None:
         """Start from each stream's last id (a concrete id: ``$`` could skip an event)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -379,10 +386,7 @@ class Waiters:
 
     async def aclose(self) -> None:
         for watcher in {id(w): w for w in self.watchers.values()}.values():
-            if watcher.task is not None:
-                watcher.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher.task
+            await watcher.stop()
             if watcher.redis is not self._cluster_watch:
                 await watcher.redis.aclose()
         self.watchers.clear()
