@@ -17,45 +17,34 @@ from uuid import UUID
 import anyio
 
 from flowbus._core.bridge import on_loop, sync_or_async
-from flowbus._core.codec import decode, encode, exact_json, loads_json, ms_to_datetime
+from flowbus._core.codec import decode, loads_json, ms_to_datetime
 from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import PauseReply, Reply, Status
-from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.store import PauseView, ResumeView, RunStore
+from flowbus._redis.runtime import get_runtime
+from flowbus._redis.store import ResumeView
 from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
-    FlowRunNotFound,
     FlowRunWaitTimeout,
-    HolderGone,
-    InvalidRunInput,
     InvalidStateTransition,
     MissingContext,
-    NotPausedError,
     Pause,
     PauseNotAllowed,
     SerializationError,
     StaleExecution,
-    StillSuspending,
 )
-from flowbus.input.early import deliver_early, judge
+from flowbus.input.early import judge
 from flowbus.input.expected import NO_INPUT, Expected, check_same_type
 from flowbus.input.judging import (
-    ask_owner,
     has_custom_validators,
     judge_and_resume,
-    new_proposal,
 )
-from flowbus.input.run_input import (
-    accepts_empty,
-    check_against_schema,
-    schema_accepts,
-    schema_digest,
-)
+from flowbus.input.resuming import aresume_flow_run as aresume_flow_run  # its public path
+from flowbus.input.run_input import accepts_empty
 from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import Paused, Running, StateType, Suspended
@@ -64,14 +53,6 @@ logger = logging.getLogger("flowbus.flow_runs")
 
 #: What the paused flow raises then (Prefect's message).
 PAUSE_EXPIRED = "Flow run was paused and never resumed."
-#: What a resumer that came too late gets (Prefect's message).
-TOO_LATE = "Flow run can no longer be resumed."
-#: Longest input (JSON characters) a resume's event carries to the paused process; a longer
-#: one it reads (the control stream keeps some 10,000 entries).
-CARRIED_INPUT_CHARS = 1024
-#: What a resume names when it checked its input against no schema: no pause has it, so
-#: the script answers with the pause's.
-_UNCHECKED = "-"
 
 
 OnTimeout = Literal["fail", "resume"]
@@ -335,122 +316,6 @@ def _resumes(event: RunEvent, key: str) -> bool:
         and event.from_type == StateType.PAUSED
         and event.pause_key == key
     )
-
-
-async def aresume_flow_run(
-    flow_run_id: UUID | str, run_input: dict[str, Any] | None = None, key: str | None = None
-) -> None:
-    """Resume a paused or suspended run, with input if its pause waits for some.
-
-    The input is validated against the JSON schema the pause stored, before anything is
-    written: :class:`InvalidRunInput` lists every bad field and the run stays paused. Then one
-    compare-and-set resumes it: of concurrent resumers exactly one wins and the others get
-    :class:`NotPausedError`. A resume after the deadline raises :class:`FlowPauseTimeout`
-    (the run is FAILED). A resume that comes before the pause is refused (NotPausedError),
-    unless it names the pause's ``key``: then the input is kept for that pause, which returns
-    it at once when the run reaches it (once per key; the pause validates it).
-    """
-    runtime = await get_runtime()
-    store = runtime.store
-    if key is None and run_input is None and await _resume_without_input(store, flow_run_id):
-        return
-    if key is None and run_input is not None:
-        return await _resume_checked(runtime, flow_run_id, run_input)
-    while True:
-        view = await store.pause_view(flow_run_id)
-        if key is None or (view.state_type == StateType.PAUSED and view.pause_key == key):
-            return await _resume_paused(runtime, flow_run_id, view, run_input)
-        if await deliver_early(runtime, flow_run_id, key, run_input):
-            logger.info("Input for flow run %s stored for its pause %r", flow_run_id, key)
-            return
-
-
-async def _resume_checked(
-    runtime: Runtime, flow_run_id: UUID | str, run_input: dict[str, Any]
-) -> None:
-    """A resume with input and no key: one compare-and-set naming the schema the input was
-    checked against. That is the schema this process saw at the run's pause last, when the
-    input is valid for it: one round trip. Else none: the refusal brings the pause's schema
-    (nothing written), and the input is checked against it as after a read of the pause."""
-    store = runtime.store
-    seen = store.schema_seen(flow_run_id)
-    checked = _UNCHECKED
-    if seen is not None and schema_accepts(seen, run_input):
-        checked = schema_digest(seen)
-    data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
-    keys = await store.run_keys(flow_run_id)
-    carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
-    reply = await store.scripts.resume(keys, data=data, checked=checked, carried=carried)
-    if reply.status is Status.SCHEMA:
-        if reply.input_prefix:
-            store.saw_schema(flow_run_id, reply.schema)
-        view = PauseView(
-            reply.state_type,
-            reply.state_name,
-            reply.pause_key,
-            reply.input_prefix,
-            reply.schema,
-            judged=reply.judged,
-        )
-        return await _resume_paused(runtime, flow_run_id, view, run_input)
-    if reply.status is Status.NOT_FOUND:
-        raise FlowRunNotFound(flow_run_id)
-    _raise_for_refusal(flow_run_id, reply)
-    if not reply.accepted:
-        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
-
-
-async def _resume_paused(
-    runtime: Runtime, flow_run_id: UUID | str, view: PauseView, run_input: dict[str, Any] | None
-) -> None:
-    """The compare-and-set of a resume, once the input is checked against the pause's schema."""
-    store = runtime.store
-    if view.expired:
-        raise FlowPauseTimeout(TOO_LATE)
-    if view.state_type != StateType.PAUSED:
-        raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
-    data, carried = None, ""
-    if view.input_prefix:
-        check_against_schema(view.schema, run_input if run_input is not None else {})
-        if run_input is not None:
-            data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
-        carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
-    elif run_input:
-        raise InvalidRunInput([("", "this pause does not wait for input")], flow_run_id)
-    proposal = new_proposal() if view.judged else ""
-    reply = await ask_owner(runtime, flow_run_id, view, run_input, proposal) if proposal else None
-    if reply is None:  # not judged, or no owner answered: this resume decides
-        keys = await store.run_keys(flow_run_id)
-        call = store.scripts.resume(
-            keys, key=view.pause_key, data=data, proposal=proposal, carried=carried
-        )
-        reply = await call
-    _raise_for_refusal(flow_run_id, reply)
-    if not reply.accepted:
-        raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
-
-
-async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> bool:
-    """The one-round-trip resume: no input, so no schema to read first.
-
-    False when the script refused (not paused, or the pause needs input): the caller then
-    reads the run and explains exactly why.
-    """
-    keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.resume(keys)
-    if reply.status is Status.NOT_FOUND:
-        raise FlowRunNotFound(flow_run_id)
-    _raise_for_refusal(flow_run_id, reply)
-    return reply.accepted
-
-
-def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
-    if reply.status is Status.EXPIRED:
-        raise FlowPauseTimeout(TOO_LATE)
-    if reply.status is Status.SUSPENDING:
-        raise StillSuspending(flow_run_id, reply.detail)
-    if reply.status is Status.ORPHANED:
-        raise HolderGone(flow_run_id, reply.detail)
 
 
 async def await_for_flow_run(

@@ -16,7 +16,7 @@ import pytest
 from flowbus import Flow, RunInput, StateType, aresume_flow_run, flow, pause_flow_run
 from flowbus._redis.packing import _HiredisPacking
 from flowbus.exceptions import InvalidRunInput
-from flowbus.flow_runs import CARRIED_INPUT_CHARS
+from flowbus.input.resuming import CARRIED_INPUT_CHARS
 from tests.runs import WITHIN, current_run_id, input_hash, launch, wait_for_ids, wait_until
 
 pytestmark = pytest.mark.anyio
