@@ -1,7 +1,8 @@
-"""The round trips of a resume with input, counted on the commands this process packs: a
-resumer that saw the run's pause schema sends one script call and reads nothing; a paused
-flow returns the input its resume's event carries without reading the run; a schema seen at
-an earlier pause is checked again by the script, and bad input still changes nothing."""
+"""The round trips of a resume, counted on the commands this process packs: a resumer that
+saw the run's pause schema sends one script call and reads nothing; a paused flow returns the
+input its resume's event carries without reading the run; a schema seen at an earlier pause is
+checked again by the script, and bad input still changes nothing; a run the resumer does not
+know is looked for in the one queue it found runs in before its index is read."""
 
 from __future__ import annotations
 
@@ -13,11 +14,30 @@ from typing import Any
 import anyio
 import pytest
 
-from flowbus import Flow, RunInput, StateType, aresume_flow_run, flow, pause_flow_run
+from flowbus import (
+    Flow,
+    RunInput,
+    StateType,
+    aresume_flow_run,
+    flow,
+    pause_flow_run,
+    resume_flow_run,
+)
+from flowbus._core.bridge import background_loop
+from flowbus._redis.keys import Keys
 from flowbus._redis.packing import _HiredisPacking
 from flowbus.exceptions import InvalidRunInput
 from flowbus.input.resuming import CARRIED_INPUT_CHARS
-from tests.runs import WITHIN, current_run_id, input_hash, launch, wait_for_ids, wait_until
+from tests.runs import (
+    WITHIN,
+    current_run_id,
+    input_hash,
+    launch,
+    read,
+    store,
+    wait_for_ids,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +45,8 @@ KINDS = ["sync", "async"]
 
 #: Set while the test resumes: the commands packed in its context are the resumer's.
 resuming: contextvars.ContextVar[bool] = contextvars.ContextVar("resuming", default=False)
+#: What a new connection (or a cluster client's first use) sends before its first command.
+CONNECTING = frozenset({"HELLO", "PING", "CLIENT", "SELECT", "AUTH", "CLUSTER SLOTS", "COMMAND"})
 #: What the paused flow adds to the log when its pause returns.
 RETURNED = (False, "<pause returned>")
 
@@ -205,3 +227,75 @@ async def test_input_too_long_for_the_event_is_read_by_the_paused_flow(
     assert "HGET" in await until_returned(packed)
     state = await handle
     assert await state.result() == [{"item": "tea", "quantity": 1}, {"text": long}]
+
+
+@pytest.fixture
+def sent_by_another_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the commands packed on the background loop: a resumer of its own (sync
+    calls run there, with a runtime that knows none of the test's runs)."""
+    log: list[str] = []
+    original = _HiredisPacking.pack_command
+
+    def pack(self: Any, *args: Any) -> list[bytes]:
+        name = str(args[0]).upper()
+        setup = name in CONNECTING or name.startswith("CLIENT ")
+        if asyncio.get_running_loop() is background_loop() and not setup:
+            log.append(name)
+        return original(self, *args)
+
+    monkeypatch.setattr(_HiredisPacking, "pack_command", pack)
+    yield log
+
+
+async def paused_run(queue: str) -> str:
+    """A run of ``queue`` paused (without input) by this process, which holds it."""
+    runs = await store()
+    run = await runs.create_run("paused-here", queue=queue, start=True)
+    keys = await runs.run_keys(run.id)
+    pause = runs.scripts.pause(
+        keys, key="k", timeout_ms=None, reschedule=False, state_name="Paused"
+    )
+    assert (await pause).accepted
+    return str(run.id)
+
+
+async def resumed_elsewhere(run_id: str, log: list[str]) -> list[str]:
+    """The commands a resume of ``run_id`` from the other resumer sent; the run is RUNNING."""
+    log.clear()
+    await asyncio.to_thread(resume_flow_run, run_id)
+    assert (await read(run_id)).state.type is StateType.RUNNING
+    return list(log)
+
+
+async def test_a_run_of_the_one_queue_a_resumer_found_runs_in_costs_one_call(
+    sent_by_another_process: list[str], runtime_closed: None, background_closed: None
+) -> None:
+    # Given two paused runs of one queue, and a resumer that knows neither
+    first, second = await paused_run("default"), await paused_run("default")
+
+    # When it resumes one, Then it reads the run's index first (it knows no queue yet)
+    assert await resumed_elsewhere(first, sent_by_another_process) == ["GET", "FCALL"]
+    # When it resumes the other, Then it looks for it in that queue: one script call
+    assert await resumed_elsewhere(second, sent_by_another_process) == ["FCALL"]
+
+
+async def test_a_run_of_another_queue_is_not_found_by_the_guess_and_gets_nothing_written_there(
+    sent_by_another_process: list[str],
+    flowbus_env: str,
+    runtime_closed: None,
+    background_closed: None,
+) -> None:
+    # Given a resumer that found runs in one queue, and a paused run of another
+    await resumed_elsewhere(await paused_run("default"), sent_by_another_process)
+    elsewhere = await paused_run("other")
+
+    # When it resumes that run, Then its guess found no run (nothing written in the first
+    # queue), and the run's index sent it to the right one
+    sent = await resumed_elsewhere(elsewhere, sent_by_another_process)
+    assert sent == ["FCALL", "GET", "FCALL"]
+    guessed = Keys(flowbus_env).queue("default").run(elsewhere)
+    assert not await (await store()).redis.exists(guessed.run, guessed.history)
+
+    # When it resumes a third run it does not know, Then it guesses no more (two queues)
+    third = await paused_run("default")
+    assert await resumed_elsewhere(third, sent_by_another_process) == ["GET", "FCALL"]

@@ -221,6 +221,9 @@ class RunStore:
         #: The schema of each run's pause this process saw last, by run id: what a resume
         #: checks its input against first (it names it, so a stale one costs a round trip).
         self._schemas: dict[str, str] = {}
+        #: The queues of the runs this process found, while there is one (then two: a run it
+        #: does not know is looked for in the one queue it ever found runs in, see guess_keys).
+        self._queues_found: set[str] = set()
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -232,7 +235,25 @@ class RunStore:
         if len(self._runs) >= _QUEUE_CACHE_SIZE:
             self._runs.clear()
         self._runs[run_id] = keys
+        if len(self._queues_found) < 2:
+            self._queues_found.add(keys.queue)
         return keys
+
+    def guess_keys(self, run_id: UUID | str) -> RunKeys | None:
+        """For a run this process does not know, its keys in the one queue this process ever
+        found runs in (most serve one): a guess that saves reading the run's index, which a
+        script call tests (a wrong one finds no run and writes nothing; then :meth:`found`
+        is not called). None when the run is known (:meth:`run_keys` has it) or no single
+        queue is."""
+        rid = str(run_id)
+        if rid in self._runs or len(self._queues_found) != 1:
+            return None
+        (queue,) = self._queues_found
+        return self.keys.queue(queue).run(rid)
+
+    def found(self, keys: RunKeys) -> None:
+        """A script call found the run at keys :meth:`guess_keys` guessed."""
+        self._remember(keys.run_id, keys)
 
     async def run_keys(self, run_id: UUID | str) -> RunKeys:
         """The keys of a run; :class:`FlowRunNotFound` if there is no such run."""

@@ -4,18 +4,22 @@ compare-and-set (``resume.lua``) that wakes the paused process.
 A resume without input is one script call. One with input names the schema it was checked
 against, so that the script refuses it, writing nothing, when the pause waits for another:
 the schema this process saw at the run's last pause makes it one call, and a refusal brings
-the pause's own.
+the pause's own. A run this process does not know is looked for in the one queue it found
+runs in, before its index is read.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from flowbus._core.codec import encode, exact_json
-from flowbus._redis.replies import Reply, Status
+from flowbus._redis.keys import RunKeys
+from flowbus._redis.replies import Reply, ResumeReply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
+from flowbus._redis.scripts import Call
 from flowbus._redis.store import PauseView, RunStore
 from flowbus.exceptions import (
     FlowPauseTimeout,
@@ -84,8 +88,11 @@ async def _resume_checked(
         checked = schema_digest(seen)
     data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
     carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
-    keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.resume(keys, data=data, checked=checked, carried=carried)
+    reply = await _on_run(
+        store,
+        flow_run_id,
+        lambda keys: store.scripts.resume(keys, data=data, checked=checked, carried=carried),
+    )
     if reply.status is Status.SCHEMA:
         if reply.input_prefix:
             store.saw_schema(flow_run_id, reply.schema)
@@ -141,12 +148,26 @@ async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> boo
     False when the script refused (not paused, or the pause needs input): the caller then
     reads the run and explains exactly why.
     """
-    keys = await store.run_keys(flow_run_id)
-    reply = await store.scripts.resume(keys)
+    reply = await _on_run(store, flow_run_id, store.scripts.resume)
     if reply.status is Status.NOT_FOUND:
         raise FlowRunNotFound(flow_run_id)
     _raise_for_refusal(flow_run_id, reply)
     return reply.accepted
+
+
+async def _on_run(
+    store: RunStore, flow_run_id: UUID | str, call: Callable[[RunKeys], Call[ResumeReply]]
+) -> ResumeReply:
+    """``call`` on the run's keys. A run this process does not know is looked for in the
+    one queue it found runs in before reading the run's index: a lone resumer of a queue's
+    runs saves a round trip; a wrong guess finds no run (NOT_FOUND, nothing written)."""
+    guess = store.guess_keys(flow_run_id)
+    if guess is not None:
+        reply = await call(guess)
+        if reply.status is not Status.NOT_FOUND:
+            store.found(guess)
+            return reply
+    return await call(await store.run_keys(flow_run_id))
 
 
 def _raise_for_refusal(flow_run_id: UUID | str, reply: Reply) -> None:
