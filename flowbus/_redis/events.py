@@ -117,10 +117,18 @@ def _number(value: str) -> int:
     return int(value) if value else 0
 
 
+def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """An entry's fields as text (by ``text`` only when they are not all bytes)."""
+    try:
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+    except AttributeError:  # a client that decodes its replies
+        return {text(k): text(v) for k, v in raw.items()}
+
+
 def parse_event(entry_id: str, raw: Mapping[Any, Any]) -> RunEvent:
     """A run event from its entry; :class:`MalformedEntry` for one that is not ours."""
     try:
-        fields = {text(k): text(v) for k, v in raw.items()}
+        fields = _text_fields(raw)
         deadline = fields.get("deadline")
         return RunEvent(
             id=entry_id,
