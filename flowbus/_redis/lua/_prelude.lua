@@ -404,18 +404,19 @@ end
 
 -- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
 -- SCHEDULED "Resuming" plus enqueue when ``requeue`` (a suspended run, or an in-process pause
--- whose process is gone). ``proposal``: the judged input applied (see resume.lua), or nil;
--- ``input``: the input as JSON text, for the waiter of an in-process pause (or nil).
--- Returns the event id.
-local function leave_pause(cur, message, requeue, proposal, input)
+-- whose process is gone). ``opts``: more of transition()'s options, or nil (a resume's:
+-- its judged proposal, its input for the waiter of an in-process pause, last). Returns the
+-- event id.
+local function leave_pause(cur, message, requeue, opts)
   redis.call('SADD', FIRED, cur.pause_key)
-  local opts = {message = message, proposal = proposal}
+  opts = opts or {}
+  opts.message = message
   if requeue then
+    opts.input = nil  -- no process waits in the pause: a worker re-runs the flow
     local id = transition(cur, 'SCHEDULED', 'Resuming', opts)
     enqueue(cur)
     return id
   end
-  opts.input = input
   return transition(cur, 'RUNNING', 'Running', opts)
 end
 

@@ -86,8 +86,7 @@ if input_given and prefix ~= '' then
   redis.call('HSET', INPUT, prefix .. '-response', input)
 end
 local requeue = cur.reschedule or orphaned
-local message = requeue and '' or 'Resumed'
-local shown = (carried ~= '' and prefix ~= '') and carried or nil
-if proposal == '' then return accepted(leave_pause(cur, message, requeue, nil, shown), cur) end
-redis.call('HSET', RUN, 'resumed_by', proposal)
-return accepted(leave_pause(cur, message, requeue, proposal, shown), cur)
+local opts = {last = true}  -- the call id is written with the state
+if carried ~= '' and prefix ~= '' then opts.input = carried end
+if proposal ~= '' then opts.proposal, opts.fields = proposal, {'resumed_by', proposal} end
+return replied(leave_pause(cur, requeue and '' or 'Resumed', requeue, opts), cur)
