@@ -8,6 +8,7 @@ fired key waiting for another type is told (:class:`NonDeterminismError`).
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from dataclasses import dataclass
@@ -42,10 +43,7 @@ class Expected:
 
     def schema(self) -> str:
         """The JSON schema stored with the pause: the model's, or ``anyOf`` the union's."""
-        if len(self.models) == 1:
-            return schema_json(self.models[0])
-        union: Any = Union[self.models]  # noqa: UP007 - built from a tuple at run time
-        return json.dumps(TypeAdapter(union).json_schema())
+        return _schema_of(self.models)
 
     def description(self) -> str:
         return " | ".join(m._description for m in self.models if m._description)
@@ -60,6 +58,16 @@ class Expected:
                 first = first or exc
         assert first is not None
         raise first
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_of(models: tuple[type[RunInput], ...]) -> str:
+    """The schema of one model, or of a union of models, made once per models (pydantic makes
+    a schema anew at each call: ~100 µs for a one-field model, at every pause)."""
+    if len(models) == 1:
+        return schema_json(models[0])
+    union: Any = Union[models]  # noqa: UP007 - built from a tuple at run time
+    return json.dumps(TypeAdapter(union).json_schema())
 
 
 def identity_of(input_type: Any) -> str:
