@@ -29,35 +29,38 @@ def test_every_queue_and_run_key_carries_the_queue_hash_tag() -> None:
         queue.resume_requests(),
         queue.resume_outcomes(),
         *run_keys.as_list(),
+        *run_keys.named().values(),
     ]
 
     # Then every key hashes on the queue name, under the prefix: every script (they all take
-    # the run's keys as KEYS) touches one cluster slot
+    # the run's hash and its queue's tag as KEYS, and name the keys they touch from them)
+    # touches one cluster slot
     assert {hash_tag(key) for key in keys} == {"emails"}
     assert len({key_slot(key.encode()) for key in keys}) == 1
-    assert all(key.startswith("fb:{emails}:") for key in keys)
+    assert all(key.startswith("fb:{emails}") for key in keys)
 
 
-def test_run_keys_list_in_the_order_the_scripts_expect() -> None:
+def test_a_script_gets_the_run_hash_and_queue_tag_and_names_the_keys_the_store_uses() -> None:
     run_id = uuid4()
     queue = Keys("p").queue("q")
     run_keys = queue.run(run_id)
 
-    assert run_keys.as_list() == [
-        f"p:{{q}}:run:{run_id}",
-        f"p:{{q}}:run:{run_id}:history",
-        queue.events(),
-        f"p:{{q}}:run:{run_id}:fired",
-        f"p:{{q}}:run:{run_id}:input",
-        f"p:{{q}}:run:{run_id}:results",
-        queue.deadlines(),
-        queue.stream(),
-        queue.runs(),
-        f"p:{{q}}:run:{run_id}:messages",
-        queue.control(),
-        "p:{q}:holders",
-        "p:{q}:held",
-    ]
+    assert run_keys.as_list() == [f"p:{{q}}:run:{run_id}", "p:{q}"]
+    assert run_keys.named() == {
+        "RUN": f"p:{{q}}:run:{run_id}",
+        "HISTORY": run_keys.history,
+        "FIRED": f"p:{{q}}:run:{run_id}:fired",
+        "INPUT": run_keys.input,
+        "RESULTS": run_keys.results,
+        "MESSAGES": run_keys.messages,
+        "QEVENTS": queue.events(),
+        "DEADLINES": queue.deadlines(),
+        "QUEUE": queue.stream(),
+        "RUNS": queue.runs(),
+        "CONTROL": queue.control(),
+        "HOLDERS": "p:{q}:holders",
+        "HELD": "p:{q}:held",
+    }
 
 
 def test_run_keys_of_different_runs_differ_but_share_queue_keys() -> None:

@@ -23,6 +23,29 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
+#: The keys of a run besides its hash, each named ``<run hash><suffix>``, by the name the
+#: scripts give them (``lua/_prelude.lua`` builds them from the run hash with these: see
+#: ``scripts.library()``).
+RUN_KEY_SUFFIXES = {
+    "HISTORY": ":history",
+    "FIRED": ":fired",
+    "INPUT": ":input",
+    "RESULTS": ":results",
+    "MESSAGES": ":messages",
+}
+#: The keys of a queue a script may touch, each named ``<queue tag><suffix>``, by the name
+#: the scripts give them (built like the run keys).
+QUEUE_KEY_SUFFIXES = {
+    "QEVENTS": ":events",
+    "DEADLINES": ":deadlines",
+    "QUEUE": ":queue",
+    "RUNS": ":runs",
+    "CONTROL": ":control",
+    "HOLDERS": ":holders",
+    "HELD": ":held",
+}
+
+
 def run_index_key(prefix: str, run_id: UUID | str) -> str:
     """String holding the queue of a run (written once, read by resume/wait): outside every
     queue's slot, so a run is found by its id alone."""
@@ -31,7 +54,7 @@ def run_index_key(prefix: str, run_id: UUID | str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunKeys:
-    """The keys of one run, in the order every run script receives them as ``KEYS``.
+    """The keys of one run; a script receives two (:meth:`as_list`) and names the others.
 
     Held for every run a process has in hand (100,000 paused runs, say), so it stores the
     run's hash key and its queue's keys (shared by all its runs); the run's other keys are
@@ -46,23 +69,23 @@ class RunKeys:
     @property
     def history(self) -> str:
         """The run's state history, a capped list (see ``record()`` in ``lua/_prelude.lua``)."""
-        return f"{self.run}:history"
+        return self.run + RUN_KEY_SUFFIXES["HISTORY"]
 
     @property
     def fired(self) -> str:
-        return f"{self.run}:fired"
+        return self.run + RUN_KEY_SUFFIXES["FIRED"]
 
     @property
     def input(self) -> str:
-        return f"{self.run}:input"
+        return self.run + RUN_KEY_SUFFIXES["INPUT"]
 
     @property
     def results(self) -> str:
-        return f"{self.run}:results"
+        return self.run + RUN_KEY_SUFFIXES["RESULTS"]
 
     @property
     def messages(self) -> str:
-        return f"{self.run}:messages"
+        return self.run + RUN_KEY_SUFFIXES["MESSAGES"]
 
     @property
     def queue_events(self) -> str:
@@ -103,22 +126,20 @@ class RunKeys:
         return self.queue_keys.name
 
     def as_list(self) -> list[str]:
-        shared, run = self.queue_keys.shared, self.run
-        return [
-            run,
-            f"{run}:history",
-            shared.events,
-            f"{run}:fired",
-            f"{run}:input",
-            f"{run}:results",
-            shared.deadlines,
-            shared.stream,
-            shared.runs,
-            f"{run}:messages",
-            shared.control,
-            shared.holders,
-            shared.held,
-        ]
+        """The ``KEYS`` of a script call: the run's hash and its queue's tag (a name no key
+        has, in the same slot), from which the script names the keys it touches with
+        :data:`RUN_KEY_SUFFIXES` and :data:`QUEUE_KEY_SUFFIXES`. Each key passed costs the
+        server more than the script's naming it."""
+        return [self.run, self.queue_keys.tag]
+
+    def named(self) -> dict[str, str]:
+        """Every key a script may touch, by the name the scripts give it."""
+        tag = self.queue_keys.tag
+        return {
+            "RUN": self.run,
+            **{name: self.run + suffix for name, suffix in RUN_KEY_SUFFIXES.items()},
+            **{name: tag + suffix for name, suffix in QUEUE_KEY_SUFFIXES.items()},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +162,9 @@ class QueueKeys:
     prefix: str
     name: str
 
-    @property
+    @cached_property
     def tag(self) -> str:
+        """``<prefix>:{<queue>}``: every key of the queue starts with it."""
         return f"{self.prefix}:{{{self.name}}}"
 
     @cached_property
@@ -163,31 +185,31 @@ class QueueKeys:
 
     def stream(self) -> str:
         """Runs ready to execute; consumed by workers through a consumer group."""
-        return f"{self.tag}:queue"
+        return self.tag + QUEUE_KEY_SUFFIXES["QUEUE"]
 
     def runs(self) -> str:
         """Sorted set of the queue's run ids by creation time (ms), for listing."""
-        return f"{self.tag}:runs"
+        return self.tag + QUEUE_KEY_SUFFIXES["RUNS"]
 
     def control(self) -> str:
         """What a process holding a run acts on: requests, ends of pauses, new deadlines."""
-        return f"{self.tag}:control"
+        return self.tag + QUEUE_KEY_SUFFIXES["CONTROL"]
 
     def holders(self) -> str:
         """Hash: name of a process holding runs of the queue → end of its lease (ms)."""
-        return f"{self.tag}:holders"
+        return self.tag + QUEUE_KEY_SUFFIXES["HOLDERS"]
 
     def held(self) -> str:
         """Set of the queue's runs held by processes that are not workers (plain scripts)."""
-        return f"{self.tag}:held"
+        return self.tag + QUEUE_KEY_SUFFIXES["HELD"]
 
     def events(self) -> str:
         """Every transition of every run of the queue (capped)."""
-        return f"{self.tag}:events"
+        return self.tag + QUEUE_KEY_SUFFIXES["QEVENTS"]
 
     def deadlines(self) -> str:
         """Sorted set of pause/suspend deadlines and scheduled starts, scored in ms."""
-        return f"{self.tag}:deadlines"
+        return self.tag + QUEUE_KEY_SUFFIXES["DEADLINES"]
 
     def dead_letter(self) -> str:
         return f"{self.tag}:dead-letter"

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
 from flowbus._redis.connect import is_cluster
-from flowbus._redis.keys import RunKeys
+from flowbus._redis.keys import QUEUE_KEY_SUFFIXES, RUN_KEY_SUFFIXES, RunKeys
 from flowbus._redis.replies import (
     ClaimReply,
     CreateReply,
@@ -61,10 +61,11 @@ class Library:
 
 @cache
 def library() -> Library:
-    """The prelude, then every script as a function (``KEYS``, ``ARGV``: its arguments) that
-    starts with the prelude's ``begin``; named ``<script>_<hash of the library's text>``."""
+    """The key names (:func:`key_names`), the prelude, then every script as a function
+    (``KEYS``, ``ARGV``: its arguments) that starts with the prelude's ``begin``; named
+    ``<script>_<hash of the library's text>``."""
     lua = files("flowbus._redis") / "lua"
-    prelude = (lua / "_prelude.lua").read_text()
+    prelude = key_names() + (lua / "_prelude.lua").read_text()
     bodies = {name: (lua / f"{name}.lua").read_text() for name in script_names()}
     tag = hashlib.sha256("\0".join([prelude, *bodies.values()]).encode()).hexdigest()[:16]
     functions = {name: f"{name}_{tag}" for name in bodies}
@@ -73,6 +74,42 @@ def library() -> Library:
         code += [f"redis.register_function('{functions[name]}', function(KEYS, ARGV)"]
         code += ["begin(KEYS, ARGV)", body, "end)"]
     return Library("\n".join(code), functions)
+
+
+#: Queues whose key names the library keeps between calls (then it starts over).
+_QUEUE_KEYS_KEPT = 1000
+
+
+def key_names() -> str:
+    """The library's first lines: the keys a script touches, as locals of the library, and
+    ``name_keys(run, tag)``, which names them for a call from its two ``KEYS`` (the run hash
+    and its queue's tag) with the suffixes of :mod:`flowbus._redis.keys`. A queue's key names
+    are kept between calls: each Lua string made costs about as much as a key passed."""
+    run, queue = list(RUN_KEY_SUFFIXES), list(QUEUE_KEY_SUFFIXES)
+    run_names = ", ".join(f"run .. '{s}'" for s in RUN_KEY_SUFFIXES.values())
+    queue_names = ", ".join(f"tag .. '{s}'" for s in QUEUE_KEY_SUFFIXES.values())
+    kept = ", ".join(f"q[{i}]" for i in range(1, len(queue) + 1))
+    return "\n".join(
+        [
+            "-- The keys of a call (named by name_keys()), from flowbus/_redis/keys.py.",
+            f"local RUN, {', '.join(run)}",
+            f"local {', '.join(queue)}",
+            "local QUEUE_KEYS, QUEUE_KEYS_KEPT = {}, 0",
+            "local function name_keys(run, tag)",
+            f"  RUN, {', '.join(run)} = run, {run_names}",
+            "  local q = QUEUE_KEYS[tag]",
+            "  if not q then",
+            f"    if QUEUE_KEYS_KEPT == {_QUEUE_KEYS_KEPT} then",
+            "      QUEUE_KEYS, QUEUE_KEYS_KEPT = {}, 0",
+            "    end",
+            f"    q = {{{queue_names}}}",
+            "    QUEUE_KEYS[tag], QUEUE_KEYS_KEPT = q, QUEUE_KEYS_KEPT + 1",
+            "  end",
+            f"  {', '.join(queue)} = {kept}",
+            "end",
+            "",
+        ]
+    )
 
 
 @cache

@@ -2,14 +2,16 @@
 -- functions of one library (see scripts.py), loaded once: this head runs then, and each call
 -- starts with begin(), which takes the call's keys and arguments.
 --
--- Every run script receives the same KEYS (all under the queue's hash tag, one slot):
---   KEYS[1] run hash           KEYS[2] run history (list)   KEYS[3] queue events stream
---   KEYS[4] fired pause keys   KEYS[5] run input hash       KEYS[6] task results hash
---   KEYS[7] queue deadlines    KEYS[8] queue stream         KEYS[9] queue's runs by time
---   KEYS[10] run's input messages stream (send_input / receive_input)
---   KEYS[11] queue control stream (what processes holding runs must act on)
---   KEYS[12] queue holders hash (process name → end of its lease, ms)
---   KEYS[13] queue's set of runs held by processes that are not workers
+-- Every run script receives the same two KEYS: [1] the run hash, [2] its queue's tag (all of
+-- the queue's keys start with it: one slot); begin() names the keys it touches from them (a
+-- key passed costs the server more than one named here), with the names flowbus/_redis/keys.py
+-- gives them (name_keys(), which scripts.py writes at the library's head):
+--   HISTORY run history (list)   FIRED fired pause keys   INPUT run input hash
+--   RESULTS task results hash    MESSAGES run's input messages stream (send_input)
+--   QEVENTS queue events stream  DEADLINES queue deadlines   QUEUE queue stream
+--   RUNS queue's runs by time    CONTROL queue control stream (what holders of runs act on)
+--   HOLDERS queue holders hash (process name → end of its lease, ms)
+--   HELD queue's set of runs held by processes that are not workers
 -- and the same first ARGV: [1] history maxlen, [2] queue-events maxlen, [3] retention (s).
 -- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
 --
@@ -23,28 +25,38 @@
 --   that is not its pause's: nothing was written); flowbus/_redis/replies.py reads them
 --   (Status) and each script's extra values.
 
--- The call's keys and head arguments (set by begin()).
-local RUN, HISTORY, QEVENTS, FIRED, INPUT, RESULTS, DEADLINES, QUEUE, RUNS
-local MESSAGES, CONTROL, HOLDERS, HELD
-local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION
 -- The caller's id of this call: the same call sent again (its reply was lost with a dropped
 -- connection, and the client resent it) finds it on the run and is answered as the first time.
 local OP
--- The server's time of this call (ms, read once: see now_ms()), and the steps of the run's
--- history not yet written (see record()).
-local NOW_MS, UNRECORDED
+-- The server's time of this call (ms, and as text: read once, see now_ms()).
+local NOW_MS, NOW_TEXT
+-- The steps of the run's history not yet written (a transient step waits for the next one):
+-- the first UNRECORDED_N of UNRECORDED, a table kept between calls, each step the JSON
+-- object of its event's fields but its ``id`` (see record()).
+local UNRECORDED, UNRECORDED_N = {}, 0
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
 
+-- The call's head arguments (set by begin()).
+local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION
+
+-- The globals the scripts use most, as upvalues: a library reads a global through its
+-- environment's metatable (~160 instructions a read), an upvalue for nothing. None can be
+-- read while the library loads, so begin() reads them on its first call (runtime_globals()
+-- is defined before the locals that shadow their names).
+local function runtime_globals()
+  return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub
+end
+local call, unpack, tonumber, ipairs, format, find, sub
+
 -- The first step of every call: its keys and arguments, a fresh clock and history.
 local function begin(keys, argv)
-  RUN, HISTORY, QEVENTS, FIRED = keys[1], keys[2], keys[3], keys[4]
-  INPUT, RESULTS, DEADLINES, QUEUE, RUNS = keys[5], keys[6], keys[7], keys[8], keys[9]
-  MESSAGES, CONTROL, HOLDERS, HELD = keys[10], keys[11], keys[12], keys[13]
+  if not call then call, unpack, tonumber, ipairs, format, find, sub = runtime_globals() end
+  name_keys(keys[1], keys[2])
   HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(argv[1]), argv[2], tonumber(argv[3])
   OP = argv[#argv]
-  NOW_MS, UNRECORDED = nil, {}
+  NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
 end
 
 -- The reply statuses (the first value of every reply; Status in replies.py).
@@ -71,17 +83,29 @@ local ALLOWED = {
 -- A whole number as text. Numbers handed to redis.call, concatenated or encoded are otherwise
 -- formatted as floating point (snprintf "%.17g"), a large share of a short script's time.
 local function int_text(n)
-  return string.format('%d', n)
+  return format('%d', n)
 end
 
 -- The server's time, read once per script: every step of one script happens at one instant.
-local function now_ms()
-  if not NOW_MS then
-    local t = redis.call('TIME')
-    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- TIME gives seconds and microseconds (as text, without leading zeros): the milliseconds are
+-- the seconds followed by the microseconds' first three of six digits.
+local function now_text()
+  if not NOW_TEXT then
+    local t = call('TIME')
+    NOW_TEXT = t[1] .. sub('00000' .. t[2], -6, -4)
+    NOW_MS = tonumber(NOW_TEXT)
   end
+  return NOW_TEXT
+end
+
+-- now_text() as a number (ms).
+local function now_ms()
+  if not NOW_MS then now_text() end
   return NOW_MS
 end
+
+-- Empty tables of no fields or opts, shared (never written to): a table costs to make.
+local NONE = {}
 
 -- A pause's deadline (ms, nil for none) is both its timeout and its entry in the deadline set
 -- that the sweepers act on: transition()'s opts get the two together.
@@ -103,7 +127,9 @@ local function run_state(id, flow, type, name, run_count, pause_key, pause_timeo
                          reschedule, deployment, op, op_detail, holder, held, early_keys, attempt,
                          message)
   return {id = id, flow = flow, type = type, name = name, run_count = tonumber(run_count),
-          pause_key = pause_key or '', pause_timeout_ms = tonumber(pause_timeout_ms or '') or 0,
+          count_text = run_count,
+          pause_key = pause_key or '',
+          pause_timeout_ms = pause_timeout_ms and tonumber(pause_timeout_ms) or 0,
           reschedule = reschedule == '1', deployment = deployment or '', op = op,
           op_detail = op_detail, holder = holder or '', held = held == '1',
           early_keys = early_keys or '', attempt = attempt or '', message = message or ''}
@@ -111,7 +137,7 @@ end
 
 -- The run's current state, or nil when the run does not exist.
 local function current()
-  local f = redis.call('HMGET', RUN, unpack(STATE_FIELDS))
+  local f = call('HMGET', RUN, unpack(STATE_FIELDS))
   if not f[1] then return nil end
   return run_state(unpack(f))
 end
@@ -153,7 +179,7 @@ end
 -- A run that names no holder is not judged.
 local function holder_gone(cur)
   if cur.holder == '' then return false end
-  local ends = tonumber(redis.call('HGET', HOLDERS, cur.holder) or '')
+  local ends = tonumber(call('HGET', HOLDERS, cur.holder) or '')
   return not ends or ends < now_ms()
 end
 
@@ -170,7 +196,7 @@ end
 -- The reply of a call that was applied: the run remembers the call, so that a resent copy
 -- (see OP) is answered as this one was, instead of being refused by the state it made.
 local function accepted(detail, cur, ...)
-  redis.call('HSET', RUN, 'op', OP, 'op_detail', detail)
+  call('HSET', RUN, 'op', OP, 'op_detail', detail)
   return reply(ACCEPTED, detail, cur, ...)
 end
 
@@ -209,42 +235,58 @@ end
 -- A finished run's keys expire after the retention; those only a pause or an input makes
 -- (most runs have none of them), if there are any.
 local function expire_run_keys()
-  redis.call('EXPIRE', RUN, RETENTION)
-  redis.call('EXPIRE', HISTORY, RETENTION)
-  redis.call('EXPIRE', RESULTS, RETENTION)
-  if redis.call('EXISTS', FIRED, INPUT, MESSAGES) > 0 then
-    for _, key in ipairs({FIRED, INPUT, MESSAGES}) do redis.call('EXPIRE', key, RETENTION) end
+  call('EXPIRE', RUN, RETENTION)
+  call('EXPIRE', HISTORY, RETENTION)
+  call('EXPIRE', RESULTS, RETENTION)
+  if call('EXISTS', FIRED, INPUT, MESSAGES) > 0 then
+    for _, key in ipairs({FIRED, INPUT, MESSAGES}) do call('EXPIRE', key, RETENTION) end
   end
 end
 
 -- A JSON string of any text (cjson only for text that needs escaping: it is the slower way).
 local function json_text(s)
-  if string.find(s, '[%c"\\]') then return cjson.encode(s) end
+  if find(s, '[%c"\\]') then return cjson.encode(s) end
   return '"' .. s .. '"'
 end
 
--- UNRECORDED: steps of the run's history not yet written (a transient step waits for the
--- next one), the JSON object of each but its ``id``.
+-- json_text() of state names, kept (a run's states take a few names; a lookup costs a
+-- twentieth of the making), for the last 1,000 names at most.
+local JSON_NAMES, JSON_NAMES_KEPT = {}, 0
+local function json_name(name)
+  local made = JSON_NAMES[name]
+  if not made then
+    if JSON_NAMES_KEPT == 1000 then JSON_NAMES, JSON_NAMES_KEPT = {}, 0 end
+    made = json_text(name)
+    JSON_NAMES[name], JSON_NAMES_KEPT = made, JSON_NAMES_KEPT + 1
+  end
+  return made
+end
 
 -- Append the steps taken to the run's history (a capped list), each a JSON object of its
 -- event's fields without the run's own (run_id, flow) and without empty ones; ``id`` is the
 -- queue events entry that published them, where a follower continues from.
 local function record(id)
-  for i, step in ipairs(UNRECORDED) do
-    UNRECORDED[i] = '{"id":"' .. id .. '",' .. step
+  local length
+  if UNRECORDED_N == 1 then  -- most calls take one step
+    length = call('RPUSH', HISTORY, '{"id":"' .. id .. '",' .. UNRECORDED[1])
+  else
+    local head = '{"id":"' .. id .. '",'
+    for i = 1, UNRECORDED_N do UNRECORDED[i] = head .. UNRECORDED[i] end
+    length = call('RPUSH', HISTORY, unpack(UNRECORDED, 1, UNRECORDED_N))
   end
-  if redis.call('RPUSH', HISTORY, unpack(UNRECORDED)) > HISTORY_MAXLEN then
-    redis.call('LTRIM', HISTORY, -HISTORY_MAXLEN, -1)
-  end
-  UNRECORDED = {}
+  if length > HISTORY_MAXLEN then call('LTRIM', HISTORY, -HISTORY_MAXLEN, -1) end
+  UNRECORDED_N = 0
 end
 
 -- A step's history entry, but its id (see record()): ``more`` are the event's further fields
 -- and values (text).
 local function history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
-  local step = '"type":"' .. to_type .. '","name":' .. json_text(to_name) .. ',"from_type":"'
-    .. cur.type .. '","from_name":' .. json_text(cur.name) .. ',"ts":' .. ts .. ',"run_count":'
+  local step = '"type":"' .. to_type .. '","name":' .. json_name(to_name) .. ',"from_type":"'
+    .. cur.type .. '","from_name":' .. json_name(cur.name) .. ',"ts":' .. ts .. ',"run_count":'
     .. count
+  if message == '' and pause_key == '' and deadline == '' and #more == 0 then
+    return step .. '}'  -- most steps have none of these
+  end
   if message ~= '' then step = step .. ',"message":' .. json_text(message) end
   if pause_key ~= '' then step = step .. ',"pause_key":' .. json_text(pause_key) end
   if deadline ~= '' then step = step .. ',"deadline":' .. deadline end
@@ -267,86 +309,44 @@ local function transition(cur, to_type, to_name, opts)
     local reason = check(cur, to_type, to_name, opts.retry)
     if reason then return nil, reason end
   end
-  local ts = int_text(now_ms())
-  local run_count = cur.run_count
-  if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then run_count = run_count + 1 end
-  local count = int_text(run_count)
+  local ts = now_text()
+  local run_count, count = cur.run_count, cur.count_text
+  if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then
+    run_count = run_count + 1
+    count = int_text(run_count)
+  end
   local message = opts.message or ''
   local deadline = opts.deadline_ms and int_text(opts.deadline_ms) or ''
   -- the event names the pause it enters or leaves, so a waiter can trust it without a read
   local pause_key = cur.type == 'PAUSED' and cur.pause_key or ''
   if to_type == 'PAUSED' then pause_key = opts.pause_key end
-  local more = {}
-  if opts.proposal then
-    -- the judged input this resume applied: its resumer learns from this event that it won
-    more[1], more[2] = 'proposal', opts.proposal
+  local more = NONE
+  if opts.proposal or (FINAL[to_type] and cur.early_keys ~= '') then
+    more = {}
+    if opts.proposal then
+      -- the judged input this resume applied: its resumer learns from this event that it won
+      more[1], more[2] = 'proposal', opts.proposal
+    end
+    if FINAL[to_type] and cur.early_keys ~= '' then
+      -- input delivered for pauses the run never reached: said once, in its final event
+      more[#more + 1], more[#more + 2] = 'early_unclaimed', cur.early_keys
+    end
   end
-  if FINAL[to_type] and cur.early_keys ~= '' then
-    -- input delivered for pauses the run never reached: said once, in its final event
-    more[#more + 1], more[#more + 2] = 'early_unclaimed', cur.early_keys
-  end
-  UNRECORDED[#UNRECORDED + 1] =
+  UNRECORDED_N = UNRECORDED_N + 1
+  UNRECORDED[UNRECORDED_N] =
     history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
   if opts.deadline_ms then
-    redis.call('ZADD', DEADLINES, deadline, cur.id)
+    call('ZADD', DEADLINES, deadline, cur.id)
   elseif cur.type == 'PAUSED' or (cur.type == 'SCHEDULED' and not cur.no_deadline) then
-    redis.call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
+    call('ZREM', DEADLINES, cur.id)  -- only these kinds can hold a deadline
   end
   if opts.transient then
-    cur.type, cur.name, cur.run_count = to_type, to_name, run_count
+    cur.type, cur.name, cur.run_count, cur.count_text = to_type, to_name, run_count, count
     return ''
   end
-  -- fields that are empty are left out (each field costs every reader of the stream)
-  local event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
-    'from_type', cur.type, 'from_name', cur.name, 'ts', ts, 'run_count', count}
-  if message ~= '' then event[#event + 1], event[#event + 2] = 'message', message end
-  if pause_key ~= '' then event[#event + 1], event[#event + 2] = 'pause_key', pause_key end
-  if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
-  for i = 1, #more do event[#event + 1] = more[i] end
-  local id = redis.call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
-  -- each table of fields made by one constructor (a table grown a field at a time is
-  -- rehashed as it grows); the message and the run count only when they change (most moves
-  -- keep both)
-  local fields = opts.fields or {}
-  if opts.last then fields = {'op', OP, 'op_detail', id, unpack(fields)} end
-  local new_message = message ~= cur.message
-  local new_count = run_count ~= cur.run_count or cur.type == 'NONE'
-  if new_message and new_count then
-    fields = {'state_message', message, 'run_count', count, unpack(fields)}
-  elseif new_message then
-    fields = {'state_message', message, unpack(fields)}
-  elseif new_count then
-    fields = {'run_count', count, unpack(fields)}
-  end
-  cur.message = message
-  redis.call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
-    unpack(fields))
-  if to_type == 'PAUSED' then
-    redis.call('HSET', RUN, 'pause_key', pause_key,
-      'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
-      opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
-  elseif cur.type == 'PAUSED' then
-    redis.call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
-      'input_optional', 'pause_on_timeout', 'input_judged')
-  end
-  record(id)
-  if opts.results then redis.call('HSET', RESULTS, unpack(opts.results)) end
-  -- after the history and the results are written, so that they expire with the run
-  if FINAL[to_type] then
-    expire_run_keys()
-    if cur.held then
-      redis.call('SREM', HELD, cur.id)
-      redis.call('HSET', RUN, 'held', '0')
-      cur.held = false
-    end
-  elseif FINAL[cur.type] then
-    for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}) do
-      redis.call('PERSIST', key)
-    end
-    redis.call('DEL', FIRED)  -- a retried run asks for its input again
-  end
-  -- the control stream carries only what a process holding a run must act on: a request to
-  -- a running run, the end of a pause (wakes its waiter), a new deadline (wakes sweepers)
+  -- fields that are empty are left out (each field costs every reader of the stream); the
+  -- event is made a table only when it has more fields or goes to the control stream too
+  -- (a table costs to make: the common move passes its fields as they are)
   local action = ''
   if cur.type == 'RUNNING' then
     -- a run taken over from a worker taken for dead ('fence'): its old execution, if it
@@ -354,12 +354,73 @@ local function transition(cur, to_type, to_name, opts)
     action = ((to_type == 'CANCELLING' or to_type == 'CANCELLED') and 'cancel')
       or (to_name == 'Suspending' and 'suspend') or (to_name == 'Rescheduled' and 'fence') or ''
   end
-  if action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms then
+  -- the control stream carries only what a process holding a run must act on: a request to
+  -- a running run, the end of a pause (wakes its waiter), a new deadline (wakes sweepers)
+  local control = action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms
+  local event, id
+  if control or message ~= '' or pause_key ~= '' or deadline ~= '' or more ~= NONE then
+    event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
+      'from_type', cur.type, 'from_name', cur.name, 'ts', ts, 'run_count', count}
+    if message ~= '' then event[#event + 1], event[#event + 2] = 'message', message end
+    if pause_key ~= '' then event[#event + 1], event[#event + 2] = 'pause_key', pause_key end
+    if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
+    for i = 1, #more do event[#event + 1] = more[i] end
+    id = call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+  else
+    id = call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', 'run_id', cur.id,
+      'flow', cur.flow, 'type', to_type, 'name', to_name, 'from_type', cur.type,
+      'from_name', cur.name, 'ts', ts, 'run_count', count)
+  end
+  -- the message only when it changes (few states have one), the call id with the call's
+  -- last write: each variant one call, with no table made for it
+  local fields = opts.fields or NONE
+  if message == cur.message then
+    if opts.last then
+      call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
+        'run_count', count, 'op', OP, 'op_detail', id, unpack(fields))
+    else
+      call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
+        'run_count', count, unpack(fields))
+    end
+  elseif opts.last then
+    call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
+      'run_count', count, 'state_message', message, 'op', OP, 'op_detail', id, unpack(fields))
+  else
+    call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
+      'run_count', count, 'state_message', message, unpack(fields))
+  end
+  cur.message = message
+  if to_type == 'PAUSED' then
+    call('HSET', RUN, 'pause_key', pause_key,
+      'pause_timeout_ms', opts.pause_timeout_ms or '', 'pause_reschedule',
+      opts.reschedule and '1' or '0', 'input_prefix', opts.input_prefix or '')
+  elseif cur.type == 'PAUSED' then
+    call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
+      'input_optional', 'pause_on_timeout', 'input_judged')
+  end
+  record(id)
+  if opts.results then call('HSET', RESULTS, unpack(opts.results)) end
+  -- after the history and the results are written, so that they expire with the run
+  if FINAL[to_type] then
+    expire_run_keys()
+    if cur.held then
+      call('SREM', HELD, cur.id)
+      call('HSET', RUN, 'held', '0')
+      cur.held = false
+    end
+  elseif FINAL[cur.type] then
+    for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}) do
+      call('PERSIST', key)
+    end
+    call('DEL', FIRED)  -- a retried run asks for its input again
+  end
+  if control then
     if action ~= '' then event[#event + 1], event[#event + 2] = 'action', action end
     if opts.input then event[#event + 1], event[#event + 2] = 'input', opts.input end
-    redis.call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
+    call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
   end
-  cur.type, cur.name, cur.run_count, cur.ts = to_type, to_name, run_count, ts
+  cur.type, cur.name, cur.run_count, cur.count_text = to_type, to_name, run_count, count
+  cur.ts = ts
   return id
 end
 
@@ -372,7 +433,7 @@ end
 
 -- The id of the last entry the queue stream's consumer group delivered.
 local function last_delivered(group)
-  for _, info in ipairs(redis.call('XINFO', 'GROUPS', QUEUE)) do
+  for _, info in ipairs(call('XINFO', 'GROUPS', QUEUE)) do
     local fields = {}
     for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
     if fields.name == group then return fields['last-delivered-id'] end
@@ -386,19 +447,19 @@ end
 -- so a tail of less than a node stays). An XDEL of each entry would cost more: the server
 -- walks the deleted entries before it in its node to find the stream's new first entry.
 local function acknowledge(group, entry_id)
-  redis.call('XACK', QUEUE, group, entry_id)
-  local first = redis.call('XPENDING', QUEUE, group, '-', '+', 1)[1]
+  call('XACK', QUEUE, group, entry_id)
+  local first = call('XPENDING', QUEUE, group, '-', '+', 1)[1]
   local older_than = first and first[1]
   if not older_than then
     local last = last_delivered(group)
     older_than = last and next_id(last)
   end
-  if older_than then redis.call('XTRIM', QUEUE, 'MINID', '~', older_than) end
+  if older_than then call('XTRIM', QUEUE, 'MINID', '~', older_than) end
 end
 
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
-  redis.call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', int_text(cur.run_count),
+  call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', int_text(cur.run_count),
     'flow', cur.flow)
 end
 
@@ -408,7 +469,7 @@ end
 -- its judged proposal, its input for the waiter of an in-process pause, last). Returns the
 -- event id.
 local function leave_pause(cur, message, requeue, opts)
-  redis.call('SADD', FIRED, cur.pause_key)
+  call('SADD', FIRED, cur.pause_key)
   opts = opts or {}
   opts.message = message
   if requeue then
@@ -428,17 +489,17 @@ end
 
 local function set_early_list(cur, list)
   if #list == 0 then
-    redis.call('HDEL', RUN, 'early_keys')
+    call('HDEL', RUN, 'early_keys')
     cur.early_keys = ''
   else
     cur.early_keys = cjson.encode(list)
-    redis.call('HSET', RUN, 'early_keys', cur.early_keys)
+    call('HSET', RUN, 'early_keys', cur.early_keys)
   end
 end
 
 -- Forget the early input for ``key`` (taken by its pause, or refused by it).
 local function drop_early(cur, key)
-  redis.call('HDEL', INPUT, 'early-' .. key)
+  call('HDEL', INPUT, 'early-' .. key)
   local kept = {}
   for _, k in ipairs(early_list(cur)) do
     if k ~= key then kept[#kept + 1] = k end
@@ -453,19 +514,20 @@ end
 -- run that no queue delivery tracks (a plain script's), for the sweepers; ``last``: the
 -- RUNNING is the call's last write (see transition()). Returns the RUNNING event id, or nil
 -- and the reason.
+local TRANSIENT = {transient = true}  -- the opts of a start's PENDING step (shared, as NONE)
 local function start(cur, holder, lease_ms, held, last)
   if cur.type == 'SCHEDULED' then
-    local id, reason = transition(cur, 'PENDING', 'Pending', {transient = true})
+    local id, reason = transition(cur, 'PENDING', 'Pending', TRANSIENT)
     if not id then return nil, reason end
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
   if lease_ms ~= '' then
-    redis.call('HSET', HOLDERS, holder, int_text(now_ms() + tonumber(lease_ms)))
+    call('HSET', HOLDERS, holder, int_text(now_ms() + tonumber(lease_ms)))
   end
   cur.holder, cur.attempt = holder, int_text(cur.run_count + 1)
   local fields = {'holder', holder, 'attempt', cur.attempt}
   if held then
-    redis.call('SADD', HELD, cur.id)
+    call('SADD', HELD, cur.id)
     fields[5], fields[6], cur.held = 'held', '1', true
   end
   return transition(cur, 'RUNNING', 'Running', {fields = fields, last = last})
@@ -497,7 +559,7 @@ local function expire_pause(cur)
   if cur.pause_timeout_ms == 0 then return nil, '' end
   local left = cur.pause_timeout_ms - now_ms()
   if left > 0 then return nil, left end
-  if redis.call('HGET', RUN, 'pause_on_timeout') == 'resume' then
+  if call('HGET', RUN, 'pause_on_timeout') == 'resume' then
     -- an in-process pause whose process is gone is re-run by a worker, like a suspension
     local requeue = cur.reschedule or (holder_gone(cur) and cur.deployment ~= '')
     return leave_pause(cur, 'Resumed at the deadline', requeue)

@@ -11,7 +11,7 @@
 --      | {REFUSED, reason, ..., "", hash fields and values…} (left as it was) | {NOT_FOUND, ...}
 local holder, first_lease, flow = ARGV[4], ARGV[5], ARGV[6]
 
-local fields = redis.call('HGETALL', RUN)
+local fields = call('HGETALL', RUN)
 local cur = current_of(fields)
 if not cur then return reply(NOT_FOUND, 'no such run in this queue') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur, '', unpack(fields)) end

@@ -10,22 +10,21 @@ local deployment_id, parameters, initial = ARGV[8], ARGV[9], ARGV[10]
 local enqueue_it, parent_id, scheduled = ARGV[11] == '1', ARGV[12], tonumber(ARGV[13])
 local start_now, holder, first_lease = ARGV[14] == '1', ARGV[15], ARGV[16]
 
-if redis.call('EXISTS', RUN) == 1 then
+if call('EXISTS', RUN) == 1 then
   local cur = current()
   if replayed(cur) then
-    return reply(ACCEPTED, cur.op_detail, cur, tonumber(redis.call('HGET', RUN, 'created_ms')))
+    return reply(ACCEPTED, cur.op_detail, cur, tonumber(call('HGET', RUN, 'created_ms')))
   end
   return reply(REFUSED, 'a run with this id exists', cur)
 end
 -- refuse before writing: a refused creation must leave no half-made run behind
 if not ALLOWED.NONE[initial] then return reply(REFUSED, 'a run starts SCHEDULED or PENDING') end
-local ts = now_ms()
-local ts_text = int_text(ts)
-redis.call('ZADD', RUNS, ts_text, run_id)
+local ts, ts_text = now_ms(), now_text()
+call('ZADD', RUNS, ts_text, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
-  pause_key = '', pause_timeout_ms = 0, reschedule = false, deployment = deployment_id,
-  holder = '', held = false, message = ''}
+  count_text = '0', pause_key = '', pause_timeout_ms = 0, reschedule = false,
+  deployment = deployment_id, holder = '', held = false, message = ''}
 -- fields without a value are left out (readers take an absent field as empty): each is added
 -- in front of the others with one constructor (a table grown a field at a time is rehashed)
 local fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
