@@ -236,11 +236,13 @@ class _QueueScan:
                 self.exhausted = True
                 break
             self.offset += len(read)
-            self.scanned += len(read)
             self.frontier = (read[-1][0], read[-1][1])
             fresh = [
                 (ms, rid) for ms, rid in read if rid not in seen and self._is_beyond((ms, rid))
             ]
+            # entries before the position (of its score, read again from the score's first)
+            # do not count: a page after more than a budget of runs of one score moves on
+            self.scanned += len(fresh)
             seen.update(rid for _, rid in fresh)
             pipe = self.runtime.redis.pipeline(transaction=False)
             for _, rid in fresh:

@@ -79,3 +79,19 @@ async def test_the_inbox_page_links_the_next_one(ui_server: UIServer, runtime_cl
         [after] = re.findall(r'id="next-page" href="/inbox\?after=([^"]+)"', first)
         second = (await page.get(f"/inbox/rows?after={after}")).text
     assert second.count('class="inbox-row"') == 1 and ids[-1] in second
+
+
+async def test_runs_of_one_creation_time_beyond_a_page_budget_are_each_listed(
+    runtime_closed: None,
+) -> None:
+    # Given more runs waiting for input without a deadline than a page's index budget, all
+    # created in the same millisecond (their scores in the runs index tie)
+    untimed = [await _waiting("inbox-t", None) for _ in range(7)]
+    store = (await get_runtime()).store
+    runs_index = store.keys.queue("inbox-t").runs()
+    await store.redis.zadd(runs_index, dict.fromkeys(untimed, 1_800_000_000_000))
+    # When the inbox is read 2 runs a page, at most 3 index entries per queue a page
+    pages = await _pages(limit=2, budget=3)
+    # Then every one is listed once, and the pages end
+    listed = [r.id for page in pages for r in page]
+    assert sorted(listed) == sorted(untimed) and len(listed) == len(set(listed))
