@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install format lint typecheck test bench chaos demo clean
+.PHONY: install format lint typecheck test test-cluster bench chaos demo clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest -n auto
+
+# the suite on a local 3-master Redis Cluster, then on a Valkey one (lint and types: see test)
+test-cluster: install
+	FLOWBUS_TEST_CLUSTER=1 FLOWBUS_TEST_SERVER=redis $(BIN)/pytest -n auto
+	FLOWBUS_TEST_CLUSTER=1 FLOWBUS_TEST_SERVER=valkey $(BIN)/pytest -n auto
 
 bench: install
 	$(BIN)/python bench/flow_overhead.py
