@@ -68,8 +68,8 @@ PATHS: dict[StateType, list[StateType]] = {
 }
 
 #: The fields every event has, in order (``message``, ``pause_key``, ``deadline`` follow when
-#: they are not empty).
-EVENT_FIELDS = ["run_id", "flow", "type", "name", "from_type", "from_name", "ts", "run_count"]
+#: they are not empty); its time is its entry id's.
+EVENT_FIELDS = ["run_id", "flow", "type", "name", "from_type", "from_name", "run_count"]
 
 
 def state(kind: StateType, name: str | None = None, message: str | None = None) -> State:
@@ -161,14 +161,18 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
         "name": "Scheduled",
         "from_type": "NONE",
         "from_name": "",
-        "ts": event["ts"],
         "run_count": "0",
     }  # no empty field: no message, pause key, deadline
     [step] = await steps(store, keys)
-    assert step == {**{f: event.get(f, "") for f in HISTORY_FIELDS if f != "id"}, "id": step["id"]}
     published: Any = await store.redis.xrange(keys.queue_events)
     [[event_id, _fields]] = published
-    assert step["id"] == text(event_id)
+    # the step is the event, with its entry's id and time
+    assert step["id"] == text(event_id) and step["ts"] == text(event_id).partition("-")[0]
+    assert step == {
+        **{f: event.get(f, "") for f in HISTORY_FIELDS if f not in ("id", "ts")},
+        "id": step["id"],
+        "ts": step["ts"],
+    }
 
 
 async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
@@ -392,9 +396,10 @@ async def test_events_are_published_to_the_queue_stream_and_recorded_in_the_hist
     assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000
     for step in history:
         event = {text(k): text(v) for k, v in ids[step["id"]].items()}
-        assert {f: event.get(f, "") for f in HISTORY_FIELDS if f != "id"} == {
-            f: step[f] for f in HISTORY_FIELDS if f != "id"
+        assert {f: event.get(f, "") for f in HISTORY_FIELDS if f not in ("id", "ts")} == {
+            f: step[f] for f in HISTORY_FIELDS if f not in ("id", "ts")
         }
+        assert step["ts"] == step["id"].partition("-")[0]
         assert (event["run_id"], event["flow"]) == (str(first.id), "flow-a")
     raw = await store.redis.lrange(keys.history, 0, 0)
     kept = {"id", "type", "name", "from_type", "from_name", "ts", "run_count"}

@@ -139,7 +139,7 @@ def parse_event(entry_id: str, raw: Mapping[Any, Any]) -> RunEvent:
             message=fields.get("message", ""),
             from_type=fields.get("from_type", ""),
             from_name=fields.get("from_name", ""),
-            ts_ms=_number(fields.get("ts", "")),
+            ts_ms=_number(fields.get("ts") or entry_id.partition("-")[0]),
             run_count=_number(fields.get("run_count", "")),
             pause_key=fields.get("pause_key", ""),
             deadline_ms=int(deadline) if deadline else None,

@@ -32,7 +32,8 @@ local OP
 local NOW_MS, NOW_TEXT
 -- The steps of the run's history not yet written (a transient step waits for the next one):
 -- the first UNRECORDED_N of UNRECORDED, a table kept between calls, each step the JSON
--- object of its event's fields but its ``id`` (see record()).
+-- object of its event's fields but its ``id`` in two parts, before and after its time (see
+-- record()).
 local UNRECORDED, UNRECORDED_N = {}, 0
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
@@ -86,21 +87,23 @@ local function int_text(n)
   return format('%d', n)
 end
 
--- The server's time, read once per script: every step of one script happens at one instant.
--- TIME gives seconds and microseconds (as text, without leading zeros): the milliseconds are
--- the seconds followed by the microseconds' first three of six digits.
+-- The server's time (ms, as text), read once per script: every step of one script happens at
+-- one instant. A move that no earlier step asked the time of records its event's time (the
+-- entry id, which the server makes from its clock: see transition()), reading no TIME; what
+-- judges a lease or a deadline reads TIME here. TIME gives seconds
+-- and microseconds (as text, without leading zeros): the milliseconds are the seconds
+-- followed by the microseconds' first three of six digits.
 local function now_text()
   if not NOW_TEXT then
     local t = call('TIME')
     NOW_TEXT = t[1] .. sub('00000' .. t[2], -6, -4)
-    NOW_MS = tonumber(NOW_TEXT)
   end
   return NOW_TEXT
 end
 
--- now_text() as a number (ms).
+-- now_text() as a number.
 local function now_ms()
-  if not NOW_MS then now_text() end
+  if not NOW_MS then NOW_MS = tonumber(now_text()) end
   return NOW_MS
 end
 
@@ -265,33 +268,41 @@ end
 -- Append the steps taken to the run's history (a capped list), each a JSON object of its
 -- event's fields without the run's own (run_id, flow) and without empty ones; ``id`` is the
 -- queue events entry that published them, where a follower continues from.
-local function record(id)
+local function record(id, ts)
   local length
   if UNRECORDED_N == 1 then  -- most calls take one step
-    length = call('RPUSH', HISTORY, '{"id":"' .. id .. '",' .. UNRECORDED[1])
+    length = call('RPUSH', HISTORY,
+      '{"id":"' .. id .. '",' .. UNRECORDED[1] .. ts .. UNRECORDED[2])
   else
-    local head = '{"id":"' .. id .. '",'
-    for i = 1, UNRECORDED_N do UNRECORDED[i] = head .. UNRECORDED[i] end
-    length = call('RPUSH', HISTORY, unpack(UNRECORDED, 1, UNRECORDED_N))
+    local head, steps = '{"id":"' .. id .. '",', {}
+    for i = 1, UNRECORDED_N do
+      steps[i] = head .. UNRECORDED[2 * i - 1] .. ts .. UNRECORDED[2 * i]
+    end
+    length = call('RPUSH', HISTORY, unpack(steps))
   end
   if length > HISTORY_MAXLEN then call('LTRIM', HISTORY, -HISTORY_MAXLEN, -1) end
   UNRECORDED_N = 0
 end
 
--- A step's history entry, but its id (see record()): ``more`` are the event's further fields
--- and values (text).
-local function history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
-  local step = '"type":"' .. to_type .. '","name":' .. json_name(to_name) .. ',"from_type":"'
-    .. cur.type .. '","from_name":' .. json_name(cur.name) .. ',"ts":' .. ts .. ',"run_count":'
-    .. count
+-- A step's history entry, but its id and time: its text before and after the time (see
+-- record()); ``more`` are the event's further fields and values (text).
+local function history_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
+  local before = '"type":"' .. to_type .. '","name":' .. json_name(to_name) .. ',"from_type":"'
+    .. cur.type .. '","from_name":' .. json_name(cur.name) .. ',"ts":'
   if message == '' and pause_key == '' and deadline == '' and #more == 0 then
-    return step .. '}'  -- most steps have none of these
+    return before, ',"run_count":' .. count .. '}'  -- most steps have none of these
   end
+  local step = ',"run_count":' .. count
   if message ~= '' then step = step .. ',"message":' .. json_text(message) end
   if pause_key ~= '' then step = step .. ',"pause_key":' .. json_text(pause_key) end
   if deadline ~= '' then step = step .. ',"deadline":' .. deadline end
   for i = 1, #more, 2 do step = step .. ',"' .. more[i] .. '":' .. json_text(more[i + 1]) end
-  return step .. '}'
+  return before, step .. '}'
+end
+
+-- The time (ms, text) of a stream entry id the server made.
+local function time_of(id)
+  return sub(id, 1, find(id, '-', 1, true) - 1)
 end
 
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
@@ -302,14 +313,14 @@ end
 -- from at once: recorded in the history with the next step, but neither published nor
 -- written to the hash); last (the call's last write: the call id is written with the state,
 -- and the script replies with replied() instead of accepted()); input (a resume's input, JSON
--- text: carried by the control entry only, so the paused process reads nothing). Returns the
+-- text: carried by the control entry only, so the paused process reads nothing); created
+-- (a run's first state: its time is written as created_ms too). Returns the
 -- event id ("" for a transient step), or nil and the reason; cur.ts is the time of the move.
 local function transition(cur, to_type, to_name, opts)
   if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
     local reason = check(cur, to_type, to_name, opts.retry)
     if reason then return nil, reason end
   end
-  local ts = now_text()
   local run_count, count = cur.run_count, cur.count_text
   if to_type == 'RUNNING' and cur.type ~= 'PAUSED' then
     run_count = run_count + 1
@@ -332,9 +343,9 @@ local function transition(cur, to_type, to_name, opts)
       more[#more + 1], more[#more + 2] = 'early_unclaimed', cur.early_keys
     end
   end
+  UNRECORDED[2 * UNRECORDED_N + 1], UNRECORDED[2 * UNRECORDED_N + 2] =
+    history_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
   UNRECORDED_N = UNRECORDED_N + 1
-  UNRECORDED[UNRECORDED_N] =
-    history_step(to_type, to_name, cur, ts, count, message, pause_key, deadline, more)
   if opts.deadline_ms then
     call('ZADD', DEADLINES, deadline, cur.id)
   elseif cur.type == 'PAUSED' or (cur.type == 'SCHEDULED' and not cur.no_deadline) then
@@ -360,7 +371,7 @@ local function transition(cur, to_type, to_name, opts)
   local event, id
   if control or message ~= '' or pause_key ~= '' or deadline ~= '' or more ~= NONE then
     event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
-      'from_type', cur.type, 'from_name', cur.name, 'ts', ts, 'run_count', count}
+      'from_type', cur.type, 'from_name', cur.name, 'run_count', count}
     if message ~= '' then event[#event + 1], event[#event + 2] = 'message', message end
     if pause_key ~= '' then event[#event + 1], event[#event + 2] = 'pause_key', pause_key end
     if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
@@ -369,11 +380,15 @@ local function transition(cur, to_type, to_name, opts)
   else
     id = call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', 'run_id', cur.id,
       'flow', cur.flow, 'type', to_type, 'name', to_name, 'from_type', cur.type,
-      'from_name', cur.name, 'ts', ts, 'run_count', count)
+      'from_name', cur.name, 'run_count', count)
   end
+  -- the move's time: the script's, if a step asked for it; else its event's (only for its
+  -- record: what judges a lease or a deadline reads the clock)
+  local ts = NOW_TEXT or time_of(id)
   -- the message only when it changes (few states have one), the call id with the call's
   -- last write: each variant one call, with no table made for it
   local fields = opts.fields or NONE
+  if opts.created then fields = {'created_ms', ts, unpack(fields)} end
   if message == cur.message then
     if opts.last then
       call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
@@ -398,7 +413,7 @@ local function transition(cur, to_type, to_name, opts)
     call('HDEL', RUN, 'pause_key', 'pause_timeout_ms', 'pause_reschedule', 'input_prefix',
       'input_optional', 'pause_on_timeout', 'input_judged')
   end
-  record(id)
+  record(id, ts)
   if opts.results then call('HSET', RESULTS, unpack(opts.results)) end
   -- after the history and the results are written, so that they expire with the run
   if FINAL[to_type] then
@@ -521,16 +536,17 @@ local function start(cur, holder, lease_ms, held, last)
     if not id then return nil, reason end
   end
   if cur.type ~= 'PENDING' then return nil, 'only a SCHEDULED or PENDING run can start' end
-  if lease_ms ~= '' then
-    call('HSET', HOLDERS, holder, int_text(now_ms() + tonumber(lease_ms)))
-  end
   cur.holder, cur.attempt = holder, int_text(cur.run_count + 1)
   local fields = {'holder', holder, 'attempt', cur.attempt}
   if held then
     call('SADD', HELD, cur.id)
     fields[5], fields[6], cur.held = 'held', '1', true
   end
-  return transition(cur, 'RUNNING', 'Running', {fields = fields, last = last})
+  local id, reason = transition(cur, 'RUNNING', 'Running', {fields = fields, last = last})
+  if lease_ms ~= '' and id then
+    call('HSET', HOLDERS, holder, int_text(now_ms() + tonumber(lease_ms)))
+  end
+  return id, reason
 end
 
 -- End a run whose holder is gone: CANCELLED if it was cancelling, CRASHED otherwise.

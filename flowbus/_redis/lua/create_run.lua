@@ -19,8 +19,6 @@ if call('EXISTS', RUN) == 1 then
 end
 -- refuse before writing: a refused creation must leave no half-made run behind
 if not ALLOWED.NONE[initial] then return reply(REFUSED, 'a run starts SCHEDULED or PENDING') end
-local ts, ts_text = now_ms(), now_text()
-call('ZADD', RUNS, ts_text, run_id)
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count = 0,
   count_text = '0', pause_key = '', pause_timeout_ms = 0, reschedule = false,
@@ -28,17 +26,22 @@ local cur = {id = run_id, flow = flow_name, type = 'NONE', name = '', run_count 
 -- fields without a value are left out (readers take an absent field as empty): each is added
 -- in front of the others with one constructor (a table grown a field at a time is rehashed)
 local fields = {'id', run_id, 'flow_name', flow_name, 'name', run_name, 'queue', queue,
-  'parameters', parameters, 'created_ms', ts_text}
+  'parameters', parameters}
 if deployment_id ~= '' then fields = {'deployment_id', deployment_id, unpack(fields)} end
 if parent_id ~= '' then fields = {'parent_id', parent_id, unpack(fields)} end
-if scheduled then fields = {'scheduled_ms', ARGV[13], unpack(fields)} end
-local opts = {fields = fields, last = not start_now}
-if scheduled and scheduled > ts then opts.deadline_ms = scheduled end
+-- created_ms: the time of the first state (see transition())
+local opts = {fields = fields, last = not start_now, created = true}
+if scheduled then
+  opts.fields = {'scheduled_ms', ARGV[13], unpack(fields)}
+  if scheduled > now_ms() then opts.deadline_ms = scheduled end
+end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)
 if not id then return reply(REFUSED, reason, cur) end
+local created = cur.ts
+call('ZADD', RUNS, created, run_id)
 if enqueue_it and not opts.deadline_ms then enqueue(cur) end
 if start_now then
   id, reason = start(cur, holder, first_lease, true, true)
   if not id then return reply(REFUSED, reason, cur) end
 end
-return replied(id, cur, ts)
+return replied(id, cur, created)
