@@ -68,8 +68,9 @@ PATHS: dict[StateType, list[StateType]] = {
 }
 
 #: The fields every event has, in order (``message``, ``pause_key``, ``deadline`` follow when
-#: they are not empty); its time is its entry id's.
-EVENT_FIELDS = ["run_id", "flow", "type", "name", "from_type", "from_name", "run_count"]
+#: they are not empty); its time is its entry id's, the run's flow and the name of the state
+#: left are in its history.
+EVENT_FIELDS = ["run_id", "type", "name", "from_type", "run_count"]
 
 
 def state(kind: StateType, name: str | None = None, message: str | None = None) -> State:
@@ -156,11 +157,9 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     [event] = await entries(store, keys.queue_events)
     assert event == {
         "run_id": str(run.id),
-        "flow": "flow-a",
         "type": "SCHEDULED",
         "name": "Scheduled",
         "from_type": "NONE",
-        "from_name": "",
         "run_count": "0",
     }  # no empty field: no message, pause key, deadline
     [step] = await steps(store, keys)
@@ -169,9 +168,10 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     # the step is the event, with its entry's id and time
     assert step["id"] == text(event_id) and step["ts"] == text(event_id).partition("-")[0]
     assert step == {
-        **{f: event.get(f, "") for f in HISTORY_FIELDS if f not in ("id", "ts")},
+        **{f: event.get(f, "") for f in HISTORY_FIELDS if f not in ("id", "ts", "from_name")},
         "id": step["id"],
         "ts": step["ts"],
+        "from_name": "",
     }
 
 
@@ -396,11 +396,10 @@ async def test_events_are_published_to_the_queue_stream_and_recorded_in_the_hist
     assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000
     for step in history:
         event = {text(k): text(v) for k, v in ids[step["id"]].items()}
-        assert {f: event.get(f, "") for f in HISTORY_FIELDS if f not in ("id", "ts")} == {
-            f: step[f] for f in HISTORY_FIELDS if f not in ("id", "ts")
-        }
+        own = [f for f in HISTORY_FIELDS if f not in ("id", "ts", "from_name")]
+        assert {f: event.get(f, "") for f in own} == {f: step[f] for f in own}
         assert step["ts"] == step["id"].partition("-")[0]
-        assert (event["run_id"], event["flow"]) == (str(first.id), "flow-a")
+        assert event["run_id"] == str(first.id)
     raw = await store.redis.lrange(keys.history, 0, 0)
     kept = {"id", "type", "name", "from_type", "from_name", "ts", "run_count"}
     assert set(json.loads(raw[0])) == kept  # no empty field: no message, pause key, deadline

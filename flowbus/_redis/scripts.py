@@ -91,10 +91,12 @@ def key_names() -> str:
     kept = ", ".join(f"q[{i}]" for i in range(1, len(queue) + 1))
     return "\n".join(
         [
-            "-- The keys of a call (named by name_keys()), from flowbus/_redis/keys.py.",
+            "-- The keys of a call (named by name_keys()), from flowbus/_redis/keys.py; QUEUE_KEPT",
+            "-- is what the library keeps of the call's queue between calls (its key names, and",
+            "-- counts of the entries it added to the queue's streams: see keep_capped()).",
             f"local RUN, {', '.join(run)}",
             f"local {', '.join(queue)}",
-            "local QUEUE_KEYS, QUEUE_KEYS_KEPT = {}, 0",
+            "local QUEUE_KEPT, QUEUE_KEYS, QUEUE_KEYS_KEPT = nil, {}, 0",
             "local function name_keys(run, tag)",
             f"  RUN, {', '.join(run)} = run, {run_names}",
             "  local q = QUEUE_KEYS[tag]",
@@ -102,10 +104,11 @@ def key_names() -> str:
             f"    if QUEUE_KEYS_KEPT == {_QUEUE_KEYS_KEPT} then",
             "      QUEUE_KEYS, QUEUE_KEYS_KEPT = {}, 0",
             "    end",
-            f"    q = {{{queue_names}}}",
+            f"    q = {{{queue_names}, added = {{}}}}",
             "    QUEUE_KEYS[tag], QUEUE_KEYS_KEPT = q, QUEUE_KEYS_KEPT + 1",
             "  end",
             f"  {', '.join(queue)} = {kept}",
+            "  QUEUE_KEPT = q",
             "end",
             "",
         ]

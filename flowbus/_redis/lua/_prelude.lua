@@ -55,7 +55,9 @@ local call, unpack, tonumber, ipairs, format, find, sub
 local function begin(keys, argv)
   if not call then call, unpack, tonumber, ipairs, format, find, sub = runtime_globals() end
   name_keys(keys[1], keys[2])
-  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(argv[1]), argv[2], tonumber(argv[3])
+  -- the caps and the retention as they came (text): a number handed to a command is
+  -- formatted anew
+  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(argv[1]), argv[2], argv[3]
   OP = argv[#argv]
   NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
 end
@@ -305,6 +307,21 @@ local function time_of(id)
   return sub(id, 1, find(id, '-', 1, true) - 1)
 end
 
+-- Cap a stream of the queue the library adds entries to (the events, the control stream):
+-- every 16th entry it adds to it (counted in QUEUE_KEPT, kept between calls) trims it, whole
+-- nodes down to ``maxlen`` (XTRIM MAXLEN ~). An XADD with MAXLEN ~ costs three arguments
+-- more, to convert, check and replicate (rewritten to the exact length); trimmed every 16th
+-- entry, a stream stays within its cap, a node and 16 entries.
+local function keep_capped(stream, maxlen)
+  local added = QUEUE_KEPT.added
+  local n = (added[stream] or 0) + 1
+  if n == 16 then
+    call('XTRIM', stream, 'MAXLEN', '~', maxlen)
+    n = 0
+  end
+  added[stream] = n
+end
+
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
 -- queue's events stream and record it in the run's history. opts: message, retry, force,
 -- pause_key, pause_timeout_ms, reschedule, input_prefix, deadline_ms; fields (more run-hash
@@ -355,7 +372,8 @@ local function transition(cur, to_type, to_name, opts)
     cur.type, cur.name, cur.run_count, cur.count_text = to_type, to_name, run_count, count
     return ''
   end
-  -- fields that are empty are left out (each field costs every reader of the stream); the
+  -- the run's flow and the name of the state left are in its hash and history, and fields
+  -- that are empty are left out (each field costs every reader of the stream); the
   -- event is made a table only when it has more fields or goes to the control stream too
   -- (a table costs to make: the common move passes its fields as they are)
   local action = ''
@@ -370,18 +388,18 @@ local function transition(cur, to_type, to_name, opts)
   local control = action ~= '' or cur.type == 'PAUSED' or opts.deadline_ms
   local event, id
   if control or message ~= '' or pause_key ~= '' or deadline ~= '' or more ~= NONE then
-    event = {'run_id', cur.id, 'flow', cur.flow, 'type', to_type, 'name', to_name,
-      'from_type', cur.type, 'from_name', cur.name, 'run_count', count}
+    event = {'run_id', cur.id, 'type', to_type, 'name', to_name, 'from_type', cur.type,
+      'run_count', count}
     if message ~= '' then event[#event + 1], event[#event + 2] = 'message', message end
     if pause_key ~= '' then event[#event + 1], event[#event + 2] = 'pause_key', pause_key end
     if deadline ~= '' then event[#event + 1], event[#event + 2] = 'deadline', deadline end
     for i = 1, #more do event[#event + 1] = more[i] end
-    id = call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', unpack(event))
+    id = call('XADD', QEVENTS, '*', unpack(event))
   else
-    id = call('XADD', QEVENTS, 'MAXLEN', '~', QUEUE_MAXLEN, '*', 'run_id', cur.id,
-      'flow', cur.flow, 'type', to_type, 'name', to_name, 'from_type', cur.type,
-      'from_name', cur.name, 'run_count', count)
+    id = call('XADD', QEVENTS, '*', 'run_id', cur.id, 'type', to_type, 'name', to_name,
+      'from_type', cur.type, 'run_count', count)
   end
+  keep_capped(QEVENTS, QUEUE_MAXLEN)
   -- the move's time: the script's, if a step asked for it; else its event's (only for its
   -- record: what judges a lease or a deadline reads the clock)
   local ts = NOW_TEXT or time_of(id)
@@ -432,7 +450,8 @@ local function transition(cur, to_type, to_name, opts)
   if control then
     if action ~= '' then event[#event + 1], event[#event + 2] = 'action', action end
     if opts.input then event[#event + 1], event[#event + 2] = 'input', opts.input end
-    call('XADD', CONTROL, 'MAXLEN', '~', CONTROL_MAXLEN, '*', unpack(event))
+    call('XADD', CONTROL, '*', unpack(event))
+    keep_capped(CONTROL, CONTROL_MAXLEN)
   end
   cur.type, cur.name, cur.run_count, cur.count_text = to_type, to_name, run_count, count
   cur.ts = ts
