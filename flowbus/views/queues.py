@@ -81,7 +81,7 @@ def _counts(groups: Any, length: Any) -> tuple[int, int]:
     lag, pending = group.get("lag"), int(group.get("pending", 0))
     # without a lag (Redis cannot tell after some deletions), what the stream holds beyond
     # the entries in hand: acknowledged entries are dropped with their ack (but for a tail
-    # of at most a stream node, which this counts as queued)
+    # of less than a stream node and 16 entries, which this counts as queued)
     return (lag if isinstance(lag, int) else max(0, size - pending)), pending
 
 

@@ -6,7 +6,7 @@
 -- ARGV[9] expected current kind ("" any): a compare-and-set guard
 -- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
 -- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
---          ("" none; a worker's final transition), trimming what is acknowledged
+--          ("" none; a worker's final transition), every 16th trimming what is acknowledged
 --          (see acknowledge())
 -- ARGV[13] the calling execution's attempt ("" for callers that are no execution): fenced
 -- ARGV[14…] task-run key, result, … : task results written in the same step (before the
