@@ -60,9 +60,9 @@ class CreateReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ClaimReply(Reply):
-    """``claim_run``: the run hash as the claim left it (empty when there is no such run):
-    read before a start, whose state is put in it here (the only fields of the hash a start
-    writes that a run record holds)."""
+    """``claim_run``: the run hash as the claim left it (empty when there is no such run);
+    after a start, only what a run record holds of it but its id and queue (the caller's):
+    the fields the claim returns and the state it wrote."""
 
     run_hash: dict[bytes, bytes]
 
@@ -137,17 +137,32 @@ def created(raw: list[Any]) -> CreateReply:
     return CreateReply(*_head(raw), created_ms=_number(_extra(raw, 0)))
 
 
+#: The run-hash fields a claim that started its run returns the values of, in order
+#: (CLAIM_FIELDS in ``lua/_prelude.lua``).
+_CLAIM_FIELDS = (
+    b"flow_name",
+    b"deployment_id",
+    b"name",
+    b"parent_id",
+    b"parameters",
+    b"created_ms",
+    b"scheduled_ms",
+)
+
+
 def claimed(raw: list[Any]) -> ClaimReply:
     head = _head(raw)
-    fields = raw[6:]
-    run_hash = dict(zip(fields[::2], fields[1::2], strict=True))
     started_ms = _extra(raw, 0)
-    if started_ms:  # read before the start: the state it wrote is the reply's
-        run_hash[b"state_type"] = head[2].encode()
-        run_hash[b"state_name"] = head[3].encode()
-        run_hash[b"state_message"] = b""
-        run_hash[b"state_ts"] = started_ms
-        run_hash[b"run_count"] = str(head[4]).encode()
+    if not started_ms:  # the whole hash, as the claim found and left it
+        fields = raw[6:]
+        return ClaimReply(*head, run_hash=dict(zip(fields[::2], fields[1::2], strict=True)))
+    # a start: what a run record needs of the hash besides its state, which is the reply's
+    values = raw[6 : 6 + len(_CLAIM_FIELDS)]
+    run_hash = {k: v for k, v in zip(_CLAIM_FIELDS, values, strict=True) if v is not None}
+    run_hash[b"state_type"] = head[2].encode()
+    run_hash[b"state_name"] = head[3].encode()
+    run_hash[b"state_ts"] = started_ms
+    run_hash[b"run_count"] = str(head[4]).encode()
     return ClaimReply(*head, run_hash=run_hash)
 
 

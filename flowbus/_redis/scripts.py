@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import re
 import secrets
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ def library() -> Library:
     code = [f"#!lua name=flowbus_{tag}", prelude]
     for name, body in bodies.items():
         code += [f"redis.register_function('{functions[name]}', function(KEYS, ARGV)"]
-        code += ["begin(KEYS, ARGV)", body, "end)"]
+        start = ["begin(KEYS, ARGV)", *(["name_run_keys()"] if _names_run_keys(body) else [])]
+        code += [*start, body, "end)"]
     return Library("\n".join(code), functions)
 
 
@@ -80,13 +82,24 @@ def library() -> Library:
 _QUEUE_KEYS_KEPT = 1000
 
 
+#: The run keys besides its hash that a call names at once (the others only when it uses them:
+#: see :func:`key_names`).
+_EAGER_RUN_KEYS = ("HISTORY",)
+
+
 def key_names() -> str:
     """The library's first lines: the keys a script touches, as locals of the library, and
     ``name_keys(run, tag)``, which names them for a call from its two ``KEYS`` (the run hash
-    and its queue's tag) with the suffixes of :mod:`flowbus._redis.keys`. A queue's key names
-    are kept between calls: each Lua string made costs about as much as a key passed."""
-    run, queue = list(RUN_KEY_SUFFIXES), list(QUEUE_KEY_SUFFIXES)
-    run_names = ", ".join(f"run .. '{s}'" for s in RUN_KEY_SUFFIXES.values())
+    and its queue's tag) with the suffixes of :mod:`flowbus._redis.keys`, and the run's id
+    (RUN_ID, the end of its hash's name). Each Lua string made costs about as much as a key
+    passed, so a queue's key names are kept between calls, and the run keys most calls do not
+    touch are named by ``name_run_keys()``, which the prelude's functions that use them call
+    (and :func:`library` calls for a script that names one)."""
+    eager = [name for name in RUN_KEY_SUFFIXES if name in _EAGER_RUN_KEYS]
+    lazy = [name for name in RUN_KEY_SUFFIXES if name not in _EAGER_RUN_KEYS]
+    queue = list(QUEUE_KEY_SUFFIXES)
+    eager_names = ", ".join(f"run .. '{RUN_KEY_SUFFIXES[n]}'" for n in eager)
+    lazy_names = ", ".join(f"RUN .. '{RUN_KEY_SUFFIXES[n]}'" for n in lazy)
     queue_names = ", ".join(f"tag .. '{s}'" for s in QUEUE_KEY_SUFFIXES.values())
     kept = ", ".join(f"q[{i}]" for i in range(1, len(queue) + 1))
     return "\n".join(
@@ -94,11 +107,12 @@ def key_names() -> str:
             "-- The keys of a call (named by name_keys()), from flowbus/_redis/keys.py; QUEUE_KEPT",
             "-- is what the library keeps of the call's queue between calls (its key names, and",
             "-- counts of the entries it added to the queue's streams: see keep_capped()).",
-            f"local RUN, {', '.join(run)}",
+            f"local RUN, RUN_ID, {', '.join(eager + lazy)}",
             f"local {', '.join(queue)}",
             "local QUEUE_KEPT, QUEUE_KEYS, QUEUE_KEYS_KEPT = nil, {}, 0",
             "local function name_keys(run, tag)",
-            f"  RUN, {', '.join(run)} = run, {run_names}",
+            f"  RUN, RUN_ID, {', '.join(eager)} = run, string.sub(run, #tag + 6), {eager_names}",
+            f"  {', '.join(lazy)} = {', '.join('nil' for _ in lazy)}",
             "  local q = QUEUE_KEYS[tag]",
             "  if not q then",
             f"    if QUEUE_KEYS_KEPT == {_QUEUE_KEYS_KEPT} then",
@@ -110,9 +124,18 @@ def key_names() -> str:
             f"  {', '.join(queue)} = {kept}",
             "  QUEUE_KEPT = q",
             "end",
+            "local function name_run_keys()",
+            f"  if not {lazy[0]} then {', '.join(lazy)} = {lazy_names} end",
+            "end",
             "",
         ]
     )
+
+
+def _names_run_keys(body: str) -> bool:
+    """Whether a script's own text names a run key that name_keys() leaves unnamed."""
+    lazy = (name for name in RUN_KEY_SUFFIXES if name not in _EAGER_RUN_KEYS)
+    return any(re.search(rf"\b{name}\b", body) for name in lazy)
 
 
 @cache

@@ -403,7 +403,10 @@ class RunStore:
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)
-        return run_from_hash(reply.run_hash), reply.accepted
+        fields = reply.run_hash
+        fields.setdefault(b"id", rid.encode())  # a start returns no field the caller knows
+        fields.setdefault(b"queue", queue.encode())
+        return run_from_hash(fields), reply.accepted
 
     def holding(self, keys: RunKeys) -> tuple[str, str]:
         """The holder name and first lease a script starting a run of ``keys`` writes."""

@@ -119,24 +119,28 @@ local function pause_until(opts, deadline_ms)
   return opts
 end
 
--- The run-hash fields of a run's state, in the order run_state() takes them; and each one's
--- place in that order.
-local STATE_FIELDS = {'id', 'flow_name', 'state_type', 'state_name', 'run_count', 'pause_key',
-  'pause_timeout_ms', 'pause_reschedule', 'deployment_id', 'op', 'op_detail', 'holder', 'held',
-  'early_keys', 'attempt', 'state_message'}
-local STATE_PLACE = {}
-for i = 1, #STATE_FIELDS do STATE_PLACE[STATE_FIELDS[i]] = i end
+-- The run-hash fields of a run's state, in the order run_state() takes them: what every step
+-- needs (its id is its hash's name's end: RUN_ID); its flow, deployment and last call's reply
+-- are read when a step needs them (see flow_of()). After them, the places of the fields
+-- current_of() takes from a whole hash: those a claim returns (see claim_run.lua), then the
+-- last call's reply.
+local STATE_FIELDS = {'state_type', 'state_name', 'run_count', 'pause_key', 'pause_timeout_ms',
+  'pause_reschedule', 'op', 'holder', 'held', 'early_keys', 'attempt', 'state_message'}
+local CLAIM_FIELDS = {'flow_name', 'deployment_id', 'name', 'parent_id', 'parameters',
+  'created_ms', 'scheduled_ms'}
+local FIELD_PLACE = {}
+for i = 1, #STATE_FIELDS do FIELD_PLACE[STATE_FIELDS[i]] = i end
+for i = 1, #CLAIM_FIELDS do FIELD_PLACE[CLAIM_FIELDS[i]] = #STATE_FIELDS + i end
+FIELD_PLACE.op_detail = #STATE_FIELDS + #CLAIM_FIELDS + 1
 
 -- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
-local function run_state(id, flow, type, name, run_count, pause_key, pause_timeout_ms,
-                         reschedule, deployment, op, op_detail, holder, held, early_keys, attempt,
-                         message)
-  return {id = id, flow = flow, type = type, name = name, run_count = tonumber(run_count),
+local function run_state(type, name, run_count, pause_key, pause_timeout_ms, reschedule, op,
+                         holder, held, early_keys, attempt, message)
+  return {id = RUN_ID, type = type, name = name, run_count = tonumber(run_count),
           count_text = run_count,
           pause_key = pause_key or '',
           pause_timeout_ms = pause_timeout_ms and tonumber(pause_timeout_ms) or 0,
-          reschedule = reschedule == '1', deployment = deployment or '', op = op,
-          op_detail = op_detail, holder = holder or '', held = held == '1',
+          reschedule = reschedule == '1', op = op, holder = holder or '', held = held == '1',
           early_keys = early_keys or '', attempt = attempt or '', message = message or ''}
 end
 
@@ -147,26 +151,36 @@ local function current()
   return run_state(unpack(f))
 end
 
+-- The run's flow name, and its deployment id ("" none), read once when a step needs them.
+local function flow_of(cur)
+  if cur.flow == nil then cur.flow = call('HGET', RUN, 'flow_name') or '' end
+  return cur.flow
+end
+
+local function deployment_of(cur)
+  if cur.deployment == nil then cur.deployment = call('HGET', RUN, 'deployment_id') or '' end
+  return cur.deployment
+end
+
 -- The run's current state from its whole hash (``flat``, HGETALL's reply: a caller that wants
--- the hash reads it once), nil when there is no such run. A SCHEDULED run created without a
--- start time (no ``scheduled_ms``) is known to hold no deadline (``no_deadline``).
+-- the hash reads it once), nil when there is no such run; and the values of CLAIM_FIELDS in
+-- their places in ``f``, the second result (false: no such field). A SCHEDULED run created
+-- without a start time (no ``scheduled_ms``) is known to hold no deadline (``no_deadline``).
 local function current_of(flat)
   if #flat == 0 then return nil end
   -- sized once (a table grown a field at a time is rehashed as it grows)
   local f = {false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false}
-  local scheduled = false
+    false, false, false, false, false, false, false, false, false}
   for i = 1, #flat, 2 do
-    local place = STATE_PLACE[flat[i]]
-    if place then
-      f[place] = flat[i + 1]
-    elseif flat[i] == 'scheduled_ms' then
-      scheduled = true
-    end
+    local place = FIELD_PLACE[flat[i]]
+    if place then f[place] = flat[i + 1] end
   end
   local cur = run_state(unpack(f, 1, #STATE_FIELDS))
-  cur.no_deadline = not scheduled
-  return cur
+  local n = #STATE_FIELDS
+  cur.flow, cur.deployment = f[n + 1] or '', f[n + 2] or ''
+  cur.no_deadline = not f[n + 7]
+  cur.op_detail = f[n + #CLAIM_FIELDS + 1] or nil
+  return cur, f
 end
 
 -- The fencing check of a call made by an execution of the run: ``attempt`` is the token its
@@ -210,9 +224,12 @@ local function replied(detail, cur, ...)
   return reply(ACCEPTED, detail, cur, ...)
 end
 
--- Whether this call was already applied to the run (and nothing was applied since).
+-- Whether this call was already applied to the run (and nothing was applied since); then
+-- cur.op_detail is its reply's detail.
 local function replayed(cur)
-  return cur ~= nil and cur.op == OP
+  if cur == nil or cur.op ~= OP then return false end
+  if cur.op_detail == nil then cur.op_detail = call('HGET', RUN, 'op_detail') end
+  return true
 end
 
 -- nil when cur → to is allowed, else the reason it is refused.
@@ -240,6 +257,7 @@ end
 -- A finished run's keys expire after the retention; those only a pause or an input makes
 -- (most runs have none of them), if there are any.
 local function expire_run_keys()
+  name_run_keys()
   call('EXPIRE', RUN, RETENTION)
   call('EXPIRE', HISTORY, RETENTION)
   call('EXPIRE', RESULTS, RETENTION)
@@ -432,7 +450,10 @@ local function transition(cur, to_type, to_name, opts)
       'input_optional', 'pause_on_timeout', 'input_judged')
   end
   record(id, ts)
-  if opts.results then call('HSET', RESULTS, unpack(opts.results)) end
+  if opts.results then
+    name_run_keys()
+    call('HSET', RESULTS, unpack(opts.results))
+  end
   -- after the history and the results are written, so that they expire with the run
   if FINAL[to_type] then
     expire_run_keys()
@@ -442,6 +463,7 @@ local function transition(cur, to_type, to_name, opts)
       cur.held = false
     end
   elseif FINAL[cur.type] then
+    name_run_keys()
     for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}) do
       call('PERSIST', key)
     end
@@ -504,7 +526,7 @@ end
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
   call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', int_text(cur.run_count),
-    'flow', cur.flow)
+    'flow', flow_of(cur))
 end
 
 -- A pause ends with a resume: mark its key fired, then RUNNING for an in-process pause, or
@@ -513,6 +535,7 @@ end
 -- its judged proposal, its input for the waiter of an in-process pause, last). Returns the
 -- event id.
 local function leave_pause(cur, message, requeue, opts)
+  name_run_keys()
   call('SADD', FIRED, cur.pause_key)
   opts = opts or {}
   opts.message = message
@@ -543,6 +566,7 @@ end
 
 -- Forget the early input for ``key`` (taken by its pause, or refused by it).
 local function drop_early(cur, key)
+  name_run_keys()
   call('HDEL', INPUT, 'early-' .. key)
   local kept = {}
   for _, k in ipairs(early_list(cur)) do
@@ -606,7 +630,7 @@ local function expire_pause(cur)
   if left > 0 then return nil, left end
   if call('HGET', RUN, 'pause_on_timeout') == 'resume' then
     -- an in-process pause whose process is gone is re-run by a worker, like a suspension
-    local requeue = cur.reschedule or (holder_gone(cur) and cur.deployment ~= '')
+    local requeue = cur.reschedule or (holder_gone(cur) and deployment_of(cur) ~= '')
     return leave_pause(cur, 'Resumed at the deadline', requeue)
   end
   return transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})

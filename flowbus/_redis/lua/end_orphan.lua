@@ -17,7 +17,7 @@ redis.call('SREM', HELD, cur.id)
 redis.call('HSET', RUN, 'held', '0')
 cur.held = false
 local id, reason
-if cur.type == 'PAUSED' and not cur.reschedule and cur.deployment ~= '' then
+if cur.type == 'PAUSED' and not cur.reschedule and deployment_of(cur) ~= '' then
   local deadline = cur.pause_timeout_ms > 0 and cur.pause_timeout_ms or nil
   id, reason = transition(cur, 'PAUSED', 'Suspended', {pause_key = cur.pause_key,
     message = 'Its process is gone; the pause became a suspension', reschedule = true,

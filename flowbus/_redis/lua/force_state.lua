@@ -15,7 +15,7 @@ if to_type == 'PAUSED' then
   opts.pause_key, opts.reschedule, opts.input_prefix = pause_key, reschedule, ''
   pause_until(opts, pause_deadline_ms)
 end
-local deployed = cur.deployment ~= ''
+local deployed = deployment_of(cur) ~= ''
 local id = transition(cur, to_type, to_name, opts)
 if to_type == 'SCHEDULED' and deployed then enqueue(cur) end
 return accepted(id, cur)

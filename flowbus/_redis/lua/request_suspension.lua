@@ -9,7 +9,7 @@ local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
 if replayed(cur) then return reply(ACCEPTED, cur.op_detail, cur) end
 if cur.type ~= 'RUNNING' then return reply(REFUSED, 'only a RUNNING run can be suspended', cur) end
-if cur.deployment == '' then
+if deployment_of(cur) == '' then
   return reply(REFUSED, 'cannot suspend a run without a deployment (no worker could resume it)',
     cur)
 end

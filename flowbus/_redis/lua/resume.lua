@@ -73,7 +73,7 @@ if checked ~= '' then
 end
 if expire_pause(cur) then return reply(EXPIRED, 'the pause expired', cur) end
 local orphaned = not cur.reschedule and holder_gone(cur)
-if orphaned and cur.deployment == '' then
+if orphaned and deployment_of(cur) == '' then
   end_orphan(cur)
   return reply(ORPHANED, 'the process holding the run (' .. cur.holder .. ') is gone; the run '
     .. 'is CRASHED', cur)
