@@ -31,9 +31,8 @@ local OP
 -- The server's time of this call (ms, and as text: read once, see now_ms()).
 local NOW_MS, NOW_TEXT
 -- The steps of the run's history not yet written (a transient step waits for the next one):
--- the first UNRECORDED_N of UNRECORDED, a table kept between calls, each step the JSON
--- object of its event's fields but its ``id`` in two parts, before and after its time (see
--- record()).
+-- the first UNRECORDED_N of UNRECORDED, a table kept between calls, six values a step (see
+-- take_step()).
 local UNRECORDED, UNRECORDED_N = {}, 0
 -- Approximate cap of the control stream (entries); a burst beyond it makes its watchers'
 -- waiters re-read their runs (see waiters.py).
@@ -51,13 +50,29 @@ local function runtime_globals()
 end
 local call, unpack, tonumber, ipairs, format, find, sub
 
+-- Numbers of the texts small_number() converted (run counts, caps: a few texts, converted
+-- by every call; tonumber() goes through strtod).
+local SMALL_NUMBERS, SMALL_NUMBERS_KEPT = {}, 0
+
+-- tonumber(text) of a text of a small set (nil: not a number), kept (1,000 texts at most).
+local function small_number(text)
+  local n = SMALL_NUMBERS[text]
+  if n == nil and text then
+    n = tonumber(text)
+    if SMALL_NUMBERS_KEPT < 1000 and n then
+      SMALL_NUMBERS[text], SMALL_NUMBERS_KEPT = n, SMALL_NUMBERS_KEPT + 1
+    end
+  end
+  return n
+end
+
 -- The first step of every call: its keys and arguments, a fresh clock and history.
 local function begin(keys, argv)
   if not call then call, unpack, tonumber, ipairs, format, find, sub = runtime_globals() end
   name_keys(keys[1], keys[2])
   -- the caps and the retention as they came (text): a number handed to a command is
   -- formatted anew
-  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = tonumber(argv[1]), argv[2], argv[3]
+  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = small_number(argv[1]), argv[2], argv[3]
   OP = argv[#argv]
   NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
 end
@@ -136,7 +151,7 @@ FIELD_PLACE.op_detail = #STATE_FIELDS + #CLAIM_FIELDS + 1
 -- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
 local function run_state(type, name, run_count, pause_key, pause_timeout_ms, reschedule, op,
                          holder, held, early_keys, attempt, message)
-  return {id = RUN_ID, type = type, name = name, run_count = tonumber(run_count),
+  return {id = RUN_ID, type = type, name = name, run_count = small_number(run_count),
           count_text = run_count,
           pause_key = pause_key or '',
           pause_timeout_ms = pause_timeout_ms and tonumber(pause_timeout_ms) or 0,
@@ -286,17 +301,23 @@ local function json_name(name)
 end
 
 -- Append the steps taken to the run's history (a capped list), each a JSON object of its
--- event's fields without the run's own (run_id, flow) and without empty ones; ``id`` is the
--- queue events entry that published them, where a follower continues from.
+-- event's fields without the run's own (run_id) and without empty ones, with the name of the
+-- state it left and its time; ``id`` is the queue events entry that published them, where a
+-- follower continues from. Each entry is made here, one string (see take_step()).
 local function record(id, ts)
   local length
+  local u = UNRECORDED
   if UNRECORDED_N == 1 then  -- most calls take one step
-    length = call('RPUSH', HISTORY,
-      '{"id":"' .. id .. '",' .. UNRECORDED[1] .. ts .. UNRECORDED[2])
+    length = call('RPUSH', HISTORY, '{"id":"' .. id .. '","type":"' .. u[1] .. '","name":'
+      .. u[2] .. ',"from_type":"' .. u[3] .. '","from_name":' .. u[4] .. ',"ts":' .. ts
+      .. ',"run_count":' .. u[5] .. u[6] .. '}')
   else
-    local head, steps = '{"id":"' .. id .. '",', {}
+    local steps = {}
     for i = 1, UNRECORDED_N do
-      steps[i] = head .. UNRECORDED[2 * i - 1] .. ts .. UNRECORDED[2 * i]
+      local k = 6 * (i - 1)
+      steps[i] = '{"id":"' .. id .. '","type":"' .. u[k + 1] .. '","name":' .. u[k + 2]
+        .. ',"from_type":"' .. u[k + 3] .. '","from_name":' .. u[k + 4] .. ',"ts":' .. ts
+        .. ',"run_count":' .. u[k + 5] .. u[k + 6] .. '}'
     end
     length = call('RPUSH', HISTORY, unpack(steps))
   end
@@ -304,20 +325,21 @@ local function record(id, ts)
   UNRECORDED_N = 0
 end
 
--- A step's history entry, but its id and time: its text before and after the time (see
--- record()); ``more`` are the event's further fields and values (text).
-local function history_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
-  local before = '"type":"' .. to_type .. '","name":' .. json_name(to_name) .. ',"from_type":"'
-    .. cur.type .. '","from_name":' .. json_name(cur.name) .. ',"ts":'
-  if message == '' and pause_key == '' and deadline == '' and #more == 0 then
-    return before, ',"run_count":' .. count .. '}'  -- most steps have none of these
+-- Keep a step for the run's history (see record()): its kind, name (JSON), the kind and name
+-- (JSON) it left, its run count, and its optional fields as JSON members ("" none; ``more``
+-- are the event's further fields and values, text).
+local function take_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
+  local rest = ''
+  if message ~= '' or pause_key ~= '' or deadline ~= '' or #more > 0 then
+    if message ~= '' then rest = rest .. ',"message":' .. json_text(message) end
+    if pause_key ~= '' then rest = rest .. ',"pause_key":' .. json_text(pause_key) end
+    if deadline ~= '' then rest = rest .. ',"deadline":' .. deadline end
+    for i = 1, #more, 2 do rest = rest .. ',"' .. more[i] .. '":' .. json_text(more[i + 1]) end
   end
-  local step = ',"run_count":' .. count
-  if message ~= '' then step = step .. ',"message":' .. json_text(message) end
-  if pause_key ~= '' then step = step .. ',"pause_key":' .. json_text(pause_key) end
-  if deadline ~= '' then step = step .. ',"deadline":' .. deadline end
-  for i = 1, #more, 2 do step = step .. ',"' .. more[i] .. '":' .. json_text(more[i + 1]) end
-  return before, step .. '}'
+  local k, u = 6 * UNRECORDED_N, UNRECORDED
+  u[k + 1], u[k + 2], u[k + 3] = to_type, json_name(to_name), cur.type
+  u[k + 4], u[k + 5], u[k + 6] = json_name(cur.name), count, rest
+  UNRECORDED_N = UNRECORDED_N + 1
 end
 
 -- The time (ms, text) of a stream entry id the server made.
@@ -378,9 +400,7 @@ local function transition(cur, to_type, to_name, opts)
       more[#more + 1], more[#more + 2] = 'early_unclaimed', cur.early_keys
     end
   end
-  UNRECORDED[2 * UNRECORDED_N + 1], UNRECORDED[2 * UNRECORDED_N + 2] =
-    history_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
-  UNRECORDED_N = UNRECORDED_N + 1
+  take_step(to_type, to_name, cur, count, message, pause_key, deadline, more)
   if opts.deadline_ms then
     call('ZADD', DEADLINES, deadline, cur.id)
   elseif cur.type == 'PAUSED' or (cur.type == 'SCHEDULED' and not cur.no_deadline) then
