@@ -193,10 +193,24 @@ class LocalCluster:
         return len(views) == 1
 
 
+#: Where the system's ephemeral ports begin (Linux's default when it cannot be read).
+_EPHEMERAL_FLOOR_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(_EPHEMERAL_FLOOR_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _free_node_port() -> int:
-    """A free port whose cluster bus port (10000 higher, so at most 55535) is free too."""
+    """A free port whose cluster bus port (10000 higher) is free too, both below the
+    ephemeral range: a node killed in a failover test gets its port back on revival, which a
+    connection's source port (always ephemeral) could otherwise take while the node is down."""
+    top = _ephemeral_floor() - _BUS_OFFSET - 1
     while True:
-        port = random.randint(20_000, 55_535)
+        port = random.randint(max(1_024, top - 8_000), top)
         with contextlib.ExitStack() as stack:
             try:
                 for candidate in (port, port + _BUS_OFFSET):
