@@ -545,7 +545,7 @@ end
 
 -- Hand a run to the workers of its queue.
 local function enqueue(cur)
-  call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', int_text(cur.run_count),
+  call('XADD', QUEUE, '*', 'run_id', cur.id, 'run_count', cur.count_text,
     'flow', flow_of(cur))
 end
 
