@@ -46,13 +46,19 @@ class InputField:
         return f"{label} | None" if self.nullable else label
 
 
-def parse_schema(schema: str | dict[str, Any]) -> list[InputField]:
-    """The top-level fields of an input schema (``[]`` for a schema that is not an object)."""
+def _schema_root(schema: str | dict[str, Any]) -> dict[str, Any] | None:
+    """A stored schema as an object, or None for text that is not one (read from Redis)."""
     try:
         root = json.loads(schema) if isinstance(schema, str) else schema
     except ValueError:
-        return []
-    if not isinstance(root, dict):
+        return None
+    return root if isinstance(root, dict) else None
+
+
+def parse_schema(schema: str | dict[str, Any]) -> list[InputField]:
+    """The top-level fields of an input schema (``[]`` for a schema that is not an object)."""
+    root = _schema_root(schema)
+    if root is None:
         return []
     return list(_object_fields(root, root, "", 0))
 
@@ -73,11 +79,8 @@ class InputChoice:
 def parse_choices(schema: str | dict[str, Any]) -> list[InputChoice]:
     """The models of an input schema that is a union of objects (``anyOf``/``oneOf`` at its
     root, as a pause on ``Approve | Reject`` stores); ``[]`` for any other schema."""
-    try:
-        root = json.loads(schema) if isinstance(schema, str) else schema
-    except ValueError:
-        return []
-    if not isinstance(root, dict):
+    root = _schema_root(schema)
+    if root is None:
         return []
     options = root.get("anyOf") or root.get("oneOf")
     if not isinstance(options, list) or len(options) < 2:
