@@ -17,9 +17,17 @@ server's; ratios and targets use it net of what each server spends idle over the
 Runs/s on a 2-core machine is bound by the Python clients, not by Redis; the projection
 divides a second of one shard's CPU by its per-run cost.
 
+Counts that no other load of the machine changes come with the CPU: the commands each server
+ran per run (the same work, split by shard) and the socket reads it served per run (``INFO
+stats`` ``total_reads_processed``: one per round trip of a client's pipeline). A shard
+serving a third of the traffic gets each client's batches sooner, so smaller, and runs more
+event-loop turns per run (each a wake-up, a read, a reply write and an AOF write); the enqueuer's
+batches, for three queues, are split in three. Those per-round-trip costs, not per-run work,
+are most of what three shards spend over one server (``--concurrency`` changes the batches).
+
 Prints one JSON object on stdout; progress goes to stderr::
 
-    python bench/cluster_scaling.py [--runs 3000] [--rounds 3]
+    python bench/cluster_scaling.py [--runs 3000] [--rounds 3] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -74,6 +82,11 @@ class Setup:
         """CPU seconds of each primary."""
         return [server_cpu_seconds(c) for c in self.primaries]
 
+    def counts(self) -> list[tuple[int, int]]:
+        """Commands run and socket reads served so far, by primary."""
+        stats: list[dict[str, Any]] = [c.info("stats") for c in self.primaries]
+        return [(s["total_commands_processed"], s["total_reads_processed"]) for s in stats]
+
     def blocked_group_reads(self) -> int:
         clients: list[list[dict[str, Any]]] = [c.client_list() for c in self.primaries]
         return sum(
@@ -104,10 +117,10 @@ def servers(kind: str, tmp: Path) -> Iterator[Setup]:
         setup.close()
 
 
-def start_worker(children: Children, setup: Setup, name: str, queue: str) -> None:
+def start_worker(children: Children, setup: Setup, name: str, queue: str, concurrency: int) -> None:
     """A worker serving ``queue``; returns once it blocks in its two group reads."""
     args = [sys.executable, "-m", "flowbus_worker", "worker_flows", "--name", name]
-    args += ["--queue", queue, "--concurrency", str(CONCURRENCY), "--log-level", "WARNING"]
+    args += ["--queue", queue, "--concurrency", str(concurrency), "--log-level", "WARNING"]
     args += ["--lease", str(LEASE)]
     wanted = setup.blocked_group_reads() + 2  # its runs and its resume requests
     env = bench_env(FLOWBUS_REDIS_URL=setup.url, FLOWBUS_KEY_PREFIX=KEY_PREFIX)
@@ -198,6 +211,7 @@ async def one_round(
     what the servers spend idle over the same time)."""
     completions = Completions(setup.url, queues)
     await completions.pin()
+    counts_before = setup.counts()
     cpu_before, began = setup.cpu_seconds(), time.perf_counter()
     workers_before = children.cpu_seconds("w")
     with children.frozen("w"):
@@ -209,15 +223,25 @@ async def one_round(
     cpu = [after - before for after, before in zip(setup.cpu_seconds(), cpu_before, strict=True)]
     elapsed = time.perf_counter() - began
     net = [max(0.0, used - rate * elapsed) for used, rate in zip(cpu, idle, strict=True)]
+    counts = [
+        (commands - commands_before, reads - reads_before)
+        for (commands, reads), (commands_before, reads_before) in zip(
+            setup.counts(), counts_before, strict=True
+        )
+    ]
     return {
         "runs_per_second": runs / (finished - started),
         "redis_cpu_us_per_run_by_shard": [seconds * 1e6 / runs for seconds in cpu],
         "net_of_idle_us_per_run_by_shard": [seconds * 1e6 / runs for seconds in net],
+        "redis_commands_per_run_by_shard": [commands / runs for commands, _ in counts],
+        "redis_reads_per_run_by_shard": [reads / runs for _, reads in counts],
         "worker_cpu_us_per_run": (children.cpu_seconds("w") - workers_before) * 1e6 / runs,
     }
 
 
-async def measure(kind: str, queues: list[str], runs: int, rounds: int, tmp: Path) -> Any:
+async def measure(
+    kind: str, queues: list[str], runs: int, rounds: int, concurrency: int, tmp: Path
+) -> Any:
     """One configuration: its servers, 3 workers, ``rounds`` rounds (medians reported)."""
     with servers(kind, tmp) as setup, workers_dir() as children:
         point_flowbus_at(setup.url, KEY_PREFIX)
@@ -227,7 +251,7 @@ async def measure(kind: str, queues: list[str], runs: int, rounds: int, tmp: Pat
                     await client.create_deployment(TRIVIAL, f"d-{q}", queue=q) for q in queues
                 ]
             for i, queue in enumerate(queues):
-                start_worker(children, setup, f"w{i}", queue)
+                start_worker(children, setup, f"w{i}", queue, concurrency)
             idle = idle_cpu_per_second(setup, children)
             await one_round(setup, children, deployments, queues, min(runs, 150), idle)  # warm-up
             measured = [
@@ -253,12 +277,17 @@ def summarize(measured: list[dict[str, Any]]) -> dict[str, Any]:
 
     by_shard = median_by_shard("redis_cpu_us_per_run_by_shard")
     net = median_by_shard("net_of_idle_us_per_run_by_shard")
+    commands = median_by_shard("redis_commands_per_run_by_shard")
+    reads = median_by_shard("redis_reads_per_run_by_shard")
     return {
         "runs_per_second": round(statistics.median(m["runs_per_second"] for m in measured), 1),
         "redis_cpu_us_per_run_by_shard": [round(us, 1) for us in by_shard],
         "redis_cpu_us_per_run": round(sum(by_shard), 1),
         "net_of_idle_us_per_run_by_shard": [round(us, 1) for us in net],
         "net_of_idle_us_per_run": round(sum(net), 1),
+        "redis_commands_per_run": round(sum(commands), 2),
+        "redis_reads_per_run_by_shard": [round(n, 3) for n in reads],
+        "redis_reads_per_run": round(sum(reads), 3),
         "worker_cpu_us_per_run": round(
             statistics.median(m["worker_cpu_us_per_run"] for m in measured), 1
         ),
@@ -275,7 +304,7 @@ async def queue_names(tmp: Path) -> dict[str, str]:
             await close_runtime()
 
 
-async def run(runs: int, rounds: int) -> dict[str, Any]:
+async def run(runs: int, rounds: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="flowbus-bench-cluster-") as name:
         tmp = Path(name)
         queues = list(await queue_names(tmp))
@@ -283,7 +312,7 @@ async def run(runs: int, rounds: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
         about: Any = None
         for kind in ("plain", "one_shard", "three_shards"):
-            results[kind], about = await measure(kind, queues, runs, rounds, tmp)
+            results[kind], about = await measure(kind, queues, runs, rounds, concurrency, tmp)
     plain, three, one = results["plain"], results["three_shards"], results["one_shard"]
     split = three["net_of_idle_us_per_run_by_shard"]
     # N shards each spending a second of CPU serve N * 1e6 / (a run's summed µs) runs/s
@@ -299,6 +328,9 @@ async def run(runs: int, rounds: int) -> dict[str, Any]:
             three["redis_cpu_us_per_run"] / plain["redis_cpu_us_per_run"], 3
         ),
         "shard_split_max_over_min": round(max(split) / max(min(split), 1e-9), 3),
+        "three_shards_over_plain_reads": round(
+            three["redis_reads_per_run"] / plain["redis_reads_per_run"], 3
+        ),
         "three_shards_over_one_shard_runs_per_second": round(
             three["runs_per_second"] / one["runs_per_second"], 3
         ),
@@ -307,6 +339,7 @@ async def run(runs: int, rounds: int) -> dict[str, Any]:
         "benchmark": "cluster_scaling",
         "runs_per_round": runs,
         "rounds": rounds,
+        "worker_concurrency": concurrency,
         "queues": queues,
         **results,
         "ratios": ratios,
@@ -327,8 +360,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3000, help="runs per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--concurrency", type=int, default=CONCURRENCY, help="runs each worker takes at once"
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.runs, args.rounds))
+    result = asyncio.run(run(args.runs, args.rounds, args.concurrency))
     print(json.dumps(result, indent=2))
 
 

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from flowbus._core.codec import encode, text
+from flowbus._redis.connect import node_of
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.replies import CreateReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
@@ -513,6 +514,16 @@ async def test_the_run_index_expires_with_the_run_and_a_retry_keeps_it(store: Ru
     # And a retry out of the final state keeps it again
     await store.set_state(run.id, State(type=StateType.RUNNING, name="Retrying"), retry=True)
     assert await store.redis.ttl(index) == -1
+
+
+async def test_a_runs_index_is_served_by_the_node_of_its_queue(store: RunStore) -> None:
+    # Given runs created on several queues (on a cluster, of several nodes)
+    runs = [await store.create_run("f", queue=f"q{i % 6}") for i in range(30)]
+    # Then each run's index is on its queue's node: a creation and a final transition, which
+    # write the index with the run, reach one node (the slot map is the client's own)
+    for run in runs:
+        keys = await store.run_keys(run.id)
+        assert node_of(store.redis, keys.index) == node_of(store.redis, keys.run)
 
 
 async def test_pipelined_scripts_survive_a_function_flush(store: RunStore) -> None:

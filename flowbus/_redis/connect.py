@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
+from uuid import UUID, uuid4
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -26,6 +27,7 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from flowbus._redis.failover import CALL_ERRORS, lost_node, ride_out
@@ -47,6 +49,10 @@ _STREAM_READS = ("XREAD", "XREADGROUP")
 _FUNCTION_CALLS = ("FCALL", "FCALL_RO")
 _STREAMS = (b"STREAMS", "STREAMS")
 _BLOCK = (b"BLOCK", "BLOCK")
+
+#: Ids drawn at most for one whose key a given node serves (a cluster of N primaries takes
+#: N draws on average; past this many, the last is taken: its key is merely elsewhere).
+_ID_DRAWS = 64
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
@@ -335,6 +341,30 @@ def by_slot(client: Redis, keys: Sequence[str]) -> list[list[str]]:
     for key in keys:
         groups.setdefault(client.keyslot(key), []).append(key)
     return list(groups.values())
+
+
+def id_beside(client: Redis, key: str, key_of: Callable[[str], str]) -> UUID:
+    """A new random id whose key (``key_of(str(id))``) the node serving ``key`` serves too.
+
+    A run's index lies outside its queue's slot (found by the run's id alone), and is written
+    with the run's creation and its final transition: an index on another node would add that
+    node to the round trips of both (on 3 shards, two of three runs' would), and the batches
+    it gets are small ones. On one server, or a cluster client not yet connected, any id; a
+    slot moved later leaves the index on another node, which costs a round trip, nothing more.
+    """
+    if not isinstance(client, RedisCluster) or client._initialize:
+        return uuid4()
+    slots = client.nodes_manager.slots_cache
+    serving = slots.get(key_slot(key.encode()))
+    rid = uuid4()
+    if not serving:
+        return rid
+    for _ in range(_ID_DRAWS - 1):
+        own = slots.get(key_slot(key_of(str(rid)).encode()))
+        if own and own[0] is serving[0]:
+            break
+        rid = uuid4()
+    return rid
 
 
 def node_of(client: Redis, key: str) -> str:

@@ -8,12 +8,13 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from redis.asyncio import Redis
 
 from flowbus._core.codec import blob, datetime_to_ms, decode, encode, ms_to_datetime, text
 from flowbus._redis.autopipeline import Commands
+from flowbus._redis.connect import id_beside
 from flowbus._redis.heartbeat import Leases
 from flowbus._redis.keys import Keys, RunKeys
 from flowbus._redis.replies import Reply, Status
@@ -285,8 +286,9 @@ class RunStore:
 
         ``start`` moves it on to RUNNING at once, for a run its creator executes.
         """
-        rid = run_id or uuid4()
-        run_keys = self.keys.queue(queue).run(rid)  # ValueError for a bad queue name
+        queue_keys = self.keys.queue(queue)  # ValueError for a bad queue name
+        rid = run_id or id_beside(self.redis, queue_keys.tag, self.keys.run_index)
+        run_keys = queue_keys.run(rid)
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
