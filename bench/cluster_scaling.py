@@ -2,7 +2,7 @@
 
 Three queues are named one per primary of a 3-master cluster (``flowbus queues --spread``'s
 names), and served by 3 ``python -m flowbus_worker`` processes (one queue each,
-``--concurrency 32``) running the trivial flow of ``bench/worker_flows.py``, on:
+``--concurrency``, 32 by default) running the trivial flow of ``bench/worker_flows.py``, on:
 
 - ``plain``: one ``redis-server`` (the baseline, measured in the same run);
 - ``one_shard``: a 1-master cluster (every slot on one node);
@@ -17,13 +17,14 @@ server's; ratios and targets use it net of what each server spends idle over the
 Runs/s on a 2-core machine is bound by the Python clients, not by Redis; the projection
 divides a second of one shard's CPU by its per-run cost.
 
-Counts that no other load of the machine changes come with the CPU: the commands each server
-ran per run (the same work, split by shard) and the socket reads it served per run (``INFO
-stats`` ``total_reads_processed``: one per round trip of a client's pipeline). A shard
-serving a third of the traffic gets each client's batches sooner, so smaller, and runs more
-event-loop turns per run (each a wake-up, a read, a reply write and an AOF write); the enqueuer's
-batches, for three queues, are split in three. Those per-round-trip costs, not per-run work,
-are most of what three shards spend over one server (``--concurrency`` changes the batches).
+Counts come with the CPU: the commands each server ran per run (the same on every setup,
+split by shard) and the socket reads it served per run (``INFO stats``
+``total_reads_processed``: one per round trip of a client's batch). A shard serving a third of
+the traffic runs more event-loop turns per run than one server (each turn wakes it for fewer
+clients' batches, and costs a wake-up, the reads, the reply writes and an AOF write), and the
+enqueuer's batches, for three queues, are split in three: such per-turn costs are what three
+shards spend beyond one shard, whose instructions per run they match. ``--concurrency`` (the
+runs each worker takes at once) changes the batches.
 
 Prints one JSON object on stdout; progress goes to stderr::
 
@@ -64,6 +65,10 @@ CONCURRENCY = 32
 ENQUEUE_CONCURRENCY = 64
 #: Seconds each server's idle CPU is measured over (the workers stopped).
 IDLE_SECONDS = 3.0
+#: Seconds the completions reader waits between two reads of a queue's events, and the most
+#: events one read returns (a queue's events stream holds 10,000: more than a round writes).
+READ_PAUSE = 0.1
+READ_COUNT = 10_000
 #: A worker's lease (s): it is stopped while runs are enqueued, and must not be taken for dead.
 LEASE = 120.0
 #: Acceptance: cluster per-run Redis CPU at most this times the plain server's; the busiest
@@ -130,11 +135,22 @@ def start_worker(children: Children, setup: Setup, name: str, queue: str, concur
 
 class Completions:
     """Counts COMPLETED events of the queues, one blocking ``XREAD`` per queue (each queue
-    is its own slot, so its own read on a cluster), from pinned ids."""
+    is its own slot, so its own read on a cluster), from pinned ids.
+
+    It is the benchmark's instrument, not part of a run: each read waits ``READ_PAUSE``
+    after the one before, so it wakes a few times a second whatever the servers' pace (read
+    at once, it woke per batch of events, and a shard serving a third of the traffic woke it
+    more often per run than one server did: 0.19-0.20 XREADs per run summed over 3 shards,
+    0.12-0.15 on one server). The drain's end is the time of the last COMPLETED
+    event, its entry id's milliseconds (the server's wall clock), so the pause delays nothing
+    measured.
+    """
 
     def __init__(self, url: str, queues: list[str]) -> None:
         self.redis = open_client(url, max_connections=len(queues) + 1, connect_timeout=10)
         self.cursors = {Keys(KEY_PREFIX).queue(q).events(): "0-0" for q in queues}
+        #: Wall-clock time (s) of the last COMPLETED event read.
+        self.last_completed = 0.0
 
     async def pin(self) -> None:
         for stream in self.cursors:
@@ -142,7 +158,7 @@ class Completions:
             self.cursors[stream] = last[0][0] if last else "0-0"
 
     async def wait(self, n: int) -> float:
-        """Read until ``n`` COMPLETED events; ``perf_counter`` when the last one was read."""
+        """Read until ``n`` COMPLETED events; the wall-clock time (s) of the last one."""
         seen = 0
         reads = {s: asyncio.create_task(self._read(s)) for s in self.cursors}
         try:
@@ -151,16 +167,17 @@ class Completions:
                 for task in done:
                     stream, completed = task.result()
                     seen += completed
-                    reads[stream] = asyncio.create_task(self._read(stream))
+                    reads[stream] = asyncio.create_task(self._read(stream, READ_PAUSE))
         finally:
             for task in reads.values():
                 task.cancel()
             await asyncio.gather(*reads.values(), return_exceptions=True)
-        return time.perf_counter()
+        return self.last_completed
 
-    async def _read(self, stream: str) -> tuple[str, int]:
+    async def _read(self, stream: str, pause: float = 0.0) -> tuple[str, int]:
+        await asyncio.sleep(pause)
         reply: Any = await self.redis.xread(
-            {stream: self.cursors[stream]}, count=1000, block=int(STEP_TIMEOUT * 1000)
+            {stream: self.cursors[stream]}, count=READ_COUNT, block=int(STEP_TIMEOUT * 1000)
         )
         if not reply:
             raise TimeoutError(f"no run of {stream} completed within {STEP_TIMEOUT} s")
@@ -171,7 +188,10 @@ class Completions:
                 kind = fields.get(b"type")
                 if kind in (b"FAILED", b"CRASHED", b"CANCELLED"):
                     raise RuntimeError(f"run {fields.get(b'run_id')!r} ended {kind!r}")
-                completed += kind == b"COMPLETED"
+                if kind == b"COMPLETED":
+                    completed += 1
+                    at = int(entry_id.split(b"-", 1)[0]) / 1000
+                    self.last_completed = max(self.last_completed, at)
         return stream, completed
 
     async def aclose(self) -> None:
@@ -217,7 +237,7 @@ async def one_round(
     with children.frozen("w"):
         async with get_client() as client:
             await enqueue(client, deployments, runs)
-        started = time.perf_counter()
+        started = time.time()  # the clock of the events' entry ids
     finished = await completions.wait(runs)
     await completions.aclose()
     cpu = [after - before for after, before in zip(setup.cpu_seconds(), cpu_before, strict=True)]

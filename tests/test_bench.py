@@ -82,6 +82,8 @@ def test_cluster_scaling_prints_its_figures() -> None:
     assert len(result["queues"]) == 3
     assert len(result["three_shards"]["redis_cpu_us_per_run_by_shard"]) == 3
     assert len(result["one_shard"]["redis_cpu_us_per_run_by_shard"]) == 1
+    assert len(result["three_shards"]["redis_reads_per_run_by_shard"]) == 3
+    assert result["three_shards"]["redis_commands_per_run"] > 0
     assert result["ratios"]["three_shards_over_plain"] > 0
 
 
