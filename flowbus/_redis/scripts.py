@@ -3,8 +3,10 @@
 The scripts are the functions of one Redis function library: ``lua/_prelude.lua`` (the shared
 rules) and each ``lua/<name>.lua`` as a function of its own. The library's head runs once,
 when it is loaded, not at every call (as a script sent with EVALSHA would: defining the
-prelude's functions was a quarter of a short script's work). Its name carries a hash of its
-text, so clients of different versions on one server each call their own. Calls are FCALL
+prelude's functions was a quarter of a short script's work). The settings every call shares
+(the history's and the queue streams' caps, the retention) are written into its text, not
+passed with each call; its name carries a hash of that text, so clients of different versions
+or settings on one server each call their own. Calls are FCALL
 through the client's :class:`AutoPipeline` (calls made in one loop turn share a round trip);
 a server without the library (restarted without its data, flushed) gets it loaded on the
 first call that misses it. A method returns a :class:`Call`: awaited, it runs alone;
@@ -61,12 +63,14 @@ class Library:
 
 
 @cache
-def library() -> Library:
-    """The key names (:func:`key_names`), the prelude, then every script as a function
-    (``KEYS``, ``ARGV``: its arguments) that starts with the prelude's ``begin``; named
-    ``<script>_<hash of the library's text>``."""
+def library(history_maxlen: int, queue_maxlen: int, retention_seconds: int) -> Library:
+    """The settings (:func:`settings_head`), the key names (:func:`key_names`), the prelude,
+    then every script as a function (``KEYS``, ``ARGV``: its arguments) that starts with the
+    prelude's ``begin``; named ``<script>_<hash of the library's text>``, so clients of other
+    settings (or versions) on one server each call their own."""
     lua = files("flowbus._redis") / "lua"
-    prelude = key_names() + (lua / "_prelude.lua").read_text()
+    head = settings_head(history_maxlen, queue_maxlen, retention_seconds)
+    prelude = head + key_names() + (lua / "_prelude.lua").read_text()
     bodies = {name: (lua / f"{name}.lua").read_text() for name in script_names()}
     tag = hashlib.sha256("\0".join([prelude, *bodies.values()]).encode()).hexdigest()[:16]
     functions = {name: f"{name}_{tag}" for name in bodies}
@@ -76,6 +80,22 @@ def library() -> Library:
         start = ["begin(KEYS, ARGV)", *(["name_run_keys()"] if _names_run_keys(body) else [])]
         code += [*start, body, "end)"]
     return Library("\n".join(code), functions)
+
+
+def settings_head(history_maxlen: int, queue_maxlen: int, retention_seconds: int) -> str:
+    """The library's first lines: the settings every call shares, written into its code
+    rather than passed with each call (every argument of an ``FCALL`` costs the server about
+    a thousand instructions). The caps and the retention go to commands as text (a number
+    handed to a command is formatted anew); the history's cap is compared, a number."""
+    return "\n".join(
+        [
+            "-- The settings of the clients that call this library (see scripts.settings_head):",
+            "-- a run history's cap, the queue streams' cap, a finished run's retention (s).",
+            f"local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = {int(history_maxlen)}, "
+            f"'{int(queue_maxlen)}', '{int(retention_seconds)}'",
+            "",
+        ]
+    )
 
 
 #: Queues whose key names the library keeps between calls (then it starts over).
@@ -206,12 +226,9 @@ class Scripts:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._retention = settings.retention_seconds
-        self._head = (
-            settings.run_events_maxlen,
-            settings.queue_events_maxlen,
-            settings.retention_seconds,
+        self._library = library(
+            settings.run_events_maxlen, settings.queue_events_maxlen, settings.retention_seconds
         )
-        self._library = library()
         self._batch = AutoPipeline(redis, self._load)
         #: Call ids: a random prefix and a counter, unique without a random draw per call.
         self._op_prefix = secrets.token_hex(8)
@@ -241,10 +258,10 @@ class Scripts:
         )
 
     def command(self, name: str, keys: RunKeys, args: tuple[Arg, ...]) -> tuple[Any, ...]:
-        """FCALL's arguments for script ``name``: the shared head, ``args``, a new call id."""
+        """FCALL's arguments for script ``name``: ``args``, then a new call id."""
         names = keys.as_list()
         op = f"{self._op_prefix}{next(self._op_count):x}"  # fixed before any build (a reload)
-        return (self._library.functions[name], len(names), *names, *self._head, *args, op)
+        return (self._library.functions[name], len(names), *names, *args, op)
 
     async def pipeline(self, build: Build) -> list[Any]:
         """Run the commands ``build`` adds to a pipeline, script calls among them, in one round

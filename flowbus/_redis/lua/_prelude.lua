@@ -12,8 +12,10 @@
 --   RUNS queue's runs by time    CONTROL queue control stream (what holders of runs act on)
 --   HOLDERS queue holders hash (process name → end of its lease, ms)
 --   HELD queue's set of runs held by processes that are not workers
--- and the same first ARGV: [1] history maxlen, [2] queue-events maxlen, [3] retention (s).
--- A script's own arguments start at ARGV[4]; the last ARGV is the call's id (see replayed()).
+-- and its own ARGV, whose last is the call's id (see replayed()). The settings every call
+-- shares (HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION: see settings_head() in scripts.py) are
+-- written into the library, not passed: each argument of a call costs the server more than
+-- the few lines of its script that read it.
 --
 -- Replies share one shape: {status, detail, state_type, state_name, run_count, ...}
 --   status ACCEPTED (detail = event id), REFUSED (detail = reason), NOT_FOUND (no such run),
@@ -38,8 +40,6 @@ local UNRECORDED, UNRECORDED_N = {}, 0
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
 
--- The call's head arguments (set by begin()).
-local HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION
 
 -- The globals the scripts use most, as upvalues: a library reads a global through its
 -- environment's metatable (~160 instructions a read), an upvalue for nothing. None can be
@@ -50,7 +50,7 @@ local function runtime_globals()
 end
 local call, unpack, tonumber, ipairs, format, find, sub
 
--- Numbers of the texts small_number() converted (run counts, caps: a few texts, converted
+-- Numbers of the texts small_number() converted (run counts: a few texts, converted
 -- by every call; tonumber() goes through strtod).
 local SMALL_NUMBERS, SMALL_NUMBERS_KEPT = {}, 0
 
@@ -70,9 +70,6 @@ end
 local function begin(keys, argv)
   if not call then call, unpack, tonumber, ipairs, format, find, sub = runtime_globals() end
   name_keys(keys[1], keys[2])
-  -- the caps and the retention as they came (text): a number handed to a command is
-  -- formatted anew
-  HISTORY_MAXLEN, QUEUE_MAXLEN, RETENTION = small_number(argv[1]), argv[2], argv[3]
   OP = argv[#argv]
   NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
 end

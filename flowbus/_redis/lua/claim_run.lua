@@ -4,13 +4,13 @@
 -- it wrote (the reply's state is that state, with an empty message) and the values of
 -- CLAIM_FIELDS (the run's flow, deployment, name, parent, parameters, creation and scheduled
 -- times; nil for a field the run has not), not the whole hash.
--- ARGV[4] the worker's name (the run's holder)  [5] its first lease (ms, "" none)
--- [6] the flow the caller runs ("" any): a run of another flow is left as it was (the queue
+-- ARGV[1] the worker's name (the run's holder)  [2] its first lease (ms, "" none)
+-- [3] the flow the caller runs ("" any): a run of another flow is left as it was (the queue
 -- entry's flow field is only a hint: the run's own flow decides)
 -- Reply: {ACCEPTED, RUNNING event id, ..., time of the start, CLAIM_FIELDS values…} (started)
 --      | {ACCEPTED, RUNNING event id, ..., "", hash fields and values…} (this call, resent)
 --      | {REFUSED, reason, ..., "", hash fields and values…} (left as it was) | {NOT_FOUND, ...}
-local holder, first_lease, flow = ARGV[4], ARGV[5], ARGV[6]
+local holder, first_lease, flow = ARGV[1], ARGV[2], ARGV[3]
 
 local fields = call('HGETALL', RUN)
 local cur, values = current_of(fields)

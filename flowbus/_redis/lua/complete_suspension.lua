@@ -1,9 +1,9 @@
 -- The process of a Suspending run has checkpointed and let go: Suspending → Suspended,
 -- keeping the pause key and deadline the request set.
--- ARGV[4] the suspending execution's attempt (fenced; "" unchecked)
+-- ARGV[1] the suspending execution's attempt (fenced; "" unchecked)
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
 --      | {NOT_FOUND, ...}
-local attempt = ARGV[4]
+local attempt = ARGV[1]
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

@@ -1,14 +1,14 @@
 -- Create a run in SCHEDULED (or PENDING) and publish its first event; optionally enqueue it.
--- ARGV[4] run id  [5] flow name  [6] run name  [7] queue  [8] deployment id ("" none)
--- ARGV[9] parameters (msgpack)  [10] initial kind  [11] enqueue "1"/"0"  [12] parent run id
--- ARGV[13] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
--- ARGV[14] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
--- ARGV[15] the creator's name (the started run's holder)  [16] its first lease (ms, "" none)
+-- ARGV[1] run id  [2] flow name  [3] run name  [4] queue  [5] deployment id ("" none)
+-- ARGV[6] parameters (msgpack)  [7] initial kind  [8] enqueue "1"/"0"  [9] parent run id
+-- ARGV[10] scheduled start (ms, "" = now: a later start goes to the deadline set instead)
+-- ARGV[11] "1": start it at once (PENDING, RUNNING), for a run executed by its creator
+-- ARGV[12] the creator's name (the started run's holder)  [13] its first lease (ms, "" none)
 -- Reply: {ACCEPTED, event id, ..., created ms} | {REFUSED, reason, ...}
-local run_id, flow_name, run_name, queue = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local deployment_id, parameters, initial = ARGV[8], ARGV[9], ARGV[10]
-local enqueue_it, parent_id, scheduled = ARGV[11] == '1', ARGV[12], tonumber(ARGV[13])
-local start_now, holder, first_lease = ARGV[14] == '1', ARGV[15], ARGV[16]
+local run_id, flow_name, run_name, queue = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local deployment_id, parameters, initial = ARGV[5], ARGV[6], ARGV[7]
+local enqueue_it, parent_id, scheduled = ARGV[8] == '1', ARGV[9], tonumber(ARGV[10])
+local start_now, holder, first_lease = ARGV[11] == '1', ARGV[12], ARGV[13]
 
 if call('EXISTS', RUN) == 1 then
   local cur = current()
@@ -32,7 +32,7 @@ if parent_id ~= '' then fields = {'parent_id', parent_id, unpack(fields)} end
 -- created_ms: the time of the first state (see transition())
 local opts = {fields = fields, last = not start_now, created = true}
 if scheduled then
-  opts.fields = {'scheduled_ms', ARGV[13], unpack(fields)}
+  opts.fields = {'scheduled_ms', ARGV[10], unpack(fields)}
   if scheduled > now_ms() then opts.deadline_ms = scheduled end
 end
 local id, reason = transition(cur, initial, initial == 'PENDING' and 'Pending' or 'Scheduled', opts)

@@ -2,10 +2,10 @@
 -- same compare-and-set as resume, so a timer and a resume never both win. The run is FAILED,
 -- or resumed without input when its pause said on_timeout="resume" (the prelude's
 -- expire_pause()).
--- ARGV[4] pause key ("" = whatever key the run is paused under, for the deadline sweeper)
+-- ARGV[1] pause key ("" = whatever key the run is paused under, for the deadline sweeper)
 -- Reply: {ACCEPTED, event id, ...} the run is FAILED, RUNNING or SCHEDULED "Resuming"
 --      | {REFUSED, reason, ..., ms left or ""} | {NOT_FOUND, ...}
-local key = ARGV[4]
+local key = ARGV[1]
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

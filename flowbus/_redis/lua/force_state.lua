@@ -1,11 +1,11 @@
 -- Move a run to any state, skipping the transition rules (Prefect's set_flow_run_state with
 -- force=True): an operator's repair. A PAUSED state takes its pause fields (and its deadline);
 -- a deployed run forced to SCHEDULED is handed to its queue's workers.
--- ARGV[4] kind  [5] name  [6] message  [7] pause key  [8] pause deadline (ms, "" none)
--- ARGV[9] reschedule "1"/"0"
+-- ARGV[1] kind  [2] name  [3] message  [4] pause key  [5] pause deadline (ms, "" none)
+-- ARGV[6] reschedule "1"/"0"
 -- Reply: {ACCEPTED, event id, ...} | {NOT_FOUND, ...}
-local to_type, to_name, message = ARGV[4], ARGV[5], ARGV[6]
-local pause_key, pause_deadline_ms, reschedule = ARGV[7], tonumber(ARGV[8]), ARGV[9] == '1'
+local to_type, to_name, message = ARGV[1], ARGV[2], ARGV[3]
+local pause_key, pause_deadline_ms, reschedule = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1'
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

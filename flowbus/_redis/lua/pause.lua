@@ -3,25 +3,25 @@
 -- came for the key before the pause (resume.lua, early) is first shown to the caller, which
 -- judges it with the real input type, then calls again to take it (the pause returns at once,
 -- nothing pauses) or to refuse it (it is dropped and the run pauses as usual).
--- ARGV[4] pause key  [5] timeout (ms from now, "" none)  [6] reschedule "1"/"0"
--- ARGV[7] state name ("Paused", "Suspended")  [8] input prefix ("" = no input wanted)
--- ARGV[9] input JSON schema  [10] input description
--- ARGV[11] "1" if an empty input is valid (every field has a default)
--- ARGV[12] the input type's identity (kept with the key, to tell a diverging re-run)
--- ARGV[13] "resume": the deadline resumes the run without input instead of failing it
--- ARGV[14] early input: "" show it, "take" take it, "refuse" drop it  [15] why it was refused
--- ARGV[16] the pausing execution's attempt (fenced; "" unchecked)
--- ARGV[17] "1": the input has validators a JSON schema cannot express (its owner judges it)
+-- ARGV[1] pause key  [2] timeout (ms from now, "" none)  [3] reschedule "1"/"0"
+-- ARGV[4] state name ("Paused", "Suspended")  [5] input prefix ("" = no input wanted)
+-- ARGV[6] input JSON schema  [7] input description
+-- ARGV[8] "1" if an empty input is valid (every field has a default)
+-- ARGV[9] the input type's identity (kept with the key, to tell a diverging re-run)
+-- ARGV[10] "resume": the deadline resumes the run without input instead of failing it
+-- ARGV[11] early input: "" show it, "take" take it, "refuse" drop it  [12] why it was refused
+-- ARGV[13] the pausing execution's attempt (fenced; "" unchecked)
+-- ARGV[14] "1": the input has validators a JSON schema cannot express (its owner judges it)
 -- Reply: {ACCEPTED, event id, ..., deadline ms or ""}
 --      | {ALREADY_FIRED, reason, ..., stored response or "", "1" if a response was stored,
 --         the input type identity stored with the key or ""}
 --      | {EARLY, reason, ..., early input or "", "1" if one was given}
 --      | {REFUSED, reason, ...} | {STALE, reason, ...} | {NOT_FOUND, ...}
-local key, timeout_ms, reschedule = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1'
-local state_name, prefix, schema, description = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local optional, identity, on_timeout = ARGV[11], ARGV[12], ARGV[13]
-local early_action, refusal, attempt = ARGV[14], ARGV[15], ARGV[16]
-local judged = ARGV[17]
+local key, timeout_ms, reschedule = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local state_name, prefix, schema, description = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local optional, identity, on_timeout = ARGV[8], ARGV[9], ARGV[10]
+local early_action, refusal, attempt = ARGV[11], ARGV[12], ARGV[13]
+local judged = ARGV[14]
 
 local function fired(cur)
   local response = false

@@ -2,11 +2,11 @@
 -- shutdown) or gone (its worker died): PAUSED "Paused" → PAUSED "Suspended", reschedule on,
 -- keeping the pause key, deadline and input prefix. A later resume then re-enqueues the run
 -- (resume.lua) and any worker re-runs it; the fired key makes the pause return the input.
--- ARGV[4] expected pause key ("" = any)  [5] message
--- ARGV[6] the attempt of the execution handing its pause off (fenced; "" for a reclaimer)
+-- ARGV[1] expected pause key ("" = any)  [2] message
+-- ARGV[3] the attempt of the execution handing its pause off (fenced; "" for a reclaimer)
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
 --      | {NOT_FOUND, ...}
-local key, message, attempt = ARGV[4], ARGV[5], ARGV[6]
+local key, message, attempt = ARGV[1], ARGV[2], ARGV[3]
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

@@ -1,9 +1,9 @@
 -- Ask a RUNNING run to suspend: it enters PAUSED "Suspending" at once (so no resume can start
 -- a second execution); its process sees the event, stops at the next task boundary and
 -- completes the move with complete_suspension.lua.
--- ARGV[4] pause key  [5] timeout (ms from now, "" none)
+-- ARGV[1] pause key  [2] timeout (ms from now, "" none)
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
-local key, timeout_ms = ARGV[4], tonumber(ARGV[5])
+local key, timeout_ms = ARGV[1], tonumber(ARGV[2])
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

@@ -5,17 +5,17 @@
 -- SCHEDULED "Resuming" plus enqueue for a suspended run.
 -- With ``early``, input for a pause the run has not reached yet is stored under the key
 -- instead (once per key); the pause takes it when it comes (pause.lua).
--- ARGV[4] expected pause key ("" = any: a resume that read nothing first; without input and
+-- ARGV[1] expected pause key ("" = any: a resume that read nothing first; without input and
 --         unchecked, it is refused when the pause needs input, so the caller can explain why)
--- ARGV[5] input (msgpack)  [6] "1" if an input is given
--- ARGV[7] "1": early resume (the key is required)
--- ARGV[8] proposal id ("" none): the input's owner and its resumer may both apply one judged
+-- ARGV[2] input (msgpack)  [3] "1" if an input is given
+-- ARGV[4] "1": early resume (the key is required)
+-- ARGV[5] proposal id ("" none): the input's owner and its resumer may both apply one judged
 --         proposal (the owner, or the resumer when no verdict came in time): applied once,
 --         the second is told it was accepted
--- ARGV[9] SHA-1 of the schema text the caller checked the input against ("" none: the caller
+-- ARGV[6] SHA-1 of the schema text the caller checked the input against ("" none: the caller
 --         read the pause and names its key); the pause's own schema must have it, and a judged
 --         pause a proposal, else the reply is SCHEMA, with what a check needs (nothing written)
--- ARGV[10] the input as JSON text ("" none), carried by the resume's control entry
+-- ARGV[7] the input as JSON text ("" none), carried by the resume's control entry
 -- An in-process pause whose process is gone (its lease ended) has nobody to wake: with a
 -- deployment it is resumed as a suspension (a worker re-runs it); without, it ends CRASHED
 -- and the resume is refused, saying so.
@@ -24,8 +24,8 @@
 --      | {SUSPENDING, reason, ...} | {ORPHANED, reason, ...} (CRASHED) | {NOT_FOUND, ...}
 --      | {IS_PAUSED, reason, ...} (early: the run is paused under the key; resume it normally)
 --      | {SCHEMA, reason, ..., pause key, input prefix, schema, "1" if judged}
-local key, input, input_given, early = ARGV[4], ARGV[5], ARGV[6] == '1', ARGV[7] == '1'
-local proposal, checked, carried = ARGV[8], ARGV[9], ARGV[10]
+local key, input, input_given, early = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4] == '1'
+local proposal, checked, carried = ARGV[5], ARGV[6], ARGV[7]
 
 -- Store input for the pause under ``key`` that the run has not reached.
 local function store_early(cur)

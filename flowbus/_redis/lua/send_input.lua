@@ -1,13 +1,13 @@
 -- Add an input (a send_input message or a create_flow_run_input) to a run: a stream entry
--- (key, payload, sender), at most once per idempotency key. A named input ([9] "1") also
+-- (key, payload, sender), at most once per idempotency key. A named input ([6] "1") also
 -- gets the index field 'at:<key>' → entry id, at most once per key (messages are not
 -- indexed: their keys are unique, and the capped stream bounds their memory).
--- ARGV[4] input key  [5] payload (JSON text)  [6] sender  [7] idempotency key ("" none)
--- ARGV[8] messages stream maxlen  [9] indexed "1"/"0"
+-- ARGV[1] input key  [2] payload (JSON text)  [3] sender  [4] idempotency key ("" none)
+-- ARGV[5] messages stream maxlen  [6] indexed "1"/"0"
 -- Reply: {ACCEPTED, entry id, ...} | {ALREADY_FIRED, entry id of the earlier send, ...}
 --      | {REFUSED, 'exists', ...} (the key is taken) | {NOT_FOUND, ...}
-local key, payload, sender, idem, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local indexed = ARGV[9] == '1'
+local key, payload, sender, idem, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local indexed = ARGV[6] == '1'
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

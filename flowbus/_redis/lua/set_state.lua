@@ -1,22 +1,22 @@
 -- Propose a state (not PAUSED: pause.lua owns that) under the shared rules. CANCELLING a run
 -- that is paused, suspended or waiting to start, or whose holder is gone, makes it CANCELLED
 -- at once.
--- ARGV[4] kind  [5] name  [6] message  [7] retry "1"/"0"  [8] result (msgpack) of COMPLETED,
+-- ARGV[1] kind  [2] name  [3] message  [4] retry "1"/"0"  [5] result (msgpack) of COMPLETED,
 --         traceback (text) of FAILED ("" none)
--- ARGV[9] expected current kind ("" any): a compare-and-set guard
--- ARGV[10] enqueue "1"/"0": hand the run to the queue's workers after the move
--- ARGV[11] consumer group, [12] queue entry id: acknowledge the delivery in the same step
+-- ARGV[6] expected current kind ("" any): a compare-and-set guard
+-- ARGV[7] enqueue "1"/"0": hand the run to the queue's workers after the move
+-- ARGV[8] consumer group, [9] queue entry id: acknowledge the delivery in the same step
 --          ("" none; a worker's final transition), every 16th trimming what is acknowledged
 --          (see acknowledge())
--- ARGV[13] the calling execution's attempt ("" for callers that are no execution): fenced
--- ARGV[14…] task-run key, result, … : task results written in the same step (before the
+-- ARGV[10] the calling execution's attempt ("" for callers that are no execution): fenced
+-- ARGV[11…] task-run key, result, … : task results written in the same step (before the
 --          call id, the last ARGV)
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
 --      | {NOT_FOUND, ...}
-local to_type, to_name, message, retry = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
-local result, expected, enqueue_it = ARGV[8], ARGV[9], ARGV[10] == '1'
-local group, entry_id, attempt = ARGV[11], ARGV[12], ARGV[13]
-local FIRST_TASK_RESULT, LAST_TASK_RESULT = 14, #ARGV - 1
+local to_type, to_name, message, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local result, expected, enqueue_it = ARGV[5], ARGV[6], ARGV[7] == '1'
+local group, entry_id, attempt = ARGV[8], ARGV[9], ARGV[10]
+local FIRST_TASK_RESULT, LAST_TASK_RESULT = 11, #ARGV - 1
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end

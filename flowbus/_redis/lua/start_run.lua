@@ -1,8 +1,8 @@
 -- Start executing a run in one step: SCHEDULED → PENDING → RUNNING, or PENDING → RUNNING.
 -- Refused for a run in any other state, so two workers can never both start one run.
--- ARGV[4] the name of the process starting it (its holder)  [5] its first lease (ms, "" none)
+-- ARGV[1] the name of the process starting it (its holder)  [2] its first lease (ms, "" none)
 -- Reply: {ACCEPTED, RUNNING event id, ...} | {REFUSED, reason, ...} | {NOT_FOUND, ...}
-local holder, first_lease = ARGV[4], ARGV[5]
+local holder, first_lease = ARGV[1], ARGV[2]
 
 local cur = current()
 if not cur then return reply(NOT_FOUND, 'no such run') end
