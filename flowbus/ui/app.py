@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from flowbus._redis.runtime import close_runtime, get_runtime
 from flowbus.ui import actions, pages
 from flowbus.ui.guard import Guard
-from flowbus.ui.live import LiveHub
+from flowbus.ui.live import LiveHub, StampPosition
 from flowbus.ui.render import HERE, environment
 
 
@@ -50,6 +50,10 @@ def create_app(token: str | None = None) -> Starlette:
         Route("/events", pages.events),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(Guard, token=token)], lifespan=_lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard, token=token), Middleware(StampPosition)],
+        lifespan=_lifespan,
+    )
     app.state.env = environment()
     return app

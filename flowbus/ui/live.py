@@ -6,16 +6,25 @@ listed when it starts (and ``default``, even before it holds a run), then each q
 announced (``queue_news``: a blocking read), so a queue born later is followed at once; pages
 then re-read what they show, since its first events came before the hub followed it.
 Nothing is read on a timer.
+
+A page is rendered from a read, then opens its event stream: whatever the hub publishes in
+between would reach no page. So the hub numbers what it publishes and keeps the last events;
+a page names the hub's position taken before its read (``since``), and its stream starts with
+what the hub published after that (or "re-read everything" when the hub kept too little, or
+is another process than the one that rendered the page).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowbus._core.supervisor import spawn, supervise
 from flowbus._redis.queue_news import announced
@@ -52,6 +61,11 @@ class LiveHub:
         self.runtime = runtime
         self.clients: set[Client] = set()
         self._followed: set[str] = set()
+        #: This hub among the processes that may have rendered a page: a position names it.
+        self._epoch = secrets.token_hex(4)
+        #: How many events were published; the last ``_BACKLOG`` of them, numbered.
+        self._published = 0
+        self._recent: deque[tuple[int, Event]] = deque(maxlen=_BACKLOG)
         self._stack = contextlib.AsyncExitStack()
         self._news: asyncio.Task[None] | None = None
 
@@ -91,13 +105,36 @@ class LiveHub:
         self._followed.add(queue)
 
     def _publish(self, event: Event) -> None:
+        self._published += 1
+        self._recent.append((self._published, event))
         for client in self.clients:
             client.offer(event)
 
+    def position(self) -> str:
+        """Where the hub is now: a page read after this names it as its ``since``."""
+        return f"{self._epoch}-{self._published}"
+
+    def _catch_up(self, client: Client, since: str) -> None:
+        """Offer ``client`` what was published after ``since`` (or a re-read of everything)."""
+        epoch, _, count = since.partition("-")
+        seen = int(count) if epoch == self._epoch and count.isdigit() else -1
+        kept_from = self._recent[0][0] if self._recent else self._published + 1
+        if not 0 <= seen <= self._published or seen + 1 < kept_from:
+            client.offer(None)
+            return
+        for number, event in self._recent:
+            if number > seen:
+                client.offer(event)
+
     @contextlib.asynccontextmanager
-    async def connect(self, run_id: str | None = None) -> AsyncIterator[Client]:
+    async def connect(
+        self, run_id: str | None = None, since: str | None = None
+    ) -> AsyncIterator[Client]:
+        """A client of the events published from now on (and since ``since``, a position)."""
         client = Client(run_id)
         self.clients.add(client)
+        if since is not None:
+            self._catch_up(client, since)
         try:
             yield client
         finally:
@@ -110,3 +147,17 @@ class LiveHub:
                 await self._news
         await self._stack.aclose()
         self._followed.clear()
+
+
+class StampPosition:
+    """ASGI middleware: each request carries the hub's position (``live_since`` in its state)
+    taken before the page reads anything, for the page to open its event stream with."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hub: LiveHub = scope["app"].state.hub
+            scope.setdefault("state", {})["live_since"] = hub.position()
+        await self.app(scope, receive, send)

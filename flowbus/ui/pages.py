@@ -140,9 +140,10 @@ async def events(request: Request) -> Response:
     """Server-Sent Events: each run change as it is read from the queue streams."""
     hub: LiveHub = request.app.state.hub
     run_id = request.query_params.get("run") or None
+    since = request.query_params.get("since")
 
     async def stream() -> AsyncIterator[str]:
-        async with hub.connect(run_id) as client:
+        async with hub.connect(run_id, since) as client:
             yield ": connected\n\n"
             while True:
                 try:

@@ -1,0 +1,74 @@
+"""A change made between a page's render and the opening of its event stream reaches the page:
+the page names the hub's position when it was rendered, and the stream opened with it starts
+with what the hub published since (on a cluster, a run's first moves often land in that gap)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import pytest
+
+from flowbus import Pending, get_client
+from tests.ui.support import UIServer
+
+pytestmark = pytest.mark.anyio
+#: Seconds the pushed events may take before the test fails.
+WITHIN = 30.0
+
+
+async def _data(lines: AsyncIterator[str]) -> dict[str, str]:
+    """The data of the next message of an event stream."""
+    async for line in lines:
+        if line.startswith("data: "):
+            data: dict[str, str] = json.loads(line.removeprefix("data: "))
+            return data
+    raise AssertionError("the event stream ended")
+
+
+async def test_a_change_before_the_page_listens_reaches_it(
+    ui_server: UIServer, runtime_closed: None
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=ui_server.url, timeout=WITHIN) as browser,
+        get_client() as client,
+    ):
+        # Given a run, and a page that listens already
+        run = await client.create_flow_run("gap-flow")
+        async with browser.stream("GET", "/events") as early:
+            lines = early.aiter_lines()
+            assert await anext(lines) == ": connected"
+            # And the inbox rendered, its stream not open yet
+            page = await browser.get("/inbox")
+            found = re.search(r'sse-connect="([^"]+)"', page.text)
+            assert found is not None, page.text
+            stream_url = found.group(1).replace("&amp;", "&")
+            # When the run changes before that stream opens (the hub has published it)
+            await client.set_flow_run_state(run.id, Pending())
+            with anyio.fail_after(WITHIN):
+                while (await _data(lines)).get("type") != "PENDING":
+                    pass
+        # Then the stream, once open, starts with that change
+        async with browser.stream("GET", stream_url) as late:
+            lines = late.aiter_lines()
+            assert await anext(lines) == ": connected"
+            with anyio.fail_after(WITHIN):
+                assert await _data(lines) == {"run_id": str(run.id), "type": "PENDING"}
+
+
+async def test_a_position_of_another_server_has_the_page_re_read(
+    ui_server: UIServer, runtime_closed: None
+) -> None:
+    # Given a page rendered by a server that is gone (restarted: its position names another)
+    async with (
+        httpx.AsyncClient(base_url=ui_server.url, timeout=WITHIN) as browser,
+        browser.stream("GET", "/events?since=0badc0de-7") as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": connected"
+        # Then its stream starts with "re-read everything"
+        with anyio.fail_after(WITHIN):
+            assert await _data(lines) == {}
