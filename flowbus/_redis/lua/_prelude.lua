@@ -132,12 +132,14 @@ local function pause_until(opts, deadline_ms)
 end
 
 -- The run-hash fields of a run's state, in the order run_state() takes them: what every step
--- needs (its id is its hash's name's end: RUN_ID); its flow, deployment and last call's reply
--- are read when a step needs them (see flow_of()). After them, the places of the fields
--- current_of() takes from a whole hash: those a claim returns (see claim_run.lua), then the
--- last call's reply.
-local STATE_FIELDS = {'state_type', 'state_name', 'run_count', 'pause_key', 'pause_timeout_ms',
-  'pause_reschedule', 'op', 'holder', 'held', 'early_keys', 'attempt', 'state_message'}
+-- needs (its id is its hash's name's end: RUN_ID), then its pause's (PAUSE_FIELDS of them,
+-- present only while the run is PAUSED: current() reads them then); its flow, deployment and
+-- last call's reply are read when a step needs them (see flow_of()). After them, the places
+-- of the fields current_of() takes from a whole hash: those a claim returns (see
+-- claim_run.lua), then the last call's reply.
+local STATE_FIELDS = {'state_type', 'state_name', 'run_count', 'op', 'holder', 'held',
+  'early_keys', 'attempt', 'state_message', 'pause_key', 'pause_timeout_ms', 'pause_reschedule'}
+local PAUSE_FIELDS = 3
 local CLAIM_FIELDS = {'flow_name', 'deployment_id', 'name', 'parent_id', 'parameters',
   'created_ms', 'scheduled_ms'}
 local FIELD_PLACE = {}
@@ -146,8 +148,8 @@ for i = 1, #CLAIM_FIELDS do FIELD_PLACE[CLAIM_FIELDS[i]] = #STATE_FIELDS + i end
 FIELD_PLACE.op_detail = #STATE_FIELDS + #CLAIM_FIELDS + 1
 
 -- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
-local function run_state(type, name, run_count, pause_key, pause_timeout_ms, reschedule, op,
-                         holder, held, early_keys, attempt, message)
+local function run_state(type, name, run_count, op, holder, held, early_keys, attempt, message,
+                         pause_key, pause_timeout_ms, reschedule)
   return {id = RUN_ID, type = type, name = name, run_count = small_number(run_count),
           count_text = run_count,
           pause_key = pause_key or '',
@@ -156,11 +158,16 @@ local function run_state(type, name, run_count, pause_key, pause_timeout_ms, res
           early_keys = early_keys or '', attempt = attempt or '', message = message or ''}
 end
 
--- The run's current state, or nil when the run does not exist.
+-- The run's current state, or nil when the run does not exist. A field looked up that the
+-- hash lacks costs a scan of the whole hash (a listpack), so the pause's fields are read only
+-- for a paused run.
+local LIVE_FIELDS = #STATE_FIELDS - PAUSE_FIELDS
 local function current()
-  local f = call('HMGET', RUN, unpack(STATE_FIELDS))
+  local f = call('HMGET', RUN, unpack(STATE_FIELDS, 1, LIVE_FIELDS))
   if not f[1] then return nil end
-  return run_state(unpack(f))
+  if f[1] ~= 'PAUSED' then return run_state(unpack(f)) end
+  local p = call('HMGET', RUN, unpack(STATE_FIELDS, LIVE_FIELDS + 1))
+  return run_state(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], p[1], p[2], p[3])
 end
 
 -- The run's flow name, and its deployment id ("" none), read once when a step needs them.
