@@ -176,6 +176,27 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     }
 
 
+async def test_a_run_hash_holds_neither_its_id_nor_its_queue(store: RunStore) -> None:
+    # Given a run, and one whose hash holds its id and queue (as an earlier version wrote it)
+    run = await store.create_run("flow-a", queue="q1")
+    old = await store.create_run("flow-a", queue="q1")
+    old_keys = store.keys.queue("q1").run(old.id)
+    await store.redis.hset(old_keys.run, mapping={"id": str(old.id), "queue": "q1"})
+
+    # Then the new run's key names both, its hash neither, and both runs read the same
+    keys = store.keys.queue("q1").run(run.id)
+    assert not await store.redis.hexists(keys.run, "id")
+    assert not await store.redis.hexists(keys.run, "queue")
+    for made in (run, old):
+        read = await store.read_run(made.id)
+        assert (read.id, read.queue, read.flow_name, read.state.type) == (
+            made.id,
+            "q1",
+            "flow-a",
+            S.SCHEDULED,
+        )
+
+
 async def test_create_run_pending_and_enqueued(store: RunStore) -> None:
     run = await store.create_run("flow-a", initial=S.PENDING, enqueue=True)
 
@@ -604,10 +625,8 @@ async def test_a_resent_create_is_answered_as_created(store: RunStore) -> None:
     def create() -> Call[CreateReply]:
         return store.scripts.create_run(
             keys,
-            run_id=run_id,
             flow_name="flow-a",
             name="flow-a-1",
-            queue="creates",
             deployment_id="",
             parameters=encode({}),
             initial="SCHEDULED",

@@ -289,10 +289,8 @@ class Scripts:
         self,
         keys: RunKeys,
         *,
-        run_id: str,
         flow_name: str,
         name: str,
-        queue: str,
         deployment_id: str,
         parameters: bytes,
         initial: str,
@@ -303,10 +301,10 @@ class Scripts:
         holder: str = "",
         first_lease: str = "",
     ) -> Call[CreateReply]:
-        """Create a run in ``initial`` (SCHEDULED or PENDING); ``start`` runs it at once, held
-        by the process ``holder`` (``first_lease``: its lease in ms, when none is written yet).
-        """
-        args = (run_id, flow_name, name, queue, deployment_id, parameters, initial)
+        """Create the run of ``keys`` (its id and queue are its key's) in ``initial``
+        (SCHEDULED or PENDING); ``start`` runs it at once, held by the process ``holder``
+        (``first_lease``: its lease in ms, when none is written yet)."""
+        args = (flow_name, name, deployment_id, parameters, initial)
         tail = (_flag(enqueue), parent_id, "" if scheduled_ms is None else scheduled_ms)
         held = (_flag(start), holder, first_lease)
         return Call(self, "create_run", keys, (*args, *tail, *held), replies.created)

@@ -114,17 +114,19 @@ def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
         return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
 
 
-def run_from_hash(raw: Mapping[Any, Any]) -> FlowRun:
-    """Parse a run hash; raise :class:`MalformedEntry` if it is not one of ours."""
+def run_from_hash(raw: Mapping[Any, Any], keys: RunKeys) -> FlowRun:
+    """Parse the hash of the run of ``keys`` (its id and queue are its key's; a hash written
+    by an earlier version holds them as fields too); raise :class:`MalformedEntry` if it is
+    not one of ours."""
     fields = _text_fields(raw)
     try:
         params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
-        run_id = UUID(fields["id"])
+        run_id = UUID(keys.run_id)
         return FlowRun(
             id=run_id,
             name=fields.get("name", ""),
             flow_name=fields["flow_name"],
-            queue=fields["queue"],
+            queue=keys.queue,
             deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
             parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
             parameters=params,
@@ -296,10 +298,8 @@ class RunStore:
         holder, first_lease = self.holding(run_keys) if start else ("", "")
         call = self.scripts.create_run(
             run_keys,
-            run_id=run_keys.run_id,
             flow_name=flow_name,
             name=name or f"{flow_name}-{str(rid)[:8]}",
-            queue=queue,
             deployment_id=str(deployment_id or ""),
             parameters=params,
             initial=initial.value,
@@ -374,12 +374,12 @@ class RunStore:
             raw = await self.redis.hgetall(found.run)
             if raw:
                 self._remember(rid, found)
-                return self.with_result_source(run_from_hash(raw))
+                return self.with_result_source(run_from_hash(raw, found))
         keys = await self.run_keys(rid)
         raw = await self.redis.hgetall(keys.run)
         if not raw:
             raise FlowRunNotFound(run_id)
-        return self.with_result_source(run_from_hash(raw))
+        return self.with_result_source(run_from_hash(raw, keys))
 
     def with_result_source(self, run: FlowRun) -> FlowRun:
         """``run`` whose completed state's ``result()`` reads the persisted result, as a
@@ -405,10 +405,7 @@ class RunStore:
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)
-        fields = reply.run_hash
-        fields.setdefault(b"id", rid.encode())  # a start returns no field the caller knows
-        fields.setdefault(b"queue", queue.encode())
-        return run_from_hash(fields), reply.accepted
+        return run_from_hash(reply.run_hash, keys), reply.accepted
 
     def holding(self, keys: RunKeys) -> tuple[str, str]:
         """The holder name and first lease a script starting a run of ``keys`` writes."""
@@ -468,13 +465,14 @@ class RunStore:
             ids = [rid for rid in map(text, chunk) if rid not in seen]
             seen.update(ids)
             pipe = self.redis.pipeline(transaction=False)
-            for rid in ids:
-                pipe.hgetall(qkeys.run(rid).run)
+            listed = [qkeys.run(rid) for rid in ids]
+            for keys in listed:
+                pipe.hgetall(keys.run)
             gone: list[str] = []
-            for rid, raw in zip(ids, await pipe.execute(), strict=True):
+            for keys, raw in zip(listed, await pipe.execute(), strict=True):
                 if not raw:
-                    gone.append(rid)
-                elif keep(run := run_from_hash(raw)):
+                    gone.append(keys.run_id)
+                elif keep(run := run_from_hash(raw, keys)):
                     found.append(self.with_result_source(run))
             if gone:
                 await self.redis.zrem(qkeys.runs(), *gone)

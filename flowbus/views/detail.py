@@ -117,7 +117,7 @@ async def read_detail(runtime: Runtime, run_id: UUID | str) -> RunDetail:
     pipe.hgetall(keys.input)
     pipe.hscan(keys.results, 0, count=MAX_TASK_RESULTS)
     values, events_raw, inputs_raw, (_, results_raw) = await pipe.execute()
-    summary = summary_from_fields(values[: len(FIELDS)])
+    summary = summary_from_fields(values[: len(FIELDS)], keys.run_id, keys.queue)
     if summary is None:
         raise FlowRunNotFound(run_id)
     params_raw, result_raw, tb_raw = values[len(FIELDS) :]

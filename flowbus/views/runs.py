@@ -21,10 +21,8 @@ from flowbus.states import StateType
 
 #: Run-hash fields a summary reads, in order.
 FIELDS = (
-    "id",
     "name",
     "flow_name",
-    "queue",
     "state_type",
     "state_name",
     "state_message",
@@ -101,18 +99,21 @@ def _int(value: str) -> int:
         return 0
 
 
-def summary_from_fields(values: Iterable[Any], score: float | None = None) -> RunSummary | None:
-    """A summary from ``HMGET FIELDS`` (``None`` for a run that is gone or not ours)."""
+def summary_from_fields(
+    values: Iterable[Any], run_id: str, queue: str, score: float | None = None
+) -> RunSummary | None:
+    """A summary of the run ``run_id`` of ``queue`` (its hash holds neither) from ``HMGET
+    FIELDS`` (``None`` for a run that is gone or not ours)."""
     f = dict(zip(FIELDS, (safe_text(v) for v in values), strict=True))
-    if not f["id"] or not f["state_type"] or f["state_type"] not in StateType.__members__:
+    if not f["state_type"] or f["state_type"] not in StateType.__members__:
         return None
     created_ms = _int(f["created_ms"]) if score is None else int(score)
     timeout = _int(f["pause_timeout_ms"])
     return RunSummary(
-        id=f["id"],
+        id=run_id,
         name=f["name"],
         flow_name=f["flow_name"],
-        queue=f["queue"],
+        queue=queue,
         state_type=f["state_type"],
         state_name=f["state_name"],
         message=f["state_message"],
@@ -180,7 +181,8 @@ async def read_summaries(runtime: Runtime, queue: str, run_ids: list[str]) -> li
     pipe = runtime.redis.pipeline(transaction=False)
     for rid in run_ids:
         pipe.hmget(qkeys.run(rid).run, list(FIELDS))
-    found = [summary_from_fields(v) for v in await pipe.execute()]
+    replies = await pipe.execute()
+    found = [summary_from_fields(v, rid, queue) for rid, v in zip(run_ids, replies, strict=True)]
     return [s for s in found if s is not None]
 
 
@@ -248,8 +250,8 @@ class _QueueScan:
             for _, rid in fresh:
                 pipe.hmget(qkeys.run(rid).run, list(FIELDS))
             for (ms, rid), values in zip(fresh, await pipe.execute(), strict=True):
-                run = summary_from_fields(values, None if self.soonest else ms)
-                if run is not None and run.id == rid and wanted.keep(run):
+                run = summary_from_fields(values, rid, self.queue, None if self.soonest else ms)
+                if run is not None and wanted.keep(run):
                     found.append(((ms, rid), run))
         return found
 
