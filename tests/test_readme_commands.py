@@ -53,10 +53,20 @@ class Served:
             self.lines.put(line.rstrip("\n"))
 
     def wait_for(self, text: str) -> str:
+        """The first line that holds ``text``; failing, what the command printed instead (a
+        port taken by another program is told by the command, not by a timeout)."""
+        seen: list[str] = []
         while True:
-            line = self.lines.get(timeout=WITHIN)
+            try:
+                line = self.lines.get(timeout=WITHIN)
+            except queue.Empty:
+                status = self.proc.poll()
+                raise AssertionError(
+                    f"no {text!r} from {self.proc.args!r} (exit status {status}): {seen}"
+                ) from None
             if text in line:
                 return line
+            seen.append(line)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
