@@ -108,7 +108,10 @@ async def test_a_paused_run_resumes_after_its_primary_dies(
     (run_id,) = await wait_for_ids(ids, 1)
     run = await wait_until(run_id, StateType.PAUSED)
     waiter = asyncio.ensure_future(await_for_flow_run(run.id, timeout=90))
-    # When the primary of its queue is killed and its replica promoted
+    # When the primary of its queue is killed once its replica has the run (what a replica
+    # never received is lost: see test_changes_a_replica_never_received_are_lost_with_its_primary),
+    # and its replica promoted
+    in_sync(on_cluster.primary_for(control))
     on_cluster.fail_over(control)
     promoted = on_cluster.primary_for(control)
     with redis.Redis(port=promoted.port, password=promoted.password) as direct:
@@ -160,7 +163,9 @@ async def _serve_through_failover(
             await client.create_flow_run_from_deployment(adding, {"x": i, "y": 1}) for i in range(3)
         ]
         await wait_for_log(workers[1], "Worker w2 ready")
-        # When the queues' primary is killed and its replica promoted
+        # When the queues' primary is killed once its replica has these runs, and its replica
+        # promoted (what a replica never received is lost with its primary: tested below)
+        in_sync(cluster.primary_for(Keys(prefix).queue(busy).control()))
         cluster.fail_over(Keys(prefix).queue(busy).control())
         # Then the blocked worker serves new runs, the running run finishes once its task
         # does, the queued runs run after it, the suspended run resumes on a worker
