@@ -25,13 +25,13 @@ async def test_a_gone_holders_deployed_pause_becomes_a_suspension_a_resume_enque
         keys, key="1", timeout_ms=None, reschedule=False, state_name="Paused"
     )
     assert paused.accepted
-    # When its holder's lease has ended (as if the process died) and a sweeper runs
-    assert store.leases is not None
-    await store.redis.hset(keys.holders, store.leases.name, 1)
+    # When its holder is a process whose lease has ended (as if it died) and a sweeper runs
+    # (named apart from this process, whose heartbeat would renew its own lease meanwhile)
+    await store.redis.hset(keys.run, "holder", "someone-gone")
+    await store.redis.hset(keys.holders, "someone-gone", 1)
     assert await end_orphans(store, "default") == 1
 
     # Then the pause is a suspension, nothing is held, and a resume hands it to the workers
-    # (this process beats on: the test only made its lease look ended)
     suspended = await store.read_run(run.id)
     assert (suspended.state.type, suspended.state.name) == (StateType.PAUSED, "Suspended")
     assert await store.redis.scard(keys.held) == 0
