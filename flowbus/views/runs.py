@@ -103,7 +103,7 @@ def summary_from_fields(
     values: Iterable[Any], run_id: str, queue: str, score: float | None = None
 ) -> RunSummary | None:
     """A summary of the run ``run_id`` of ``queue`` (its hash holds neither) from ``HMGET
-    FIELDS`` (``None`` for a run that is gone or not ours)."""
+    FIELDS`` (``None`` for a run that is gone, or whose hash holds no state we know)."""
     f = dict(zip(FIELDS, (safe_text(v) for v in values), strict=True))
     if not f["state_type"] or f["state_type"] not in StateType.__members__:
         return None

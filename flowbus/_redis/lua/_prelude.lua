@@ -40,7 +40,6 @@ local UNRECORDED, UNRECORDED_N = {}, 0
 -- waiters re-read their runs (see waiters.py).
 local CONTROL_MAXLEN = 10000
 
-
 -- The globals the scripts use most, as upvalues: a library reads a global through its
 -- environment's metatable (~160 instructions a read), an upvalue for nothing. None can be
 -- read while the library loads, so begin() reads them on its first call (runtime_globals()
