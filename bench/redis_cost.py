@@ -10,7 +10,10 @@ On one private server (AOF on, as in the other benchmarks), with a real
    run inside scripts included) per run, for each phase. The floor, measured in the same run
    and the same way: a job queue with nothing else (``XADD`` of a job, ``XREADGROUP`` of 32 at
    a time, ``HSET`` of its result and ``XACK``, one round trip per job). Medians over
-   ``--rounds`` rounds; the ratio is flowbus over the floor.
+   ``--rounds`` rounds; the ratio is flowbus over the floor. A drain ends as the floor's
+   does, at no cost to Redis per run: each run's flow ends with the benchmarks' completion
+   mark (``bench/_mark.py``), and the last runs' acknowledgements are awaited; the queue's
+   events are read once the round is metered (a watcher's reads are its own cost).
 2. ``retention``: after the last round, ``MEMORY USAGE … SAMPLES 0`` of each finished run's
    own keys and its share of what grows with runs (the queue stream and runs index), per run;
    the baseline is a Redis list holding the same events (each a JSON object of its fields)
@@ -44,6 +47,7 @@ from uuid import UUID
 import redis
 import redis.asyncio
 from _callgrind import CallgrindServer, callgrind_server
+from _mark import FIFO_ENV, MarkReader
 from _server import CommandCounter, machine, point_flowbus_at, private_server
 from _workers import STEP_TIMEOUT, Children, log, start_flowbus_worker, workers_dir
 from worker_flows import TRIVIAL
@@ -64,6 +68,8 @@ TARGETS = {"redis_cpu_us_per_run_max": 80.0, "retained_bytes_per_finished_run_ma
 EVENTS_PER_RUN = 4
 #: Keys of the floor's job queue.
 FLOOR_STREAM, FLOOR_GROUP = "floor:queue", "floor"
+#: The consumer group of the queue stream (docs/streams.md).
+GROUP = "flowbus-workers"
 
 
 class Meter:
@@ -104,7 +110,8 @@ class Meter:
 
 
 class Events:
-    """Every event of the queue, read with one blocking ``XREAD`` from a pinned id."""
+    """The queue's events since a pinned id, read once a round is metered (a watcher's reads
+    are no run's cost: the floor has none)."""
 
     def __init__(self, url: str) -> None:
         self.redis = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_timeout=None)
@@ -117,21 +124,50 @@ class Events:
         self.cursor = last[0][0] if last else "0-0"
         self.by_run.clear()
 
-    async def wait_completed(self, n: int) -> None:
-        seen = 0
-        while seen < n:
-            reply: Any = await self.redis.xread(
-                {self.stream: self.cursor}, count=1000, block=int(STEP_TIMEOUT * 1000)
-            )
-            if not reply:
-                raise TimeoutError(f"{seen} of {n} runs completed within {STEP_TIMEOUT} s")
-            for _stream, entries in reply:
-                for entry_id, fields in entries:
-                    self.cursor = entry_id
-                    self.by_run[fields.get("run_id", "")].append(fields)
-                    if fields.get("type") in ("FAILED", "CRASHED", "CANCELLED"):
-                        raise RuntimeError(f"run {fields.get('run_id')} ended {fields}")
-                    seen += fields.get("type") == "COMPLETED"
+    async def collect(self, n: int) -> None:
+        """Every event after the pin; raises unless ``n`` runs completed and none failed."""
+        completed = 0
+        while True:
+            entries: Any = await self.redis.xrange(self.stream, f"({self.cursor}", count=1000)
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                self.cursor = entry_id
+                self.by_run[fields.get("run_id", "")].append(fields)
+                if fields.get("type") in ("FAILED", "CRASHED", "CANCELLED"):
+                    raise RuntimeError(f"run {fields.get('run_id')} ended {fields}")
+                completed += fields.get("type") == "COMPLETED"
+        if completed != n:
+            raise RuntimeError(f"{completed} of {n} runs completed")
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+class Drain:
+    """The end of a drain, at no cost to Redis per run: every run's completion mark (a byte into
+    a FIFO, ``bench/_mark.py``), then the acknowledgement of the last ones, whose final step
+    comes after their mark (a blocking read of the events until none is pending)."""
+
+    def __init__(self, url: str, marks: MarkReader) -> None:
+        self.redis = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_timeout=None)
+        self.marks = marks
+        qkeys = Keys(KEY_PREFIX).queue(QUEUE)
+        self.queue, self.events = qkeys.stream(), qkeys.events()
+
+    async def wait(self, n: int) -> None:
+        await asyncio.to_thread(self.marks.wait, n, STEP_TIMEOUT)
+        while True:
+            pipe = self.redis.pipeline(transaction=True)  # the two at one instant
+            pipe.xpending(self.queue, GROUP)
+            pipe.xrevrange(self.events, count=1)
+            pending, last = await pipe.execute()
+            if not pending["pending"]:
+                return
+            if not await self.redis.xread(
+                {self.events: last[0][0]}, count=1, block=int(STEP_TIMEOUT * 1000)
+            ):
+                raise TimeoutError(f"{pending['pending']} runs stay unacknowledged")
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -152,6 +188,7 @@ async def flowbus_round(
     deployment: UUID,
     children: Children,
     meter: Meter,
+    drain: Drain,
     events: Events,
     n: int,
 ) -> tuple[dict[str, Any], list[str]]:
@@ -161,8 +198,9 @@ async def flowbus_round(
         ids = await enqueue(client, deployment, n)
         enqueued = meter.read(n)
         meter.reset()
-    await events.wait_completed(n)
+    await drain.wait(n)
     drained = meter.read(n)
+    await events.collect(n)
     return {"enqueue": enqueued, "drain": drained}, ids
 
 
@@ -261,20 +299,19 @@ def retention(url: str, ids: list[str], events: Events) -> dict[str, Any]:
     }
 
 
-async def measure(
-    url: str, children: Children, counter: CommandCounter, meter: Meter, args: Any
-) -> Any:
+async def measure(url: str, children: Children, marks: MarkReader, meter: Meter, args: Any) -> Any:
     unit = meter.unit
     flowbus: list[dict[str, Any]] = []
     floor: list[dict[str, Any]] = []
-    events = Events(url)
+    events, drain = Events(url), Drain(url, marks)
     try:
         async with get_client() as client:
             deployment = await client.create_deployment(TRIVIAL, "cost", queue=QUEUE)
             # warm up: connections, script loads, the worker's first runs
             await events.pin()
             await enqueue(client, deployment, 100)
-            await events.wait_completed(100)
+            await drain.wait(100)
+            await events.collect(100)
             await floor_round(url, meter, 100)
             ids: list[str] = []
             for round_ in range(args.rounds):
@@ -282,7 +319,7 @@ async def measure(
                 for system in order:
                     if system == "flowbus":
                         phases, ids = await flowbus_round(
-                            client, deployment, children, meter, events, args.runs
+                            client, deployment, children, meter, drain, events, args.runs
                         )
                         flowbus.append(phases)
                     else:
@@ -294,6 +331,7 @@ async def measure(
             kept = await asyncio.to_thread(retention, url, ids, events)
     finally:
         await events.aclose()
+        await drain.aclose()
         await close_runtime()
     fb = [total_work(p, unit) for p in flowbus]
     fl = [total_work(p, unit) for p in floor]
@@ -334,6 +372,8 @@ def run(args: Any) -> dict[str, Any]:
     with ExitStack() as stack:
         callgrind = stack.enter_context(callgrind_server()) if args.callgrind else None
         url = callgrind.url if callgrind else stack.enter_context(private_server(appendonly=True))
+        marks = MarkReader()
+        stack.callback(marks.close)
         children = stack.enter_context(workers_dir())  # stopped before the server
         point_flowbus_at(url, KEY_PREFIX)
         counter = CommandCounter(url)
@@ -347,7 +387,7 @@ def run(args: Any) -> dict[str, Any]:
                 prefix=KEY_PREFIX,
                 concurrency=CONCURRENCY,
                 lease=LEASE,
-                env={"FLOWBUS_QUEUE_EVENTS_MAXLEN": str(cap)},
+                env={"FLOWBUS_QUEUE_EVENTS_MAXLEN": str(cap), FIFO_ENV: str(marks.path)},
             )
             report: dict[str, Any] = {
                 "benchmark": "redis_cost",
@@ -362,7 +402,7 @@ def run(args: Any) -> dict[str, Any]:
                     else "INFO cpu used_cpu_user + used_cpu_sys deltas of the server (µs)",
                 },
                 "targets": TARGETS,
-                **asyncio.run(measure(url, children, counter, meter, args)),
+                **asyncio.run(measure(url, children, marks, meter, args)),
             }
             report["vs_targets"] = verdict(report)
             return report
