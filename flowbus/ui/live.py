@@ -11,7 +11,9 @@ A page is rendered from a read, then opens its event stream: whatever the hub pu
 between would reach no page. So the hub numbers what it publishes and keeps the last events;
 a page names the hub's position taken before its read (``since``), and its stream starts with
 what the hub published after that (or "re-read everything" when the hub kept too little, or
-is another process than the one that rendered the page).
+is another process than the one that rendered the page). Each message carries its position
+as its SSE id, so a stream the browser reopens by itself (``Last-Event-ID``) starts after the
+last message it got, not at the page's first position.
 """
 
 from __future__ import annotations
@@ -37,21 +39,25 @@ from flowbus.views.runs import queues
 _BACKLOG = 1000
 
 
+#: An event for a page and the hub's position once it was published (the message's id).
+Numbered = tuple[str, Event]
+
+
 @dataclass(eq=False)
 class Client:
     """One open page: the events it has not been sent yet (``None``: refresh everything)."""
 
     run_id: str | None
-    events: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(_BACKLOG + 1))
+    events: asyncio.Queue[Numbered] = field(default_factory=lambda: asyncio.Queue(_BACKLOG + 1))
 
-    def offer(self, event: Event) -> None:
+    def offer(self, position: str, event: Event) -> None:
         if event is not None and self.run_id and event.run_id != self.run_id:
             return
         if self.events.qsize() >= _BACKLOG:
             while not self.events.empty():
                 self.events.get_nowait()
             event = None
-        self.events.put_nowait(event)
+        self.events.put_nowait((position, event))
 
 
 class LiveHub:
@@ -107,8 +113,9 @@ class LiveHub:
     def _publish(self, event: Event) -> None:
         self._published += 1
         self._recent.append((self._published, event))
+        position = self.position()
         for client in self.clients:
-            client.offer(event)
+            client.offer(position, event)
 
     def position(self) -> str:
         """Where the hub is now: a page read after this names it as its ``since``."""
@@ -120,11 +127,11 @@ class LiveHub:
         seen = int(count) if epoch == self._epoch and count.isdigit() else -1
         kept_from = self._recent[0][0] if self._recent else self._published + 1
         if not 0 <= seen <= self._published or seen + 1 < kept_from:
-            client.offer(None)
+            client.offer(self.position(), None)
             return
         for number, event in self._recent:
             if number > seen:
-                client.offer(event)
+                client.offer(f"{self._epoch}-{number}", event)
 
     @contextlib.asynccontextmanager
     async def connect(

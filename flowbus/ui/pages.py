@@ -121,8 +121,9 @@ async def workers(request: Request) -> Response:
     return render(request, "workers.html", workers=await list_workers(runtime_of(request)))
 
 
-def _message(event: RunEvent | None, run_id: str | None) -> str:
-    """One SSE message; the event names are the triggers the page listens to."""
+def _message(position: str, event: RunEvent | None, run_id: str | None) -> str:
+    """One SSE message, its id the hub's ``position`` after it; the event names are the
+    triggers the page listens to."""
     if event is None:
         names = ["runs", "inbox", "run", "pause"]
     else:
@@ -133,25 +134,27 @@ def _message(event: RunEvent | None, run_id: str | None) -> str:
     data = json.dumps(
         {"run_id": event.run_id, "type": event.type.value} if event is not None else {}
     )
-    return "".join(f"event: {name}\ndata: {data}\n\n" for name in names)
+    return "".join(f"id: {position}\nevent: {name}\ndata: {data}\n\n" for name in names)
 
 
 async def events(request: Request) -> Response:
-    """Server-Sent Events: each run change as it is read from the queue streams."""
+    """Server-Sent Events: each run change as it is read from the queue streams, from the
+    position the page was rendered at, or after the last message of a stream the browser
+    reopens (``Last-Event-ID``)."""
     hub: LiveHub = request.app.state.hub
     run_id = request.query_params.get("run") or None
-    since = request.query_params.get("since")
+    since = request.headers.get("last-event-id") or request.query_params.get("since")
 
     async def stream() -> AsyncIterator[str]:
         async with hub.connect(run_id, since) as client:
             yield ": connected\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(client.events.get(), _KEEPALIVE)
+                    position, event = await asyncio.wait_for(client.events.get(), _KEEPALIVE)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield _message(event, run_id)
+                yield _message(position, event, run_id)
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

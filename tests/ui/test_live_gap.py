@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from flowbus import Pending, get_client
+from flowbus import Pending, Running, get_client
 from tests.ui.support import UIServer
 
 pytestmark = pytest.mark.anyio
@@ -20,13 +20,21 @@ pytestmark = pytest.mark.anyio
 WITHIN = 30.0
 
 
+async def _message(lines: AsyncIterator[str]) -> tuple[str, dict[str, str]]:
+    """The id and data of the next message of an event stream."""
+    message_id = ""
+    async for line in lines:
+        if line.startswith("id: "):
+            message_id = line.removeprefix("id: ")
+        elif line.startswith("data: "):
+            data: dict[str, str] = json.loads(line.removeprefix("data: "))
+            return message_id, data
+    raise AssertionError("the event stream ended")
+
+
 async def _data(lines: AsyncIterator[str]) -> dict[str, str]:
     """The data of the next message of an event stream."""
-    async for line in lines:
-        if line.startswith("data: "):
-            data: dict[str, str] = json.loads(line.removeprefix("data: "))
-            return data
-    raise AssertionError("the event stream ended")
+    return (await _message(lines))[1]
 
 
 async def test_a_change_before_the_page_listens_reaches_it(
@@ -72,3 +80,35 @@ async def test_a_position_of_another_server_has_the_page_re_read(
         # Then its stream starts with "re-read everything"
         with anyio.fail_after(WITHIN):
             assert await _data(lines) == {}
+
+
+async def test_a_reopened_stream_starts_after_the_last_message_it_got(
+    ui_server: UIServer, runtime_closed: None
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=ui_server.url, timeout=WITHIN) as browser,
+        get_client() as client,
+    ):
+        # Given a page's stream that got the message of a run's first change
+        run = await client.create_flow_run("reopen-flow")
+        async with browser.stream("GET", "/events") as first:
+            lines = first.aiter_lines()
+            assert await anext(lines) == ": connected"
+            await client.set_flow_run_state(run.id, Pending())
+            with anyio.fail_after(WITHIN):
+                last_id, data = await _message(lines)
+                while data.get("type") != "PENDING":
+                    last_id, data = await _message(lines)
+            # And a second change published while the stream is being reopened
+            await client.set_flow_run_state(run.id, Running())
+            with anyio.fail_after(WITHIN):
+                while (await _data(lines)).get("type") != "RUNNING":
+                    pass
+        # When the browser reopens it as EventSource does (the page's position, its last id)
+        headers = {"Last-Event-ID": last_id}
+        async with browser.stream("GET", "/events?since=0badc0de-7", headers=headers) as again:
+            lines = again.aiter_lines()
+            assert await anext(lines) == ": connected"
+            # Then it starts with the change after that message, not with a re-read
+            with anyio.fail_after(WITHIN):
+                assert await _data(lines) == {"run_id": str(run.id), "type": "RUNNING"}
