@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import httpx
@@ -32,9 +33,29 @@ async def _message(lines: AsyncIterator[str]) -> tuple[str, dict[str, str]]:
     raise AssertionError("the event stream ended")
 
 
+@asynccontextmanager
+async def _stream(
+    browser: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[AsyncIterator[str]]:
+    """The lines of an event stream opened at ``url``, once it said it is connected."""
+    async with browser.stream("GET", url, headers=headers) as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == ": connected"
+        yield lines
+
+
 async def _data(lines: AsyncIterator[str]) -> dict[str, str]:
     """The data of the next message of an event stream."""
     return (await _message(lines))[1]
+
+
+async def _id_of_change(lines: AsyncIterator[str], state_type: str) -> str:
+    """The id of the stream's next message of a change to ``state_type`` (others skipped)."""
+    with anyio.fail_after(WITHIN):
+        while True:
+            message_id, data = await _message(lines)
+            if data.get("type") == state_type:
+                return message_id
 
 
 async def test_a_change_before_the_page_listens_reaches_it(
@@ -46,9 +67,7 @@ async def test_a_change_before_the_page_listens_reaches_it(
     ):
         # Given a run, and a page that listens already
         run = await client.create_flow_run("gap-flow")
-        async with browser.stream("GET", "/events") as early:
-            lines = early.aiter_lines()
-            assert await anext(lines) == ": connected"
+        async with _stream(browser, "/events") as lines:
             # And the inbox rendered, its stream not open yet
             page = await browser.get("/inbox")
             found = re.search(r'sse-connect="([^"]+)"', page.text)
@@ -56,13 +75,9 @@ async def test_a_change_before_the_page_listens_reaches_it(
             stream_url = found.group(1).replace("&amp;", "&")
             # When the run changes before that stream opens (the hub has published it)
             await client.set_flow_run_state(run.id, Pending())
-            with anyio.fail_after(WITHIN):
-                while (await _data(lines)).get("type") != "PENDING":
-                    pass
+            await _id_of_change(lines, "PENDING")
         # Then the stream, once open, starts with that change
-        async with browser.stream("GET", stream_url) as late:
-            lines = late.aiter_lines()
-            assert await anext(lines) == ": connected"
+        async with _stream(browser, stream_url) as lines:
             with anyio.fail_after(WITHIN):
                 assert await _data(lines) == {"run_id": str(run.id), "type": "PENDING"}
 
@@ -73,10 +88,8 @@ async def test_a_position_of_another_server_has_the_page_re_read(
     # Given a page rendered by a server that is gone (restarted: its position names another)
     async with (
         httpx.AsyncClient(base_url=ui_server.url, timeout=WITHIN) as browser,
-        browser.stream("GET", "/events?since=0badc0de-7") as stream,
+        _stream(browser, "/events?since=0badc0de-7") as lines,
     ):
-        lines = stream.aiter_lines()
-        assert await anext(lines) == ": connected"
         # Then its stream starts with "re-read everything"
         with anyio.fail_after(WITHIN):
             assert await _data(lines) == {}
@@ -91,24 +104,15 @@ async def test_a_reopened_stream_starts_after_the_last_message_it_got(
     ):
         # Given a page's stream that got the message of a run's first change
         run = await client.create_flow_run("reopen-flow")
-        async with browser.stream("GET", "/events") as first:
-            lines = first.aiter_lines()
-            assert await anext(lines) == ": connected"
+        async with _stream(browser, "/events") as lines:
             await client.set_flow_run_state(run.id, Pending())
-            with anyio.fail_after(WITHIN):
-                last_id, data = await _message(lines)
-                while data.get("type") != "PENDING":
-                    last_id, data = await _message(lines)
+            last_id = await _id_of_change(lines, "PENDING")
             # And a second change published while the stream is being reopened
             await client.set_flow_run_state(run.id, Running())
-            with anyio.fail_after(WITHIN):
-                while (await _data(lines)).get("type") != "RUNNING":
-                    pass
+            await _id_of_change(lines, "RUNNING")
         # When the browser reopens it as EventSource does (the page's position, its last id)
         headers = {"Last-Event-ID": last_id}
-        async with browser.stream("GET", "/events?since=0badc0de-7", headers=headers) as again:
-            lines = again.aiter_lines()
-            assert await anext(lines) == ": connected"
+        async with _stream(browser, "/events?since=0badc0de-7", headers=headers) as lines:
             # Then it starts with the change after that message, not with a re-read
             with anyio.fail_after(WITHIN):
                 assert await _data(lines) == {"run_id": str(run.id), "type": "RUNNING"}
