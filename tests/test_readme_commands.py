@@ -1,6 +1,13 @@
 """The README's commands for paused runs run as written: the listing commands against a real
 paused run, `flowbus ui` serving, and `flowbus demo --ui` whose waiting run is approved
-through its form."""
+through its form.
+
+The served commands run on a free port (``--port N`` appended, an option both take), not on
+the README's port (4200, their default): a fixed port may be held by any other program on the
+machine, another suite's run of this very test included, and the test would fail for that
+alone. Every word of the commands is the README's otherwise, and a test of its own holds
+their default to the README's address, so that as written they serve where the README says.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import queue
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +26,10 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+import typer
 
 from flowbus import RunInput, StateType, flow, pause_flow_run
+from flowbus.cli import app
 from tests.runs import current_run_id, launch, wait_for_ids, wait_until
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -28,12 +38,47 @@ BIN = Path(sys.executable).parent
 WITHIN = 60.0
 
 
+def section() -> str:
+    """The README's section on paused runs."""
+    text = README.read_text().split("## Finding and answering paused runs", 1)[1]
+    return text.split("\n## ", 1)[0]
+
+
 def command_blocks() -> list[list[str]]:
     """Each ``sh`` block of the section on paused runs, as lists of commands."""
-    section = README.read_text().split("## Finding and answering paused runs", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", section(), re.S)
     return [[line for line in b.splitlines() if line.strip()] for b in blocks]
+
+
+def readme_port() -> int:
+    """The port of the address the section says the page is served at."""
+    [port] = set(re.findall(r"http://127\.0\.0\.1:(\d+)/", section()))
+    return int(port)
+
+
+def default_port(command: str) -> object:
+    """The default of a command's ``--port``."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    [port] = [p for p in group.commands[command].params if p.name == "port"]
+    return port.default
+
+
+def free_port() -> int:
+    """A port free now (another program may take it before the command binds it: see
+    ``serve``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NotPrinted(AssertionError):
+    """A served command ended, or went silent, before printing the line awaited."""
+
+    def __init__(self, text: str, argv: object, status: int | None, seen: list[str]) -> None:
+        super().__init__(f"no {text!r} from {argv!r} (exit status {status}): {seen}")
+        self.seen = seen
 
 
 class Served:
@@ -43,7 +88,7 @@ class Served:
         self.proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        self.lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue()  # None: the output ended
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -51,6 +96,7 @@ class Served:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
 
     def wait_for(self, text: str) -> str:
         """The first line that holds ``text``; failing, what the command printed instead (a
@@ -60,10 +106,13 @@ class Served:
             try:
                 line = self.lines.get(timeout=WITHIN)
             except queue.Empty:
-                status = self.proc.poll()
-                raise AssertionError(
-                    f"no {text!r} from {self.proc.args!r} (exit status {status}): {seen}"
-                ) from None
+                raise NotPrinted(text, self.proc.args, None, seen) from None
+            if line is None:  # the output ended: the command exits without having printed it
+                try:
+                    status = self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    status = None
+                raise NotPrinted(text, self.proc.args, status, seen)
             if text in line:
                 return line
             seen.append(line)
@@ -95,6 +144,27 @@ def argv_of(command: str) -> list[str]:
     return [str(BIN / program), *words[1:]]
 
 
+#: Ports a served command is given before a test fails for want of a free one.
+ATTEMPTS = 3
+
+
+def serve(served: list[Served], argv: list[str], awaited: str) -> tuple[Served, int, str]:
+    """``argv`` serving on a free port (``--port`` appended), once it prints ``awaited``: the
+    command, its port and that line. A port taken between its pick and the command's bind is
+    told by the command in one line; it is given another then."""
+    for attempt in range(1, ATTEMPTS + 1):
+        port = free_port()
+        server = Served([*argv, "--port", str(port)], {**os.environ})
+        served.append(server)
+        try:
+            return server, port, server.wait_for(awaited)
+        except NotPrinted as not_printed:
+            taken = any("is the port taken?" in line for line in not_printed.seen)
+            if not taken or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 class Approval(RunInput):
     approved: bool = True
 
@@ -111,17 +181,19 @@ async def waiting() -> bool:
     return answer.approved
 
 
+def test_the_readme_port_is_the_served_commands_default() -> None:
+    """As written (no ``--port``), the served commands serve at the README's address; the
+    tests below append ``--port`` with a free one, their only change."""
+    demo, commands = command_blocks()
+    assert not [c for c in demo + commands if "--port" in c]
+    assert default_port("ui") == default_port("demo") == readme_port()
+
+
 @pytest.mark.anyio
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(120)
 async def test_the_commands_run_as_written(served: list[Served], runtime_closed: None) -> None:
-    """One test: the served commands take the README's port (4200) in turn."""
-    await cli_commands(served)
-    for server in served:
-        server.stop()
-    await anyio.to_thread.run_sync(demo_ui, served)
-
-
-async def cli_commands(served: list[Served]) -> None:
+    """The listing commands against a paused run, which `flowbus resume` resumes, and
+    `flowbus ui` serving its inbox (on a free port: see the module's docstring)."""
     _, commands = command_blocks()
     STARTED.clear()
     handle = launch(waiting)
@@ -131,11 +203,12 @@ async def cli_commands(served: list[Served]) -> None:
     for command in commands:
         argv = argv_of(command.replace("RUN_ID", run_id))
         if argv[1:] == ["ui"]:
-            server = Served(argv, env)
-            served.append(server)
-            assert "http://127.0.0.1:4200/" in server.wait_for("flowbus ui on")
+            _, port, listening = await anyio.to_thread.run_sync(
+                serve, served, argv, "flowbus ui on"
+            )
+            assert f"http://127.0.0.1:{port}/" in listening
             async with httpx.AsyncClient(timeout=WITHIN) as page:
-                assert (await page.get("http://127.0.0.1:4200/inbox")).status_code == 200
+                assert (await page.get(f"http://127.0.0.1:{port}/inbox")).status_code == 200
             continue
         with anyio.fail_after(WITHIN):
             done = await anyio.run_process(argv, check=False, env=env)
@@ -143,14 +216,14 @@ async def cli_commands(served: list[Served]) -> None:
     assert await handle  # resumed by `flowbus resume RUN_ID` (its input has defaults)
 
 
-def demo_ui(served: list[Served]) -> None:
-    """`flowbus demo --ui`: its waiting run is approved through the form and completes."""
+@pytest.mark.timeout(120)
+def test_the_demo_ui_command_runs_as_written(served: list[Served]) -> None:
+    """`flowbus demo --ui` (on a free port: see the module's docstring): its waiting run is
+    approved through the form and completes."""
     demo, _ = command_blocks()
     [command] = demo
-    server = Served(argv_of(command), {**os.environ})
-    served.append(server)
-    server.wait_for("waits for approval in the inbox")
-    with httpx.Client(base_url="http://127.0.0.1:4200", timeout=WITHIN) as page:
+    server, port, _ = serve(served, argv_of(command), "waits for approval in the inbox")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WITHIN) as page:
         with page.stream("GET", "/events") as pushed:  # opened first: no pause slips by
             inbox = page.get("/inbox/rows").text
             if "data-run-id" not in inbox:  # the run pauses just after the page is up
