@@ -22,9 +22,9 @@ from flowbus._engine.context import FlowRunContext, TaskRunContext
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.pauses import ResumeView, resumed_input
 from flowbus._redis.replies import PauseReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
-from flowbus._redis.store import ResumeView
 from flowbus._redis.waiters import Subscription
 from flowbus.exceptions import (
     FlowPauseTimeout,
@@ -263,7 +263,7 @@ async def _wait_until_resumed(
         if carried:  # the event is the proof, and says what the pause returns: nothing to read
             logger.info("Flow run %s resumed (key %s)", run_id, key)
             return expected.load(value, key) if expected else None
-        view = await store.resumed_input(run_id, key, prefix)
+        view = await resumed_input(store, run_id, key, prefix)
         if view.state_type != StateType.PAUSED:
             return _outcome(run_id, view, key, expected)
 

@@ -27,6 +27,7 @@ from flowbus import (
     pause_flow_run,
 )
 from flowbus._redis.keys import Keys
+from flowbus._redis.pauses import pause_view
 from flowbus._redis.replies import Status
 from flowbus.exceptions import FlowRunCancelled, MissingContext, NotPausedError
 from flowbus.input.run_input import run_input_subclass_from_type, schema_json
@@ -282,7 +283,7 @@ async def test_a_reader_never_sees_paused_without_its_schema(runtime_closed: Non
     async def reader() -> None:
         while not done:
             for run in runs:
-                view = await s.pause_view(run.id)
+                view = await pause_view(s, run.id)
                 if view.state_type == "PAUSED":
                     # Then a PAUSED run always shows its schema
                     assert view.input_prefix == "paused-k"

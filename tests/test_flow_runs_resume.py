@@ -19,6 +19,7 @@ import pytest
 
 from flowbus import Flow, State, StateType, aresume_flow_run, flow, pause_flow_run, task
 from flowbus._core.bridge import run_blocking
+from flowbus._redis.queue_indexes import read_runs
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.models import FlowRun
 from tests.conftest import env_for_subprocess
@@ -190,7 +191,7 @@ def my_flow() -> None:
 async def paused_run_of(flow_name: str) -> str:
     s = await store()
     for _ in range(2000):
-        runs = await s.read_runs(flow_name=flow_name, state_types=[StateType.PAUSED])
+        runs = await read_runs(s, flow_name=flow_name, state_types=[StateType.PAUSED])
         if runs:
             return str(runs[0].id)
         await asyncio.sleep(0.005)
@@ -198,7 +199,7 @@ async def paused_run_of(flow_name: str) -> str:
 
 
 async def only_run(flow_name: str) -> FlowRun:
-    [run] = await (await store()).read_runs(flow_name=flow_name)
+    [run] = await read_runs(await store(), flow_name=flow_name)
     return run
 
 

@@ -28,6 +28,7 @@ from flowbus import (
 from flowbus._core.bridge import run_blocking
 from flowbus._core.codec import decode, encode
 from flowbus._engine.engine import FlowEngine
+from flowbus._redis.queue_indexes import read_runs
 from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import MissingContext, SerializationError
 from flowbus.models import FlowRun
@@ -56,7 +57,7 @@ class Opaque:
 
 async def only_run(flow_name: str) -> FlowRun:
     """The one run of ``flow_name`` in this test's namespace."""
-    [run] = await (await get_runtime()).store.read_runs(flow_name=flow_name)
+    [run] = await read_runs((await get_runtime()).store, flow_name=flow_name)
     return run
 
 

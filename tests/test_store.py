@@ -13,6 +13,7 @@ import pytest
 from flowbus._core.codec import encode, text
 from flowbus._redis.connect import node_of
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.queue_indexes import earliest_deadlines, read_runs
 from flowbus._redis.replies import CreateReply, Reply, Status
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.scripts import Call
@@ -220,7 +221,7 @@ async def test_create_run_in_another_kind_is_refused_and_writes_nothing(
     assert await store.redis.exists(keys.run, keys.history, keys.queue_events) == 0
     assert await store.redis.exists(store.keys.run_index(run_id)) == 0
     assert await store.redis.zcard(keys.runs) == 0
-    assert await store.read_runs() == []
+    assert await read_runs(store) == []
 
 
 async def test_create_run_with_an_existing_id_is_refused_and_changes_nothing(
@@ -752,7 +753,7 @@ async def test_deadlines_that_name_no_run_are_dropped_and_infinity_is_a_number(
     junk = {b"\xff\xfe": 1.0, b"not-a-run": 2.0, real.encode(): 3.0, late.encode(): float("inf")}
     await store.redis.zadd(deadlines, junk)
     # When the earliest are read
-    earliest = await store.earliest_deadlines("default", 10)
+    earliest = await earliest_deadlines(store, "default", 10)
     # Then the run ids come back, in order, and the rest is gone from the set
     assert [rid for rid, _ms in earliest] == [real, late]
     assert earliest[0][1] == 3 and earliest[1][1] > 10**15

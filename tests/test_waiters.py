@@ -30,6 +30,7 @@ from flowbus import (
     wait_for_flow_run,
 )
 from flowbus._core.bridge import background_loop, submit
+from flowbus._redis.queue_indexes import read_runs
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.waiters import StreamWatcher, Subscription
 from flowbus.exceptions import FlowRunNotFound, FlowRunWaitTimeout
@@ -176,8 +177,8 @@ def client_counts() -> list[int]:
 
 
 async def paused_count(flow_name: str) -> int:
-    runs = await (await store()).read_runs(
-        flow_name=flow_name, state_types=[StateType.PAUSED], limit=100_000
+    runs = await read_runs(
+        await store(), flow_name=flow_name, state_types=[StateType.PAUSED], limit=100_000
     )
     return len(runs)
 

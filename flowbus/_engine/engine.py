@@ -21,9 +21,11 @@ from flowbus._engine.context import FlowRunContext
 from flowbus._engine.hooks import call_hooks, hooks_for
 from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
 from flowbus._engine.suspension import complete_suspension
+from flowbus._redis.pauses import pause_view
+from flowbus._redis.records import state_from_fields
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus._redis.store import Delivery, state_from_fields
+from flowbus._redis.store import Delivery
 from flowbus._redis.waiters import Event
 from flowbus.exceptions import (
     FlowPauseTimeout,
@@ -182,7 +184,7 @@ class FlowEngine:
 
     async def _reread_requests(self) -> None:
         with contextlib.suppress(FlowRunNotFound, RedisError):
-            view = await self.store.pause_view(self.flow_run.id)
+            view = await pause_view(self.store, self.flow_run.id)
             action = _REQUESTS.get(view.state_name) or _REQUESTS.get(view.state_type)
             if action and self.ctx is not None:
                 self.ctx.interrupt = action

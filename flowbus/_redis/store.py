@@ -1,13 +1,12 @@
-"""The run store: flow runs, their states, task results and deployments in Redis."""
+"""The run store: a run's keys, its creation, reads, claim and state changes, and its task
+results, in Redis."""
 
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -17,13 +16,11 @@ from flowbus._redis.autopipeline import Commands
 from flowbus._redis.connect import id_beside
 from flowbus._redis.heartbeat import Leases
 from flowbus._redis.keys import Keys, RunKeys
+from flowbus._redis.pauses import SeenSchemas
+from flowbus._redis.records import run_from_hash
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.scripts import Scripts
-from flowbus.exceptions import (
-    FlowRunNotFound,
-    InvalidStateTransition,
-    MalformedEntry,
-)
+from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
@@ -31,15 +28,8 @@ from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
 #: Approximate cap of the stream announcing queues (``Keys.queues_added``), in entries.
 QUEUE_NEWS_MAXLEN = 1000
 
-#: The message of the FAILED state an expired pause leaves (Prefect's; NEVER_RESUMED in
-#: lua/_prelude.lua, which writes it).
-NEVER_RESUMED = "The flow was paused and never resumed."
 #: Run ids whose queue this process knows; a run never changes queue.
 _QUEUE_CACHE_SIZE = 100_000
-#: Runs whose pause schema this process keeps (a resumer's guess at a run's next pause).
-_SCHEMA_CACHE_SIZE = 1000
-#: Most run ids read from a queue's index at once when listing runs.
-_READ_PAGE = 1000
 #: What a record built from a script's reply has set: every field. pydantic keeps a set per
 #: record (700 bytes for these); built records share one, which already names every field,
 #: so assigning a field later adds nothing to it.
@@ -48,144 +38,12 @@ _EVERY_STATE_FIELD = set(State.model_fields)
 _RUN_OF_DETAILS = {"flow_run_id"}
 
 
-def _uuid_or_none(value: str | None) -> UUID | None:
-    try:
-        return UUID(value) if value else None
-    except ValueError:
-        return None
-
-
-def pause_expired(state_type: str, message: str) -> bool:
-    """Whether a run in this state failed because its pause expired."""
-    return state_type == StateType.FAILED and message == NEVER_RESUMED
-
-
-def state_from_fields(fields: Mapping[str, str], run_id: UUID | None = None) -> State:
-    """Build a :class:`State` from the run hash's (or an event's) flat fields (``run_id``:
-    the run's id when the caller parsed it already).
-
-    Every value is converted here; the models still validate them: pydantic's compiled
-    validation of such small models is quicker than ``model_construct``, which loops over the
-    fields in Python.
-    """
-    pause_key = fields.get("pause_key") or None
-    timeout_ms = fields.get("pause_timeout_ms")
-    prefix = fields.get("input_prefix")
-    keyset = (
-        {
-            "schema": f"{prefix}-schema",
-            "response": f"{prefix}-response",
-            "description": f"{prefix}-description",
-        }
-        if prefix
-        else None
-    )
-    scheduled_ms = fields.get("scheduled_ms")
-    details = StateDetails(
-        pause_key=pause_key,
-        pause_timeout=ms_to_datetime(int(timeout_ms)) if timeout_ms else None,
-        pause_reschedule=fields.get("pause_reschedule") == "1",
-        run_input_keyset=keyset,
-        scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
-        flow_run_id=run_id or _uuid_or_none(fields.get("id") or fields.get("run_id")),
-    )
-    return State(
-        type=StateType(fields["state_type"]),
-        name=fields.get("state_name", ""),
-        message=fields.get("state_message") or None,
-        timestamp=ms_to_datetime(int(fields.get("state_ts") or 0)),
-        state_details=details,
-    )
-
-
-#: Fields of a run hash that hold bytes, not text.
-_BINARY_FIELDS = (b"parameters", b"result")
-
-
-def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """The hash's text fields, decoded (by ``text`` only if some value is not bytes)."""
-    try:
-        return {
-            k.decode(errors="replace"): v.decode(errors="replace")
-            for k, v in raw.items()
-            if k not in _BINARY_FIELDS
-        }
-    except AttributeError:
-        return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
-
-
-def run_from_hash(raw: Mapping[Any, Any], keys: RunKeys) -> FlowRun:
-    """Parse the hash of the run of ``keys`` (its id and queue are its key's; a hash written
-    by an earlier version holds them as fields too); raise :class:`MalformedEntry` if it is
-    not one of ours."""
-    fields = _text_fields(raw)
-    try:
-        params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
-        run_id = UUID(keys.run_id)
-        return FlowRun(
-            id=run_id,
-            name=fields.get("name", ""),
-            flow_name=fields["flow_name"],
-            queue=keys.queue,
-            deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
-            parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
-            parameters=params,
-            state=state_from_fields(fields, run_id),
-            run_count=int(fields.get("run_count") or 0),
-            created=ms_to_datetime(int(fields.get("created_ms") or 0)),
-        )
-    except (KeyError, ValueError, OverflowError, OSError) as exc:  # OSError: a time too large
-        raise MalformedEntry("run hash", str(exc), fields) from exc
-
-
-def _is_uuid(raw: bytes) -> bool:
-    try:
-        UUID(text(raw))
-    except ValueError:
-        return False
-    return True
-
-
-def _ms(score: float) -> int:
-    """A sorted set's score as milliseconds (scores may be ``inf``)."""
-    return int(score) if math.isfinite(score) else (sys.maxsize if score > 0 else 0)
-
-
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A worker's delivery of a queue entry, acknowledged by the run's final transition."""
 
     group: str
     entry_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PauseView:
-    state_type: str
-    state_name: str
-    pause_key: str
-    input_prefix: str
-    schema: str
-    message: str = ""
-    #: The pause's input has validators the JSON schema cannot express: its owner judges it.
-    judged: bool = False
-
-    @property
-    def expired(self) -> bool:
-        return pause_expired(self.state_type, self.message)
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeView:
-    state_type: str
-    state_name: str
-    message: str
-    fired: bool
-    response: Any
-
-    @property
-    def expired(self) -> bool:
-        return pause_expired(self.state_type, self.message)
 
 
 class ResultSource:
@@ -221,9 +79,8 @@ class RunStore:
         self._runs: dict[str, RunKeys] = {}
         #: Queues this store has added to the set of queues (once is enough).
         self._known_queues: set[str] = set()
-        #: The schema of each run's pause this process saw last, by run id: what a resume
-        #: checks its input against first (it names it, so a stale one costs a round trip).
-        self._schemas: dict[str, str] = {}
+        #: The schema of each run's pause this process saw last.
+        self.schemas = SeenSchemas()
         #: The queues of the runs this process found, while there is one (then two: a run it
         #: does not know is looked for in the one queue it ever found runs in, see guess_keys).
         self._queues_found: set[str] = set()
@@ -419,66 +276,6 @@ class RunStore:
         raw = await self.redis.hget(keys.run, "result")
         return None if raw is None else decode(blob(raw))
 
-    async def read_runs(
-        self,
-        *,
-        queue: str | None = None,
-        flow_name: str | None = None,
-        state_types: Iterable[StateType] | None = None,
-        limit: int = 100,
-    ) -> list[FlowRun]:
-        """Runs newest first, filtered by queue, flow and state kind."""
-        queues = (
-            [queue]
-            if queue
-            else sorted(text(q) for q in await self.redis.smembers(self.keys.queues()))
-        )
-        wanted = set(state_types) if state_types is not None else None
-
-        def keep(run: FlowRun) -> bool:
-            if flow_name and run.flow_name != flow_name:
-                return False
-            return wanted is None or run.state.type in wanted
-
-        runs: list[FlowRun] = []
-        for q in queues:
-            runs += await self._newest_runs(q, keep, limit)
-        runs.sort(key=lambda r: r.created, reverse=True)
-        return runs[:limit]
-
-    async def _newest_runs(
-        self, queue: str, keep: Callable[[FlowRun], bool], limit: int
-    ) -> list[FlowRun]:
-        """Up to ``limit`` runs of ``queue`` that ``keep`` accepts, newest first, read page by
-        page so a queue of millions of runs costs only the pages needed; ids of expired runs
-        are dropped from the queue's index on the way."""
-        qkeys = self.keys.queue(queue)
-        page = min(max(limit, 100), _READ_PAGE)
-        found: list[FlowRun] = []
-        seen: set[str] = set()  # runs created meanwhile shift the pages: never list one twice
-        start = 0
-        while len(found) < limit:
-            chunk = await self.redis.zrevrange(qkeys.runs(), start, start + page - 1)
-            if not chunk:
-                break
-            start += len(chunk)
-            ids = [rid for rid in map(text, chunk) if rid not in seen]
-            seen.update(ids)
-            pipe = self.redis.pipeline(transaction=False)
-            listed = [qkeys.run(rid) for rid in ids]
-            for keys in listed:
-                pipe.hgetall(keys.run)
-            gone: list[str] = []
-            for keys, raw in zip(listed, await pipe.execute(), strict=True):
-                if not raw:
-                    gone.append(keys.run_id)
-                elif keep(run := run_from_hash(raw, keys)):
-                    found.append(self.with_result_source(run))
-            if gone:
-                await self.redis.zrem(qkeys.runs(), *gone)
-                start -= len(gone)  # they no longer take places in the index
-        return found[:limit]
-
     async def set_state(
         self,
         run_id: UUID | str,
@@ -527,67 +324,6 @@ class RunStore:
         if (retry and reply.accepted) or refused_while_live:
             await self.redis.persist(keys.index)
         return reply
-
-    def schema_seen(self, run_id: UUID | str) -> str | None:
-        """The schema of the run's pause this process saw last (None: none seen)."""
-        return self._schemas.get(str(run_id))
-
-    def saw_schema(self, run_id: UUID | str, schema: str) -> None:
-        if len(self._schemas) >= _SCHEMA_CACHE_SIZE:
-            self._schemas.clear()
-        self._schemas[str(run_id)] = schema
-
-    async def pause_view(self, run_id: UUID | str) -> PauseView:
-        """What a resumer must know: state, pause key and the schema stored by the pause."""
-        keys = await self.run_keys(run_id)
-        names = ["state_type", "state_name", "pause_key", "input_prefix", "state_message"]
-        fields = await self.redis.hmget(keys.run, [*names, "input_judged"])
-        if fields[0] is None:
-            raise FlowRunNotFound(run_id)
-        state_type, state_name, pause_key, prefix, message, judged = (text(f) for f in fields)
-        schema = await self.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
-        if schema:
-            self.saw_schema(run_id, text(schema))
-        return PauseView(
-            state_type,
-            state_name,
-            pause_key,
-            prefix,
-            text(schema) if schema else "",
-            message,
-            judged == "1",
-        )
-
-    async def resumed_input(self, run_id: UUID | str, pause_key: str, prefix: str) -> ResumeView:
-        """After a wake-up: the run's state, whether ``pause_key`` fired, and its input."""
-        keys = await self.run_keys(run_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(keys.run, ["state_type", "state_name", "state_message"])
-        pipe.sismember(keys.fired, pause_key)
-        pipe.hget(keys.input, f"{prefix}-response")
-        (state_type, state_name, message), fired, response = await pipe.execute()
-        return ResumeView(
-            text(state_type),
-            text(state_name),
-            text(message),
-            bool(fired),
-            None if response is None else decode(blob(response)),
-        )
-
-    async def earliest_deadlines(self, queue: str, count: int) -> list[tuple[str, int]]:
-        """The ``count`` earliest (run id, deadline ms) of ``queue``'s deadline set.
-
-        Members that are no run id (anyone can ``ZADD``) are dropped from the set on the way,
-        so they cannot stay first forever; a deadline at infinity is the largest integer.
-        """
-        deadlines = self.keys.queue(queue).deadlines()
-        raw = await self.redis.zrange(deadlines, 0, count - 1, withscores=True)
-        pairs = cast("list[tuple[bytes, float]]", raw)  # withscores=True: (member, score)
-        found = [(text(member), _ms(score)) for member, score in pairs if _is_uuid(member)]
-        junk = [member for member, _score in pairs if not _is_uuid(member)]
-        if junk:
-            await self.redis.zrem(deadlines, *junk)
-        return found
 
     # -- task results --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from flowbus._core.bridge import run_blocking
 from flowbus._core.codec import datetime_to_ms
 from flowbus._engine.context import task_run_id
 from flowbus._redis import run_inputs
+from flowbus._redis.queue_indexes import read_runs
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.store import RunStore
 from flowbus.client.schemas.filters import (
@@ -133,7 +134,8 @@ class FlowbusClient:
             flow_name = names[0] if len(names) == 1 else None
         wanted = (limit or 200) + offset
         filtered = any(f is not None for f in (flow_filter, flow_run_filter, deployment_filter))
-        runs = await store.read_runs(
+        runs = await read_runs(
+            store,
             queue=queue,
             flow_name=flow_name,
             state_types=state_types,

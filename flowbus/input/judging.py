@@ -35,9 +35,9 @@ from pydantic import (
 from flowbus._core.codec import encode
 from flowbus._redis.events import RunEvent
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.pauses import PauseView
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.runtime import Runtime
-from flowbus._redis.store import PauseView
 from flowbus.exceptions import FlowbusError, InvalidRunInput
 from flowbus.input.expected import Expected
 from flowbus.input.run_input import run_input_subclass_from_type

@@ -17,10 +17,11 @@ from uuid import UUID
 
 from flowbus._core.codec import encode, exact_json
 from flowbus._redis.keys import RunKeys
+from flowbus._redis.pauses import PauseView, pause_view
 from flowbus._redis.replies import Reply, ResumeReply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.scripts import Call
-from flowbus._redis.store import PauseView, RunStore
+from flowbus._redis.store import RunStore
 from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunNotFound,
@@ -66,7 +67,7 @@ async def aresume_flow_run(
     if key is None and run_input is not None:
         return await _resume_checked(runtime, flow_run_id, run_input)
     while True:
-        view = await store.pause_view(flow_run_id)
+        view = await pause_view(store, flow_run_id)
         if key is None or (view.state_type == StateType.PAUSED and view.pause_key == key):
             return await _resume_paused(runtime, flow_run_id, view, run_input)
         if await deliver_early(runtime, flow_run_id, key, run_input):
@@ -82,7 +83,7 @@ async def _resume_checked(
     input is valid for it: one round trip. Else none: the refusal brings the pause's schema
     (nothing written), and the input is checked against it as after a read of the pause."""
     store = runtime.store
-    seen = store.schema_seen(flow_run_id)
+    seen = store.schemas.seen(flow_run_id)
     checked = _UNCHECKED
     if seen is not None and schema_accepts(seen, run_input):
         checked = schema_digest(seen)
@@ -95,7 +96,7 @@ async def _resume_checked(
     )
     if reply.status is Status.SCHEMA:
         if reply.input_prefix:
-            store.saw_schema(flow_run_id, reply.schema)
+            store.schemas.saw(flow_run_id, reply.schema)
         view = PauseView(
             reply.state_type,
             reply.state_name,

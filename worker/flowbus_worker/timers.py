@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import anyio
 
+from flowbus._redis.queue_indexes import earliest_deadlines
 from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime
 from flowbus._redis.waiters import NEW_DEADLINES, Subscription
@@ -40,7 +41,7 @@ async def sweep(runtime: Runtime, queue: str) -> float | None:
     store = runtime.store
     qkeys = store.keys.queue(queue)
     now_ms = int(time.time() * 1000)
-    first = await store.earliest_deadlines(queue, BATCH)
+    first = await earliest_deadlines(store, queue, BATCH)
     for run_id, deadline_ms in first:
         if deadline_ms > now_ms:
             return deadline_ms / 1000

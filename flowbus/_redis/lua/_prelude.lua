@@ -635,7 +635,7 @@ local function end_orphan(cur)
 end
 
 -- The message of the FAILED state an expired pause leaves (Prefect's): how a late resumer learns
--- why the run failed (flowbus/_redis/store.py reads it too, as NEVER_RESUMED).
+-- why the run failed (flowbus/_redis/records.py reads it too, as NEVER_RESUMED).
 local NEVER_RESUMED = 'The flow was paused and never resumed.'
 
 -- Whether the run failed because its pause expired.

@@ -1,0 +1,108 @@
+"""Run records from Redis: a :class:`FlowRun` or :class:`State` built from a run hash's (or an
+event's) flat fields, with no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from flowbus._core.codec import blob, decode, ms_to_datetime, text
+from flowbus._redis.keys import RunKeys
+from flowbus.exceptions import MalformedEntry
+from flowbus.models import FlowRun
+from flowbus.states import State, StateDetails, StateType
+
+#: The message of the FAILED state an expired pause leaves (Prefect's; NEVER_RESUMED in
+#: lua/_prelude.lua, which writes it).
+NEVER_RESUMED = "The flow was paused and never resumed."
+
+
+def _uuid_or_none(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def pause_expired(state_type: str, message: str) -> bool:
+    """Whether a run in this state failed because its pause expired."""
+    return state_type == StateType.FAILED and message == NEVER_RESUMED
+
+
+def state_from_fields(fields: Mapping[str, str], run_id: UUID | None = None) -> State:
+    """Build a :class:`State` from the run hash's (or an event's) flat fields (``run_id``:
+    the run's id when the caller parsed it already).
+
+    Every value is converted here; the models still validate them: pydantic's compiled
+    validation of such small models is quicker than ``model_construct``, which loops over the
+    fields in Python.
+    """
+    pause_key = fields.get("pause_key") or None
+    timeout_ms = fields.get("pause_timeout_ms")
+    prefix = fields.get("input_prefix")
+    keyset = (
+        {
+            "schema": f"{prefix}-schema",
+            "response": f"{prefix}-response",
+            "description": f"{prefix}-description",
+        }
+        if prefix
+        else None
+    )
+    scheduled_ms = fields.get("scheduled_ms")
+    details = StateDetails(
+        pause_key=pause_key,
+        pause_timeout=ms_to_datetime(int(timeout_ms)) if timeout_ms else None,
+        pause_reschedule=fields.get("pause_reschedule") == "1",
+        run_input_keyset=keyset,
+        scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
+        flow_run_id=run_id or _uuid_or_none(fields.get("id") or fields.get("run_id")),
+    )
+    return State(
+        type=StateType(fields["state_type"]),
+        name=fields.get("state_name", ""),
+        message=fields.get("state_message") or None,
+        timestamp=ms_to_datetime(int(fields.get("state_ts") or 0)),
+        state_details=details,
+    )
+
+
+#: Fields of a run hash that hold bytes, not text.
+_BINARY_FIELDS = (b"parameters", b"result")
+
+
+def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """The hash's text fields, decoded (by ``text`` only if some value is not bytes)."""
+    try:
+        return {
+            k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in raw.items()
+            if k not in _BINARY_FIELDS
+        }
+    except AttributeError:
+        return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
+
+
+def run_from_hash(raw: Mapping[Any, Any], keys: RunKeys) -> FlowRun:
+    """Parse the hash of the run of ``keys`` (its id and queue are its key's; a hash written
+    by an earlier version holds them as fields too); raise :class:`MalformedEntry` if it is
+    not one of ours."""
+    fields = _text_fields(raw)
+    try:
+        params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
+        run_id = UUID(keys.run_id)
+        return FlowRun(
+            id=run_id,
+            name=fields.get("name", ""),
+            flow_name=fields["flow_name"],
+            queue=keys.queue,
+            deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
+            parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
+            parameters=params,
+            state=state_from_fields(fields, run_id),
+            run_count=int(fields.get("run_count") or 0),
+            created=ms_to_datetime(int(fields.get("created_ms") or 0)),
+        )
+    except (KeyError, ValueError, OverflowError, OSError) as exc:  # OSError: a time too large
+        raise MalformedEntry("run hash", str(exc), fields) from exc
