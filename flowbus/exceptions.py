@@ -20,7 +20,7 @@ Tree::
     ├── TaskRunTimeout (TimeoutError)   a task exceeded its timeout_seconds
     ├── UpstreamTaskError           a task's wait_for did not complete
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
-    ├── InvalidRunInput             run input failed validation
+    ├── InvalidRunInput (RuntimeError)  run input failed validation
     ├── InvalidInputKey (pydantic.ValidationError)  a flow run input key with invalid characters
     ├── ObjectAlreadyExists
     │   └── InputKeyExists          a flow run input key that is taken
@@ -152,14 +152,30 @@ class FlowRunWaitTimeout(FlowbusError):
     """Raised when ``wait_for_flow_run`` did not see a final state within its timeout."""
 
 
-class InvalidRunInput(FlowbusError):
-    """Raised when run input fails validation; ``errors`` lists ``(field, message)`` pairs."""
+class InvalidRunInput(FlowbusError, RuntimeError):
+    """Raised when run input fails validation; ``errors`` lists ``(field, message)`` pairs.
 
-    def __init__(self, errors: list[tuple[str, str]], run_id: UUID | str | None = None) -> None:
+    A refused resume (``resume=True``) is worded as Prefect's ``resume_flow_run`` words it,
+    a ``RuntimeError`` that starts "Cannot resume this run: Reason: ", then every bad field.
+    """
+
+    def __init__(
+        self,
+        errors: list[tuple[str, str]],
+        run_id: UUID | str | None = None,
+        *,
+        resume: bool = False,
+    ) -> None:
         self.errors = errors
         self.run_id = None if run_id is None else str(run_id)
         lines = "; ".join(f"{field or '<input>'}: {msg}" for field, msg in errors)
-        super().__init__(f"Invalid run input: {lines}")
+        super().__init__(
+            f"{RESUME_REFUSED}Reason: {lines}" if resume else f"Invalid run input: {lines}"
+        )
+
+
+#: How Prefect's ``resume_flow_run`` begins the message of a resume its server refused.
+RESUME_REFUSED = "Cannot resume this run: "
 
 
 class InvalidInputKey(FlowbusError, pydantic.ValidationError):

@@ -53,13 +53,23 @@ async def aresume_flow_run(
     """Resume a paused or suspended run, with input if its pause waits for some.
 
     The input is validated against the JSON schema the pause stored, before anything is
-    written: :class:`InvalidRunInput` lists every bad field and the run stays paused. Then one
+    written: :class:`InvalidRunInput` (a ``RuntimeError`` worded as Prefect's, "Cannot resume
+    this run: Reason: ...") lists every bad field and the run stays paused. Then one
     compare-and-set resumes it: of concurrent resumers exactly one wins and the others get
     :class:`NotPausedError`. A resume after the deadline raises :class:`FlowPauseTimeout`
     (the run is FAILED). A resume that comes before the pause is refused (NotPausedError),
     unless it names the pause's ``key``: then the input is kept for that pause, which returns
     it at once when the run reaches it (once per key; the pause validates it).
     """
+    try:
+        await _resume(flow_run_id, run_input, key)
+    except InvalidRunInput as exc:
+        raise InvalidRunInput(exc.errors, flow_run_id, resume=True) from None
+
+
+async def _resume(
+    flow_run_id: UUID | str, run_input: dict[str, Any] | None, key: str | None
+) -> None:
     runtime = await get_runtime()
     store = runtime.store
     if key is None and run_input is None and await _resume_without_input(store, flow_run_id):

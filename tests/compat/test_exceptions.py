@@ -85,6 +85,41 @@ async def test_resuming_a_run_that_is_not_paused(runtime_closed: None) -> None:
         await resume_flow_run(run_id)
 
 
+class Approval(RunInput):
+    approved: bool
+
+
+async def test_a_refused_resume_input_is_prefects_runtime_error(runtime_closed: None) -> None:
+    # Prefect's server refuses input its schema does not accept, and resume_flow_run raises
+    # RuntimeError("Cannot resume this run: Reason: ..."); the run stays paused
+    started = anyio.Event()
+    run_ids: list[str] = []
+
+    @flow
+    async def asks() -> bool:
+        run_ids.append(current_run_id())
+        started.set()
+        approval: Approval = await pause_flow_run(wait_for_input=Approval)
+        return approval.approved
+
+    handle = asyncio.ensure_future(asks())
+    await started.wait()
+    await wait_until(run_ids[0], StateType.PAUSED)
+    with pytest.raises(
+        RuntimeError,
+        match=r"^Cannot resume this run: Reason: .*'approved' is a required property",
+    ):
+        await resume_flow_run(run_ids[0])
+    with pytest.raises(
+        RuntimeError,
+        match=r"^Cannot resume this run: Reason: .*'not a bool!' is not of type 'boolean'",
+    ):
+        await resume_flow_run(run_ids[0], run_input={"approved": "not a bool!"})
+    assert (await wait_until(run_ids[0], StateType.PAUSED)).state.state_details.pause_key == "1"
+    await resume_flow_run(run_ids[0], run_input={"approved": True})
+    assert await handle is True
+
+
 async def test_a_pause_nobody_resumes_raises_prefects_timeout(runtime_closed: None) -> None:
     @flow
     async def waits() -> None:
