@@ -11,6 +11,7 @@ Tree::
     │   └── DeploymentNotFound
     ├── InvalidStateTransition      the run store refused a state change
     │   ├── StaleExecution          ... made by an execution a newer one superseded
+    │   ├── PauseRefused (RuntimeError)  pause or suspension of a run that is not RUNNING
     │   └── NotPausedError          resume of a run that is not paused
     │       ├── HolderGone          ... whose process is gone (the run is CRASHED)
     │       └── StillSuspending     resume of a run still on its way to Suspended
@@ -126,6 +127,13 @@ class HolderGone(NotPausedError):
 
 class PauseNotAllowed(FlowbusError, RuntimeError):
     """Raised when a run cannot pause or suspend from where it is asked to (Prefect's message)."""
+
+
+class PauseRefused(InvalidStateTransition, RuntimeError):
+    """Raised when the run store refuses a pause or a suspension: the run is not RUNNING (as
+    ``suspend_flow_run(flow_run_id=...)`` of a run that has not started, or has ended).
+    Prefect's server refuses these too, and its ``suspend_flow_run``/``pause_flow_run`` raise
+    ``RuntimeError``."""
 
 
 class StillSuspending(NotPausedError):

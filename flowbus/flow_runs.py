@@ -30,10 +30,10 @@ from flowbus.exceptions import (
     FlowPauseTimeout,
     FlowRunCancelled,
     FlowRunWaitTimeout,
-    InvalidStateTransition,
     MissingContext,
     Pause,
     PauseNotAllowed,
+    PauseRefused,
     SerializationError,
     StaleExecution,
 )
@@ -200,7 +200,7 @@ async def _enter_pause(
     if reply.status is Status.STALE:
         raise StaleExecution(run_id, reply.detail)
     if not reply.accepted:
-        raise InvalidStateTransition(run_id, f"the run cannot be paused: {reply.detail}")
+        raise PauseRefused(run_id, f"the run cannot be paused: {reply.detail}")
     deadline_ms = reply.deadline_ms
     logger.info("Flow run %s paused (key %s)", run_id, key)
     if reschedule or ctx.on_transition is not None:

@@ -13,11 +13,11 @@ from uuid import UUID
 
 from flowbus._redis.replies import Status
 from flowbus._redis.runtime import Runtime, get_runtime
-from flowbus.exceptions import InvalidStateTransition
+from flowbus.exceptions import InvalidStateTransition, PauseRefused
 
 
 async def request_suspension(flow_run_id: UUID | str, timeout: float | None = None) -> None:
-    """Ask a running run to suspend; :class:`InvalidStateTransition` if it is not RUNNING."""
+    """Ask a running run to suspend; :class:`PauseRefused` if it is not RUNNING."""
     runtime = await get_runtime()
     keys = await runtime.store.run_keys(flow_run_id)
     reply = await runtime.store.scripts.request_suspension(
@@ -26,7 +26,7 @@ async def request_suspension(flow_run_id: UUID | str, timeout: float | None = No
         timeout_ms=None if timeout is None else math.ceil(timeout * 1000),
     )
     if reply.status is Status.NOT_FOUND or not reply.accepted:
-        raise InvalidStateTransition(flow_run_id, f"cannot suspend: {reply.detail}")
+        raise PauseRefused(flow_run_id, f"cannot suspend: {reply.detail}")
 
 
 async def complete_suspension(

@@ -9,6 +9,7 @@ import pydantic
 import pytest
 
 from flowbus import flow, task
+from flowbus.client.orchestration import get_client
 from flowbus.exceptions import FlowPauseTimeout, NotPausedError
 from flowbus.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from flowbus.input import RunInput, judging
@@ -83,6 +84,18 @@ async def test_resuming_a_run_that_is_not_paused(runtime_closed: None) -> None:
     assert run_id is not None
     with pytest.raises(NotPausedError, match=r"^Cannot resume a run that isn't paused!$"):
         await resume_flow_run(run_id)
+
+
+async def test_suspending_a_run_that_is_not_running_is_a_runtime_error(
+    runtime_closed: None,
+) -> None:
+    # Prefect's server refuses to suspend a run that is not running, and suspend_flow_run
+    # raises RuntimeError; the run is left as it was
+    client = get_client()
+    run = await client.create_flow_run("not-started")
+    with pytest.raises(RuntimeError, match="cannot suspend"):
+        await suspend_flow_run(flow_run_id=run.id)
+    assert (await client.read_flow_run(run.id)).state.type is StateType.SCHEDULED
 
 
 class Approval(RunInput):
