@@ -5,13 +5,14 @@ enqueuer creates many runs at once. Sent one by one, each costs redis-py's per-r
 (pool checkout, socket write, wake-up; tens of µs of CPU) and a server read. Grouped, the cost is
 paid once per turn of the loop, and a lone caller waits one loop turn longer.
 
-On one server, a turn's commands skip redis-py's per-command machinery (a pipeline object,
-a stack entry, options and a response callback per command): they are packed by hiredis in
-one call and sent on the connection the previous turn's batch used (kept, not checked out of
-the pool again: a checkout and release cost more CPU than a lone caller's round trip), and
-their raw replies read back in order. On a cluster, redis-py's cluster pipeline sends each
-node its share of the turn's commands (one round trip per node, all at once) and queues for
-connections as any command does (``connect.QueuedCluster``). A failover is waited out: a
+A turn's commands skip redis-py's per-command machinery (a pipeline object, a stack entry,
+options and a response callback per command; on a cluster also a routing policy and a timing
+record per command, each awaited): they are packed by hiredis in one call and their raw
+replies read back in order. On one server they go on the connection the previous turn's
+batch used (kept, not checked out of the pool again: a checkout and release cost more CPU
+than a lone caller's round trip); on a cluster each node gets its share at once, on one of
+its connections, queued for as any command is (``connect.QueuedCluster.send_batch``). A
+failover is waited out: a
 caller whose commands met a lost node (see :mod:`failover`) has them sent again, with
 backoff, for up to the client's ``failover_timeout`` (a lost connection is waited out by the
 cluster pipeline itself).
@@ -35,9 +36,9 @@ from flowbus._redis.failover import Backoff, lost_node
 
 
 class Commands(Protocol):
-    """Where a build adds its commands: a redis-py pipeline, or a :class:`Batch`."""
+    """Where a build adds its commands (a :class:`Batch`)."""
 
-    def execute_command(self, *args: Any) -> Any: ...
+    def execute_command(self, *args: Any, node_of: str | None = None) -> Any: ...
 
     def __len__(self) -> int: ...
 
@@ -47,14 +48,20 @@ Build = Callable[[Commands], object]
 
 
 class Batch:
-    """The commands of one turn for one server, as their arguments."""
+    """The commands of one turn, as their arguments. Each names its key first, or is a
+    script or function call (``FCALL name numkeys key …``), or is a command of no key sent
+    to the server of the key ``node_of`` names (``WAIT``: one server has them all)."""
 
-    __slots__ = ("commands",)
+    __slots__ = ("commands", "node_of")
 
     def __init__(self) -> None:
         self.commands: list[tuple[Any, ...]] = []
+        #: Positions of the commands of no key → the key whose server gets them.
+        self.node_of: dict[int, str] = {}
 
-    def execute_command(self, *args: Any) -> None:
+    def execute_command(self, *args: Any, node_of: str | None = None) -> None:
+        if node_of is not None:
+            self.node_of[len(self.commands)] = node_of
         self.commands.append(args)
 
     def __len__(self) -> int:
@@ -161,18 +168,18 @@ class AutoPipeline:
         return await self._through_failover(self._cluster, live, final=final)
 
     async def _execute(self, requests: list[_Request]) -> list[list[Any]]:
-        """Send the requests' commands in one batch (one pipeline on a cluster) and split the
-        replies: each request's own, in its order (errors in place)."""
-        pipe: Commands = Batch() if self._cluster is None else self._cluster.pipeline()
+        """Send the requests' commands in one batch (each node its share, on a cluster) and
+        split the replies: each request's own, in its order (errors in place)."""
+        batch = Batch()
         spans: list[tuple[int, int]] = []
         for request in requests:
-            start = len(pipe)
-            request.build(pipe)
-            spans.append((start, len(pipe)))
-        if isinstance(pipe, Batch):
-            replies = await self._send_batch(pipe)
+            start = len(batch)
+            request.build(batch)
+            spans.append((start, len(batch)))
+        if self._cluster is None:
+            replies = await self._send_batch(batch)
         else:  # it queues for each node's connections (``connect.QueuedCluster``)
-            replies = await pipe.execute(raise_on_error=False)  # type: ignore[attr-defined]
+            replies = await self._cluster.send_batch(batch.commands, batch.node_of)
         return [replies[start:end] for start, end in spans]
 
     async def _send_batch(self, batch: Batch) -> list[Any]:

@@ -28,7 +28,7 @@ from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError, SlotNotCoveredError
 
 from flowbus._redis.failover import CALL_ERRORS, lost_node, ride_out
 from flowbus._redis.packing import packed_by_hiredis, packing
@@ -47,6 +47,8 @@ _HEADROOM = 8
 _STREAM_READS = ("XREAD", "XREADGROUP")
 #: Function calls: ``FCALL name numkeys key …``.
 _FUNCTION_CALLS = ("FCALL", "FCALL_RO")
+#: Calls that name their keys after their number: ``FCALL name numkeys key …`` and the like.
+_SCRIPT_CALLS = (*_FUNCTION_CALLS, "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO")
 _STREAMS = (b"STREAMS", "STREAMS")
 _BLOCK = (b"BLOCK", "BLOCK")
 
@@ -161,6 +163,49 @@ class QueuedCluster(RedisCluster):
             within=self.failover_timeout,
         )
 
+    async def send_batch(
+        self, commands: list[tuple[Any, ...]], node_of: dict[int, str]
+    ) -> list[Any]:
+        """The raw replies (error replies in place) to a turn's commands (see
+        ``autopipeline.Batch``), each sent to the primary of its key's slot: a node's share
+        packed in one write on one of its connections, every node at once, holding a place
+        on every primary as a pipeline does; sent again after a lost node for up to
+        ``failover_timeout`` (a MOVED reply is left in place, and the slot map read again)."""
+
+        async def attempt() -> list[Any]:
+            try:
+                async with self.every_node():
+                    return await self._send_by_node(commands, node_of)
+            except CALL_ERRORS as exc:
+                if lost_node(exc):
+                    self.remap()
+                raise
+
+        replies = await ride_out(attempt, within=self.failover_timeout)
+        if any(isinstance(r, Exception) and lost_node(r) for r in replies):
+            self.remap()
+        return replies
+
+    async def _send_by_node(
+        self, commands: list[tuple[Any, ...]], node_of: dict[int, str]
+    ) -> list[Any]:
+        shares: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for position, args in enumerate(commands):
+            key = node_of.get(position) or _first_key(args)
+            node = self.get_default_node() if key is None else self.get_node_from_key(key)
+            if node is None:  # redis-py raises this itself when it has no map of the slot
+                raise SlotNotCoveredError(f"no node serves the slot of {key!r}")
+            shares.setdefault(node.name, (node, []))[1].append(position)
+        replies: list[Any] = [None] * len(commands)
+        exchanges = [
+            _exchange(node, commands, positions, replies) for node, positions in shares.values()
+        ]
+        if len(exchanges) == 1:
+            await exchanges[0]
+        else:
+            await asyncio.gather(*exchanges)
+        return replies
+
     def remap(self) -> None:
         """Read the cluster's slot map again before the next command (a pipeline met a lost
         node, which redis-py notices only for single commands)."""
@@ -238,30 +283,15 @@ class _QueuedPipeline(ClusterPipeline):
 
     cluster_client: QueuedCluster
 
-    def __init__(self, client: QueuedCluster) -> None:
-        super().__init__(client)
-        #: Commands of no key sent to the node of a key (their position → the key).
-        self._node_of: dict[int, str] = {}
-
-    def execute_command(self, *args: Any, node_of: str | None = None, **kwargs: Any) -> Any:
-        """Queue a command; ``node_of``: send it to the node serving that key (the one found
-        when the pipeline is sent, again at each attempt), as a command of no key (WAIT)."""
-        if node_of is not None:
-            self._node_of[len(self)] = node_of
-        return super().execute_command(*args, **kwargs)
-
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         client = self.cluster_client
         strategy: Any = self._execution_strategy
         queued = list(strategy._command_queue)  # emptied by each execution
-        node_of, self._node_of = self._node_of, {}
 
         async def attempt() -> Any:
             strategy._command_queue = queued
             try:
                 async with client.every_node():
-                    for position, key in node_of.items():
-                        queued[position].kwargs["target_nodes"] = client.get_node_from_key(key)
                     return await ClusterPipeline.execute(self, raise_on_error, False)
             except CALL_ERRORS as exc:
                 if lost_node(exc):
@@ -272,6 +302,34 @@ class _QueuedPipeline(ClusterPipeline):
         if any(isinstance(r, Exception) and lost_node(r) for r in replies):
             client.remap()
         return replies
+
+
+def _first_key(args: tuple[Any, ...]) -> Any:
+    """The first key of a command that names its key first or is a script or function call
+    (``FCALL name numkeys key …``); None for a call of no key."""
+    if args[0] in _SCRIPT_CALLS:
+        return args[3] if int(args[2]) > 0 else None
+    return args[1]
+
+
+async def _exchange(
+    node: ClusterNode, commands: list[tuple[Any, ...]], positions: list[int], replies: list[Any]
+) -> None:
+    """Send a node its share of a batch on one of its connections; its replies go to their
+    places. A connection an exchange failed on is closed (a read cut short leaves it unusable)."""
+    conn = node.acquire_connection()
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands[i] for i in positions))
+        for i in positions:
+            try:
+                replies[i] = await conn.read_response()
+            except ResponseError as exc:
+                replies[i] = exc
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        node.release(conn)
 
 
 def _blocks(args: tuple[Any, ...]) -> bool:

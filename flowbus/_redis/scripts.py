@@ -31,7 +31,6 @@ from redis.asyncio import Redis
 
 from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
-from flowbus._redis.connect import is_cluster
 from flowbus._redis.keys import QUEUE_KEY_SUFFIXES, RUN_KEY_SUFFIXES, RunKeys
 from flowbus._redis.replies import (
     ClaimReply,
@@ -238,13 +237,8 @@ class Scripts:
 
     def add_wait(self, pipe: Commands, key: str) -> None:
         """``WAIT`` on the connection of the node serving ``key``, after the commands sent
-        there before it (on a cluster WAIT has no key: the cluster pipeline's ``node_of``
-        sends it to that node)."""
-        if is_cluster(self._redis):
-            cluster_pipe: Any = pipe
-            cluster_pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms, node_of=key)
-        else:
-            pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+        there before it (WAIT has no key: ``node_of`` names the node on a cluster)."""
+        pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms, node_of=key)
 
     def check_replicas(self, keys: RunKeys, acked: Any) -> None:
         if isinstance(acked, int) and acked >= self.wait_replicas:
