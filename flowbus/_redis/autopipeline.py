@@ -12,10 +12,9 @@ replies read back in order. On one server they go on the connection the previous
 batch used (kept, not checked out of the pool again: a checkout and release cost more CPU
 than a lone caller's round trip); on a cluster each node gets its share at once, on one of
 its connections, queued for as any command is (``connect.QueuedCluster.send_batch``). A
-failover is waited out: a
-caller whose commands met a lost node (see :mod:`failover`) has them sent again, with
-backoff, for up to the client's ``failover_timeout`` (a lost connection is waited out by the
-cluster pipeline itself).
+failover is waited out: a caller whose commands met a lost node (see :mod:`failover`) has
+them sent again, with backoff, for up to the client's ``failover_timeout`` (a lost
+connection is waited out by ``send_batch`` itself).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -168,14 +168,18 @@ class QueuedCluster(RedisCluster):
     ) -> list[Any]:
         """The raw replies (error replies in place) to a turn's commands (see
         ``autopipeline.Batch``), each sent to the primary of its key's slot: a node's share
-        packed in one write on one of its connections, every node at once, holding a place
-        on every primary as a pipeline does; sent again after a lost node for up to
-        ``failover_timeout`` (a MOVED reply is left in place, and the slot map read again)."""
+        packed in one write on one of its connections, every node at once."""
+        return await self.on_every_node(lambda: self._send_by_node(commands, node_of))
+
+    async def on_every_node(self, send: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
+        """``send``'s replies, sent while holding a place on every primary (as a pipeline
+        must), and sent again after a lost node for up to ``failover_timeout``; a MOVED reply
+        is left in place, and the slot map read again."""
 
         async def attempt() -> list[Any]:
             try:
                 async with self.every_node():
-                    return await self._send_by_node(commands, node_of)
+                    return await send()
             except CALL_ERRORS as exc:
                 if lost_node(exc):
                     self.remap()
@@ -284,24 +288,14 @@ class _QueuedPipeline(ClusterPipeline):
     cluster_client: QueuedCluster
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        client = self.cluster_client
         strategy: Any = self._execution_strategy
         queued = list(strategy._command_queue)  # emptied by each execution
 
-        async def attempt() -> Any:
+        async def send() -> Any:
             strategy._command_queue = queued
-            try:
-                async with client.every_node():
-                    return await ClusterPipeline.execute(self, raise_on_error, False)
-            except CALL_ERRORS as exc:
-                if lost_node(exc):
-                    client.remap()
-                raise
+            return await ClusterPipeline.execute(self, raise_on_error, False)
 
-        replies = await ride_out(attempt, within=client.failover_timeout)
-        if any(isinstance(r, Exception) and lost_node(r) for r in replies):
-            client.remap()
-        return replies
+        return await self.cluster_client.on_every_node(send)
 
 
 def _first_key(args: tuple[Any, ...]) -> Any:
