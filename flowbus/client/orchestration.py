@@ -27,10 +27,21 @@ from flowbus.client.schemas.filters import (
     FlowRunFilter,
     WorkQueueFilter,
 )
-from flowbus.client.schemas.responses import OrchestrationResult, SetStateStatus
-from flowbus.exceptions import ClientNotOpen, InvalidStateTransition, ObjectNotFound
+from flowbus.client.schemas.responses import OrchestrationResult, SetStateStatus, StateDetails
+from flowbus.exceptions import (
+    RESUME_REFUSED,
+    ClientNotOpen,
+    FlowPauseTimeout,
+    InvalidRunInput,
+    InvalidStateTransition,
+    NotPausedError,
+    ObjectNotFound,
+)
 from flowbus.models import Deployment, FlowRun, FlowRunInput, TaskRun
 from flowbus.states import Completed, State, StateType, now
+
+#: The reason Prefect's server gives when asked to resume a run that is not paused.
+NOT_RESUMABLE = "Cannot resume a flow run that is not paused."
 
 
 def _flow_name(flow: Any) -> str:
@@ -233,10 +244,27 @@ class FlowbusClient:
     async def resume_flow_run(
         self, flow_run_id: UUID | str, run_input: dict[str, Any] | None = None
     ) -> OrchestrationResult:
-        """Resume a paused or suspended run; refusals raise as ``resume_flow_run`` does."""
+        """Resume a paused or suspended run. A refusal is returned, as Prefect's server returns
+        it, with nothing written: ``ABORT`` (no state) for a run that is not paused, ``REJECT``
+        with the run's state for input its pause refuses or a pause past its deadline;
+        ``details.reason`` says why. ``resume_flow_run`` raises for these instead."""
         from flowbus.flow_runs import aresume_flow_run  # flow_runs is above the client
 
-        await aresume_flow_run(flow_run_id, run_input)
+        try:
+            await aresume_flow_run(flow_run_id, run_input)
+        except NotPausedError:
+            return OrchestrationResult(
+                status=SetStateStatus.ABORT,
+                details=StateDetails(type="abort_details", reason=NOT_RESUMABLE),
+            )
+        except (InvalidRunInput, FlowPauseTimeout) as exc:
+            return OrchestrationResult(
+                state=(await self.read_flow_run(flow_run_id)).state,
+                status=SetStateStatus.REJECT,
+                details=StateDetails(
+                    type="reject_details", reason=str(exc).removeprefix(RESUME_REFUSED)
+                ),
+            )
         return OrchestrationResult(
             state=(await self.read_flow_run(flow_run_id)).state, status=SetStateStatus.ACCEPT
         )

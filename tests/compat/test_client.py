@@ -137,6 +137,44 @@ async def test_client_resume_returns_an_orchestration_result(runtime_closed: Non
     assert await handle == "done"
 
 
+async def test_client_resume_returns_a_refusal_as_prefects_server_does(
+    runtime_closed: None,
+) -> None:
+    from flowbus.flow_runs import pause_flow_run
+    from flowbus.input import RunInput
+    from tests.runs import current_run_id, wait_until
+
+    class Approval(RunInput):
+        approved: bool
+
+    ids: list[str] = []
+
+    @flow
+    async def asks() -> bool:
+        ids.append(current_run_id())
+        approval: Approval = await pause_flow_run(wait_for_input=Approval, timeout=30)
+        return approval.approved
+
+    client = get_client()
+    handle = asyncio.ensure_future(asks())
+    while not ids:  # noqa: ASYNC110 - a test-side wait for the flow to start
+        await asyncio.sleep(0.01)
+    await wait_until(ids[0], StateType.PAUSED)
+    # input the pause's schema refuses: REJECT, the run still paused, and why
+    refused = await client.resume_flow_run(ids[0], run_input={"approved": "not a bool!"})
+    assert refused.status is SetStateStatus.REJECT
+    assert refused.state is not None and refused.state.is_paused()
+    assert refused.details.reason is not None
+    assert "'not a bool!' is not of type 'boolean'" in refused.details.reason
+    accepted = await client.resume_flow_run(ids[0], run_input={"approved": True})
+    assert accepted.status is SetStateStatus.ACCEPT
+    assert await handle is True
+    # a run that is not paused: ABORT with no state
+    aborted = await client.resume_flow_run(ids[0])
+    assert (aborted.status, aborted.state) == (SetStateStatus.ABORT, None)
+    assert aborted.details.reason == "Cannot resume a flow run that is not paused."
+
+
 async def test_a_completed_state_read_back_gives_the_runs_result(runtime_closed: None) -> None:
     # as with Prefect's API, a state read from the store loads the persisted result
     @flow
