@@ -27,7 +27,6 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError, SlotNotCoveredError
 
 from flowbus._redis.failover import CALL_ERRORS, lost_node, ride_out
@@ -404,18 +403,17 @@ def id_beside(client: Redis, key: str, key_of: Callable[[str], str]) -> UUID:
     it gets are small ones. On one server, or a cluster client not yet connected, any id; a
     slot moved later leaves the index on another node, which costs a round trip, nothing more.
     """
-    if not isinstance(client, RedisCluster) or client._initialize:
-        return uuid4()
-    slots = client.nodes_manager.slots_cache
-    serving = slots.get(key_slot(key.encode()))
     rid = uuid4()
-    if not serving:
+    if not isinstance(client, RedisCluster):
         return rid
-    for _ in range(_ID_DRAWS - 1):
-        own = slots.get(key_slot(key_of(str(rid)).encode()))
-        if own and own[0] is serving[0]:
-            break
-        rid = uuid4()
+    try:
+        serving = client.get_node_from_key(key)
+        for _ in range(_ID_DRAWS - 1):
+            if client.get_node_from_key(key_of(str(rid))) is serving:
+                break
+            rid = uuid4()
+    except SlotNotCoveredError:  # no slot map yet (not connected), or a slot not served
+        pass
     return rid
 
 
