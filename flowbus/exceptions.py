@@ -160,6 +160,10 @@ class FlowRunWaitTimeout(FlowbusError):
     """Raised when ``wait_for_flow_run`` did not see a final state within its timeout."""
 
 
+#: How Prefect's ``resume_flow_run`` begins the message of a resume its server refused.
+RESUME_REFUSED = "Cannot resume this run: "
+
+
 class InvalidRunInput(FlowbusError, RuntimeError):
     """Raised when run input fails validation; ``errors`` lists ``(field, message)`` pairs.
 
@@ -180,10 +184,6 @@ class InvalidRunInput(FlowbusError, RuntimeError):
         super().__init__(
             f"{RESUME_REFUSED}Reason: {lines}" if resume else f"Invalid run input: {lines}"
         )
-
-
-#: How Prefect's ``resume_flow_run`` begins the message of a resume its server refused.
-RESUME_REFUSED = "Cannot resume this run: "
 
 
 class InvalidInputKey(FlowbusError, pydantic.ValidationError):

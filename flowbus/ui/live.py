@@ -117,9 +117,10 @@ class LiveHub:
         for client in self.clients:
             client.offer(position, event)
 
-    def position(self) -> str:
-        """Where the hub is now: a page read after this names it as its ``since``."""
-        return f"{self._epoch}-{self._published}"
+    def position(self, number: int | None = None) -> str:
+        """Where the hub is now (or was once it published event ``number``): a page read
+        after this names it as its ``since``."""
+        return f"{self._epoch}-{self._published if number is None else number}"
 
     def _catch_up(self, client: Client, since: str) -> None:
         """Offer ``client`` what was published after ``since`` (or a re-read of everything)."""
@@ -131,7 +132,7 @@ class LiveHub:
             return
         for number, event in self._recent:
             if number > seen:
-                client.offer(f"{self._epoch}-{number}", event)
+                client.offer(self.position(number), event)
 
     @contextlib.asynccontextmanager
     async def connect(
