@@ -22,6 +22,7 @@ Tree::
     ├── UpstreamTaskError           a task's wait_for did not complete
     ├── FlowRunWaitTimeout          wait_for_flow_run gave up
     ├── InvalidRunInput (RuntimeError)  run input failed validation
+    ├── ResumeRefused (RuntimeError)  a resume whose pause's schema is gone or no JSON
     ├── InvalidInputKey (pydantic.ValidationError)  a flow run input key with invalid characters
     ├── ObjectAlreadyExists
     │   └── InputKeyExists          a flow run input key that is taken
@@ -184,6 +185,19 @@ class InvalidRunInput(FlowbusError, RuntimeError):
         super().__init__(
             f"{RESUME_REFUSED}Reason: {lines}" if resume else f"Invalid run input: {lines}"
         )
+
+
+class ResumeRefused(FlowbusError, RuntimeError):
+    """Raised when a resume cannot be judged: the pause's stored schema is gone or is no JSON.
+
+    Worded as Prefect's ``resume_flow_run`` words its server's refusal, a ``RuntimeError``
+    ("Cannot resume this run: Run input schema not found."); the run stays paused.
+    """
+
+    def __init__(self, run_id: UUID | str, reason: str) -> None:
+        self.run_id = str(run_id)
+        self.reason = reason
+        super().__init__(f"{RESUME_REFUSED}{reason}")
 
 
 class InvalidInputKey(FlowbusError, pydantic.ValidationError):

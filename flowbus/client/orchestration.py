@@ -36,6 +36,7 @@ from flowbus.exceptions import (
     InvalidStateTransition,
     NotPausedError,
     ObjectNotFound,
+    ResumeRefused,
 )
 from flowbus.models import Deployment, FlowRun, FlowRunInput, TaskRun
 from flowbus.states import Completed, State, StateType, now
@@ -246,8 +247,9 @@ class FlowbusClient:
     ) -> OrchestrationResult:
         """Resume a paused or suspended run. A refusal is returned, as Prefect's server returns
         it, with nothing written: ``ABORT`` (no state) for a run that is not paused, ``REJECT``
-        with the run's state for input its pause refuses or a pause past its deadline;
-        ``details.reason`` says why. ``resume_flow_run`` raises for these instead."""
+        with the run's state for input its pause refuses (or a pause whose schema is gone) or
+        a pause past its deadline; ``details.reason`` says why. ``resume_flow_run`` raises
+        for these instead."""
         from flowbus.flow_runs import aresume_flow_run  # flow_runs is above the client
 
         try:
@@ -257,7 +259,7 @@ class FlowbusClient:
                 status=SetStateStatus.ABORT,
                 details=StateDetails(type="abort_details", reason=NOT_RESUMABLE),
             )
-        except (InvalidRunInput, FlowPauseTimeout) as exc:
+        except (InvalidRunInput, ResumeRefused, FlowPauseTimeout) as exc:
             return OrchestrationResult(
                 state=(await self.read_flow_run(flow_run_id)).state,
                 status=SetStateStatus.REJECT,

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from flowbus._core.codec import encode, exact_json
+from flowbus._redis import run_inputs
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.pauses import PauseView, pause_view
 from flowbus._redis.replies import Reply, ResumeReply, Status
@@ -28,6 +29,8 @@ from flowbus.exceptions import (
     HolderGone,
     InvalidRunInput,
     NotPausedError,
+    ResumeRefused,
+    SerializationError,
     StillSuspending,
 )
 from flowbus.input.early import deliver_early
@@ -134,7 +137,7 @@ async def _resume_paused(
         raise NotPausedError(flow_run_id, f"cannot resume a run that is {view.state_type}")
     data, carried = None, ""
     if view.input_prefix:
-        check_against_schema(view.schema, run_input if run_input is not None else {})
+        await _check_input(store, flow_run_id, view, run_input)
         if run_input is not None:
             data = encode(run_input, limit=runtime.settings.max_payload_bytes, what="run input")
         carried = exact_json(run_input, limit=CARRIED_INPUT_CHARS)
@@ -151,6 +154,24 @@ async def _resume_paused(
     _raise_for_refusal(flow_run_id, reply)
     if not reply.accepted:
         raise NotPausedError(flow_run_id, f"cannot resume: {reply.detail}")
+
+
+async def _check_input(
+    store: RunStore, flow_run_id: UUID | str, view: PauseView, run_input: dict[str, Any] | None
+) -> None:
+    """Check resume input against its pause's schema. A schema stored again by hand
+    (``create_flow_run_input``) is read where that puts it; one that is gone or is no JSON
+    refuses the resume as Prefect's server does (:class:`ResumeRefused`)."""
+    schema = view.schema
+    if not schema:
+        stored = await run_inputs.read(store, flow_run_id, f"{view.input_prefix}-schema")
+        schema = stored.value if stored is not None else ""
+    if not schema:
+        raise ResumeRefused(flow_run_id, "Run input schema not found.")
+    try:
+        check_against_schema(schema, run_input if run_input is not None else {})
+    except SerializationError:
+        raise ResumeRefused(flow_run_id, "Run input schema is not valid JSON.") from None
 
 
 async def _resume_without_input(store: RunStore, flow_run_id: UUID | str) -> bool:

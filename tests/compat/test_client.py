@@ -175,6 +175,47 @@ async def test_client_resume_returns_a_refusal_as_prefects_server_does(
     assert aborted.details.reason == "Cannot resume a flow run that is not paused."
 
 
+async def test_a_resume_whose_pause_schema_is_gone_is_refused_as_prefect_refuses_it(
+    runtime_closed: None,
+) -> None:
+    from flowbus.input import RunInput
+    from tests.runs import current_run_id, wait_until
+
+    class Approval(RunInput):
+        approved: bool
+
+    ids: list[str] = []
+
+    @flow
+    async def asks() -> bool:
+        ids.append(current_run_id())
+        approval: Approval = await pause_flow_run(wait_for_input=Approval, timeout=30)
+        return approval.approved
+
+    client = get_client()
+    handle = asyncio.ensure_future(asks())
+    while not ids:  # noqa: ASYNC110 - a test-side wait for the flow to start
+        await asyncio.sleep(0.01)
+    await wait_until(ids[0], StateType.PAUSED)
+    schema = await client.read_flow_run_input(ids[0], "paused-1-schema")
+    await client.delete_flow_run_input(ids[0], "paused-1-schema")
+    with pytest.raises(RuntimeError, match="^Cannot resume this run: Run input schema not found.$"):
+        await resume_flow_run(ids[0], run_input={"approved": True})
+    refused = await client.resume_flow_run(ids[0], run_input={"approved": True})
+    assert refused.status is SetStateStatus.REJECT
+    assert refused.details.reason == "Run input schema not found."
+    assert refused.state is not None and refused.state.is_paused()
+    await client.create_flow_run_input(ids[0], "paused-1-schema", "{not json")
+    with pytest.raises(
+        RuntimeError, match="^Cannot resume this run: Run input schema is not valid"
+    ):
+        await resume_flow_run(ids[0], run_input={"approved": True})
+    await client.delete_flow_run_input(ids[0], "paused-1-schema")
+    await client.create_flow_run_input(ids[0], "paused-1-schema", schema)
+    await resume_flow_run(ids[0], run_input={"approved": True})
+    assert await handle is True
+
+
 async def test_a_completed_state_read_back_gives_the_runs_result(runtime_closed: None) -> None:
     # as with Prefect's API, a state read from the store loads the persisted result
     @flow
