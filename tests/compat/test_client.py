@@ -137,10 +137,8 @@ async def test_client_resume_returns_an_orchestration_result(runtime_closed: Non
     assert await handle == "done"
 
 
-async def test_client_resume_returns_a_refusal_as_prefects_server_does(
-    runtime_closed: None,
-) -> None:
-    from flowbus.flow_runs import pause_flow_run
+async def _paused_for_approval() -> tuple[str, asyncio.Future[bool]]:
+    """A flow run paused for an ``Approval`` (``approved: bool``), and its call's future."""
     from flowbus.input import RunInput
     from tests.runs import current_run_id, wait_until
 
@@ -155,22 +153,29 @@ async def test_client_resume_returns_a_refusal_as_prefects_server_does(
         approval: Approval = await pause_flow_run(wait_for_input=Approval, timeout=30)
         return approval.approved
 
-    client = get_client()
     handle = asyncio.ensure_future(asks())
     while not ids:  # noqa: ASYNC110 - a test-side wait for the flow to start
         await asyncio.sleep(0.01)
     await wait_until(ids[0], StateType.PAUSED)
+    return ids[0], handle
+
+
+async def test_client_resume_returns_a_refusal_as_prefects_server_does(
+    runtime_closed: None,
+) -> None:
+    client = get_client()
+    run_id, handle = await _paused_for_approval()
     # input the pause's schema refuses: REJECT, the run still paused, and why
-    refused = await client.resume_flow_run(ids[0], run_input={"approved": "not a bool!"})
+    refused = await client.resume_flow_run(run_id, run_input={"approved": "not a bool!"})
     assert refused.status is SetStateStatus.REJECT
     assert refused.state is not None and refused.state.is_paused()
     assert refused.details.reason is not None
     assert "'not a bool!' is not of type 'boolean'" in refused.details.reason
-    accepted = await client.resume_flow_run(ids[0], run_input={"approved": True})
+    accepted = await client.resume_flow_run(run_id, run_input={"approved": True})
     assert accepted.status is SetStateStatus.ACCEPT
     assert await handle is True
     # a run that is not paused: ABORT with no state
-    aborted = await client.resume_flow_run(ids[0])
+    aborted = await client.resume_flow_run(run_id)
     assert (aborted.status, aborted.state) == (SetStateStatus.ABORT, None)
     assert aborted.details.reason == "Cannot resume a flow run that is not paused."
 
@@ -178,41 +183,25 @@ async def test_client_resume_returns_a_refusal_as_prefects_server_does(
 async def test_a_resume_whose_pause_schema_is_gone_is_refused_as_prefect_refuses_it(
     runtime_closed: None,
 ) -> None:
-    from flowbus.input import RunInput
-    from tests.runs import current_run_id, wait_until
-
-    class Approval(RunInput):
-        approved: bool
-
-    ids: list[str] = []
-
-    @flow
-    async def asks() -> bool:
-        ids.append(current_run_id())
-        approval: Approval = await pause_flow_run(wait_for_input=Approval, timeout=30)
-        return approval.approved
-
     client = get_client()
-    handle = asyncio.ensure_future(asks())
-    while not ids:  # noqa: ASYNC110 - a test-side wait for the flow to start
-        await asyncio.sleep(0.01)
-    await wait_until(ids[0], StateType.PAUSED)
-    schema = await client.read_flow_run_input(ids[0], "paused-1-schema")
-    await client.delete_flow_run_input(ids[0], "paused-1-schema")
+    run_id, handle = await _paused_for_approval()
+    schema = await client.read_flow_run_input(run_id, "paused-1-schema")
+    await client.delete_flow_run_input(run_id, "paused-1-schema")
     with pytest.raises(RuntimeError, match="^Cannot resume this run: Run input schema not found.$"):
-        await resume_flow_run(ids[0], run_input={"approved": True})
-    refused = await client.resume_flow_run(ids[0], run_input={"approved": True})
+        await resume_flow_run(run_id, run_input={"approved": True})
+    refused = await client.resume_flow_run(run_id, run_input={"approved": True})
     assert refused.status is SetStateStatus.REJECT
     assert refused.details.reason == "Run input schema not found."
     assert refused.state is not None and refused.state.is_paused()
-    await client.create_flow_run_input(ids[0], "paused-1-schema", "{not json")
+    # a schema stored again by hand is read; one that is no JSON refuses the resume too
+    await client.create_flow_run_input(run_id, "paused-1-schema", "{not json")
     with pytest.raises(
         RuntimeError, match="^Cannot resume this run: Run input schema is not valid"
     ):
-        await resume_flow_run(ids[0], run_input={"approved": True})
-    await client.delete_flow_run_input(ids[0], "paused-1-schema")
-    await client.create_flow_run_input(ids[0], "paused-1-schema", schema)
-    await resume_flow_run(ids[0], run_input={"approved": True})
+        await resume_flow_run(run_id, run_input={"approved": True})
+    await client.delete_flow_run_input(run_id, "paused-1-schema")
+    await client.create_flow_run_input(run_id, "paused-1-schema", schema)
+    await resume_flow_run(run_id, run_input={"approved": True})
     assert await handle is True
 
 
