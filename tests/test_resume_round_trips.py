@@ -2,7 +2,7 @@
 saw the run's pause schema sends one script call and reads nothing; a paused flow returns the
 input its resume's event carries without reading the run; a schema seen at an earlier pause is
 checked again by the script, and bad input still changes nothing; a run the resumer does not
-know is looked for in the one queue it found runs in before its index is read."""
+know is looked for in the known queue its id's hint names before it is looked up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import anyio
 import pytest
@@ -26,6 +27,7 @@ from flowbus import (
 from flowbus._core.bridge import background_loop
 from flowbus._redis.keys import Keys
 from flowbus._redis.packing import _HiredisPacking
+from flowbus._redis.run_ids import new_run_id
 from flowbus.exceptions import InvalidRunInput
 from flowbus.input.resuming import CARRIED_INPUT_CHARS
 from tests.runs import (
@@ -247,10 +249,11 @@ def sent_by_another_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[st
     yield log
 
 
-async def paused_run(queue: str) -> str:
-    """A run of ``queue`` paused (without input) by this process, which holds it."""
+async def paused_run(queue: str, run_id: UUID | None = None) -> str:
+    """A run of ``queue`` (of id ``run_id``, if given) paused (without input) by this
+    process, which holds it."""
     runs = await store()
-    run = await runs.create_run("paused-here", queue=queue, start=True)
+    run = await runs.create_run("paused-here", queue=queue, start=True, run_id=run_id)
     keys = await runs.run_keys(run.id)
     pause = runs.scripts.pause(
         keys, key="k", timeout_ms=None, reschedule=False, state_name="Paused"
@@ -267,35 +270,45 @@ async def resumed_elsewhere(run_id: str, log: list[str]) -> list[str]:
     return list(log)
 
 
-async def test_a_run_of_the_one_queue_a_resumer_found_runs_in_costs_one_call(
+async def test_a_run_of_a_queue_the_resumer_knows_costs_one_call(
     sent_by_another_process: list[str], runtime_closed: None, background_closed: None
 ) -> None:
     # Given two paused runs of one queue, and a resumer that knows neither
     first, second = await paused_run("default"), await paused_run("default")
 
-    # When it resumes one, Then it reads the run's index first (it knows no queue yet)
-    assert await resumed_elsewhere(first, sent_by_another_process) == ["GET", "FCALL"]
+    # When it resumes one, Then it reads the queues first (it knows none yet), and finds the
+    # run in the one its id's hint names
+    sent = await resumed_elsewhere(first, sent_by_another_process)
+    assert sent == ["SMEMBERS", "EXISTS", "FCALL"]
     # When it resumes the other, Then it looks for it in that queue: one script call
     assert await resumed_elsewhere(second, sent_by_another_process) == ["FCALL"]
 
 
-async def test_a_run_of_another_queue_is_not_found_by_the_guess_and_gets_nothing_written_there(
+async def test_a_run_not_in_the_queue_its_hint_names_gets_nothing_written_there(
     sent_by_another_process: list[str],
     flowbus_env: str,
     runtime_closed: None,
     background_closed: None,
 ) -> None:
-    # Given a resumer that found runs in one queue, and a paused run of another
+    # Given a resumer that knows the queue "default", and a paused run of another queue whose
+    # id (its creator's) carries the hint of "default"
     await resumed_elsewhere(await paused_run("default"), sent_by_another_process)
-    elsewhere = await paused_run("other")
+    elsewhere = await paused_run("other", new_run_id("default"))
 
-    # When it resumes that run, Then its guess found no run (nothing written in the first
-    # queue), and the run's index sent it to the right one
+    # When it resumes that run, Then its guess found no run (nothing written in "default"),
+    # and the run's index sent it to the right queue
     sent = await resumed_elsewhere(elsewhere, sent_by_another_process)
-    assert sent == ["FCALL", "GET", "FCALL"]
+    assert sent == ["FCALL", "EXISTS", "GET", "FCALL"]
     guessed = Keys(flowbus_env).queue("default").run(elsewhere)
     assert not await (await store()).redis.exists(guessed.run, guessed.history)
 
-    # When it resumes a third run it does not know, Then it guesses no more (two queues)
-    third = await paused_run("default")
-    assert await resumed_elsewhere(third, sent_by_another_process) == ["GET", "FCALL"]
+    # When it resumes a run of a queue born after it read the queues, Then it reads them again
+    later = await paused_run("later")
+    assert await resumed_elsewhere(later, sent_by_another_process) == [
+        "SMEMBERS",
+        "EXISTS",
+        "FCALL",
+    ]
+    # And a run of the other queue it now knows costs one call
+    third = await paused_run("other")
+    assert await resumed_elsewhere(third, sent_by_another_process) == ["FCALL"]

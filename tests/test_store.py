@@ -10,11 +10,12 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from flowbus import get_client
 from flowbus._core.codec import encode, text
-from flowbus._redis.connect import node_of
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.queue_indexes import earliest_deadlines, read_runs
 from flowbus._redis.replies import CreateReply, Reply, Status
+from flowbus._redis.run_ids import carries_queue, new_run_id, queue_hint
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.scripts import Call
 from flowbus._redis.store import RunStore
@@ -23,6 +24,7 @@ from flowbus.input.run_input import schema_digest
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
 from tests.runs import HISTORY_FIELDS, history_entries
+from tests.test_run_ids import COLLIDING
 
 pytestmark = pytest.mark.anyio
 
@@ -142,7 +144,8 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
     # When a run is created
     run = await store.create_run("flow-a", {"x": 1}, queue="q1", name="first")
 
-    # Then it is SCHEDULED, listed, indexed, not enqueued, its event published and recorded
+    # Then it is SCHEDULED, listed, not indexed (its id carries its queue), not enqueued, its
+    # event published and recorded
     keys = store.keys.queue("q1").run(run.id)
     assert (run.state.type, run.state.name, run.run_count) == (S.SCHEDULED, "Scheduled", 0)
     assert (run.flow_name, run.name, run.queue, run.parameters) == (
@@ -152,7 +155,8 @@ async def test_create_run_records_a_scheduled_run_and_publishes_its_event(
         {"x": 1},
     )
     assert await store.queue_of(run.id) == "q1"
-    assert text(await store.redis.get(store.keys.run_index(run.id))) == "q1"
+    assert carries_queue(run.id, "q1") and run.id.version == 4
+    assert not await store.redis.exists(store.keys.run_index(run.id))
     assert await store.redis.zscore(keys.runs, str(run.id)) is not None
     assert await store.redis.sismember(store.keys.queues(), "q1")
     assert await store.redis.xlen(keys.queue_stream) == 0
@@ -511,7 +515,7 @@ async def test_an_unknown_run_id_is_not_found_and_nothing_is_written(store: RunS
 async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
     store: RunStore,
 ) -> None:
-    # Given a run whose hash and events are gone (retention expired) but whose index remains
+    # Given a run whose hash and events are gone (retention expired)
     run_id = await reach(store, S.COMPLETED)
     keys = await store.run_keys(run_id)
     await store.redis.delete(keys.run, keys.history)
@@ -525,27 +529,107 @@ async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
     assert await snapshot(store, keys) == before
 
 
-async def test_the_run_index_expires_with_the_run_and_a_retry_keeps_it(store: RunStore) -> None:
-    # Given a run that finishes
-    run = await store.create_run("f")
+def fresh(store: RunStore) -> RunStore:
+    """A store on the same connection that knows no run and no queue (another process's)."""
+    return RunStore(store.redis, store.settings)
+
+
+async def finish(store: RunStore, run_id: UUID) -> None:
     for kind in (StateType.RUNNING, StateType.COMPLETED):
-        await store.set_state(run.id, State(type=kind, name=kind.value.title()))
-    index = store.keys.run_index(run.id)
-    # Then its index (in another hash slot) expires with its keys
+        assert (await store.set_state(run_id, state(kind))).accepted
+
+
+async def test_a_run_flowbus_creates_has_no_index_and_is_found_by_its_id_alone(
+    store: RunStore,
+) -> None:
+    # Given a run that finished, and one still scheduled
+    done, waiting = await store.create_run("f", queue="q1"), await store.create_run("f", queue="q1")
+    await finish(store, done.id)
+    # Then neither has an index, and the finished run's keys expire
+    assert await store.redis.exists(*(store.keys.run_index(r.id) for r in (done, waiting))) == 0
+    assert 0 < await store.redis.ttl((await store.run_keys(done.id)).run)
+    # And another process finds each by its id alone, and a retry of the finished one writes
+    # no index either
+    other = fresh(store)
+    assert [await other.queue_of(run.id) for run in (done, waiting)] == ["q1", "q1"]
+    assert (await other.read_run(done.id)).state.type is S.COMPLETED
+    assert (await other.set_state(done.id, state(S.RUNNING, "Retrying"), retry=True)).accepted
+    assert not await store.redis.exists(store.keys.run_index(done.id))
+
+
+async def test_a_run_of_an_id_its_creator_chose_is_indexed_and_the_index_lives_as_long(
+    store: RunStore,
+) -> None:
+    # Given a run created with an id of the caller's (no hint of its queue)
+    run_id = uuid4()
+    assert not carries_queue(run_id, "q1")
+    await store.create_run("f", queue="q1", run_id=run_id)
+    index = store.keys.run_index(run_id)
+    # Then its index names its queue, and another process finds it
+    assert text(await store.redis.get(index)) == "q1"
+    assert await fresh(store).queue_of(run_id) == "q1"
+    # When it finishes, Then its index (in another hash slot) expires with its keys
+    await finish(store, run_id)
     assert 0 < await store.redis.ttl(index) <= store.settings.retention_seconds
-    # And a retry out of the final state keeps it again
-    await store.set_state(run.id, State(type=StateType.RUNNING, name="Retrying"), retry=True)
+    # When it is retried out of its final state, Then its index is kept again
+    assert (await store.set_state(run_id, state(S.RUNNING, "Retrying"), retry=True)).accepted
     assert await store.redis.ttl(index) == -1
+    # When it is deleted, Then its index goes with it
+    async with get_client() as client:
+        await client.delete_flow_run(run_id)
+    assert not await store.redis.exists(index)
+    with pytest.raises(FlowRunNotFound):
+        await fresh(store).read_run(run_id)
 
 
-async def test_a_runs_index_is_served_by_the_node_of_its_queue(store: RunStore) -> None:
-    # Given runs created on several queues (on a cluster, of several nodes)
+async def test_runs_of_many_queues_are_found_by_id_and_a_queue_born_later_too(
+    store: RunStore,
+) -> None:
+    # Given runs on several queues, and another process that found one of them
     runs = [await store.create_run("f", queue=f"q{i % 6}") for i in range(30)]
-    # Then each run's index is on its queue's node: a creation and a final transition, which
-    # write the index with the run, reach one node (the slot map is the client's own)
+    other = fresh(store)
+    assert await other.queue_of(runs[0].id) == "q0"
+    # When a run is created on a queue born since, Then it is found too (its hint named no
+    # queue the process knew: it read the queues again)
+    later = await store.create_run("f", queue="q-later")
+    assert await other.queue_of(later.id) == "q-later"
+    # And every run is found in its queue
+    for i, run in enumerate(runs):
+        assert (await other.read_run(run.id)).queue == f"q{i % 6}"
+    # And an id no run has, or that is no uuid, is not found
+    for missing in (new_run_id("q0"), uuid4(), "not-a-run-id"):
+        with pytest.raises(FlowRunNotFound):
+            await other.run_keys(missing)
+
+
+async def test_a_run_whose_id_carries_another_queue_s_hint_is_found_by_its_index(
+    store: RunStore,
+) -> None:
+    # Given a run of q-b whose id (its creator's) carries the hint of q-a, a queue with runs,
+    # and another process that knows q-a
+    first = await store.create_run("f", queue="q-a")
+    run_id = new_run_id("q-a")
+    await store.create_run("f", queue="q-b", run_id=run_id)
+    other = fresh(store)
+    assert await other.queue_of(first.id) == "q-a"
+    # Then the run is indexed; its hint makes the process guess q-a, yet it is found in q-b
+    assert text(await store.redis.get(store.keys.run_index(run_id))) == "q-b"
+    guess = other.guess_keys(run_id)
+    assert guess is not None and guess.queue == "q-a"
+    assert (await other.read_run(run_id)).queue == "q-b"
+    assert other.guess_keys(run_id) is None  # known now
+
+
+async def test_runs_of_queues_whose_hints_collide_are_each_found(store: RunStore) -> None:
+    # Given runs of two queues whose names have one hint
+    assert queue_hint(COLLIDING[0]) == queue_hint(COLLIDING[1])
+    runs = [await store.create_run("f", queue=queue) for queue in (*COLLIDING, *COLLIDING)]
+    # Then another process finds each in its queue (it asks both), and guesses none
+    other = fresh(store)
     for run in runs:
-        keys = await store.run_keys(run.id)
-        assert node_of(store.redis, keys.index) == node_of(store.redis, keys.run)
+        assert (await other.read_run(run.id)).queue == run.queue
+    assert other.guess_keys(new_run_id(COLLIDING[0])) is None
+    assert not await store.redis.exists(*(store.keys.run_index(r.id) for r in runs))
 
 
 async def test_pipelined_scripts_survive_a_function_flush(store: RunStore) -> None:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
-from uuid import UUID, uuid4
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -50,10 +49,6 @@ _FUNCTION_CALLS = ("FCALL", "FCALL_RO")
 _SCRIPT_CALLS = (*_FUNCTION_CALLS, "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO")
 _STREAMS = (b"STREAMS", "STREAMS")
 _BLOCK = (b"BLOCK", "BLOCK")
-
-#: Ids drawn at most for one whose key a given node serves (a cluster of N primaries takes
-#: N draws on average; past this many, the last is taken: its key is merely elsewhere).
-_ID_DRAWS = 64
 
 #: Plain URLs found to name a cluster node (or not), so each is asked once per process.
 _probed: dict[str, bool] = {}
@@ -392,29 +387,6 @@ def by_slot(client: Redis, keys: Sequence[str]) -> list[list[str]]:
     for key in keys:
         groups.setdefault(client.keyslot(key), []).append(key)
     return list(groups.values())
-
-
-def id_beside(client: Redis, key: str, key_of: Callable[[str], str]) -> UUID:
-    """A new random id whose key (``key_of(str(id))``) the node serving ``key`` serves too.
-
-    A run's index lies outside its queue's slot (found by the run's id alone), and is written
-    with the run's creation and its final transition: an index on another node would add that
-    node to the round trips of both (on 3 shards, two of three runs' would), and the batches
-    it gets are small ones. On one server, or a cluster client not yet connected, any id; a
-    slot moved later leaves the index on another node, which costs a round trip, nothing more.
-    """
-    rid = uuid4()
-    if not isinstance(client, RedisCluster):
-        return rid
-    try:
-        serving = client.get_node_from_key(key)
-        for _ in range(_ID_DRAWS - 1):
-            if client.get_node_from_key(key_of(str(rid))) is serving:
-                break
-            rid = uuid4()
-    except SlotNotCoveredError:  # no slot map yet (not connected), or a slot not served
-        pass
-    return rid
 
 
 def node_of(client: Redis, key: str) -> str:

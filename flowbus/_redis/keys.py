@@ -3,7 +3,8 @@
 All keys of a queue carry the queue's hash tag (``fb:{queue}:…``), so each transition script
 touches a single hash slot and a Redis Cluster can spread queues over shards. Deployments share
 the tag ``{deployments}``; every other key (``queues``, ``workers``, ``runs:<id>``) is only ever
-used alone.
+used alone. A run is found by its id alone: the id flowbus makes carries its queue's hint
+(``run_ids``); only a run whose id its creator chose has an index, ``runs:<id>``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from uuid import UUID
 
+from flowbus._redis.run_ids import carries_queue
+
 #: Characters a queue name may not hold: braces would break the hash tag, spaces the CLI.
 _FORBIDDEN = frozenset("{}: \t\r\n")
 
 
+def is_queue_name(name: str) -> bool:
+    """Whether ``name`` can be a queue name."""
+    return bool(name) and len(name) <= 100 and not _FORBIDDEN.intersection(name)
+
+
 def validate_queue_name(name: str) -> str:
     """Return ``name`` if it can be a queue name, else raise ``ValueError``."""
-    if not name or len(name) > 100 or _FORBIDDEN.intersection(name):
+    if not is_queue_name(name):
         raise ValueError(f"Invalid queue name {name!r}: 1-100 chars, no braces, colons or spaces")
     return name
 
@@ -47,8 +55,8 @@ QUEUE_KEY_SUFFIXES = {
 
 
 def run_index_key(prefix: str, run_id: UUID | str) -> str:
-    """String holding the queue of a run (written once, read by resume/wait): outside every
-    queue's slot, so a run is found by its id alone."""
+    """String holding the queue of a run whose id carries no hint of it (an id its creator
+    chose): outside every queue's slot, so such a run is found by its id alone too."""
     return f"{prefix}:runs:{run_id}"
 
 
@@ -117,8 +125,15 @@ class RunKeys:
 
     @property
     def index(self) -> str:
-        """The run's queue index (another slot: never passed to a script, see :class:`Keys`)."""
+        """The run's queue index (another slot: never passed to a script, see :class:`Keys`);
+        written only for a run that is :attr:`indexed`."""
         return run_index_key(self.queue_keys.prefix, self.run_id)
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the run has an index: its id does not carry its queue's hint (its creator
+        chose it), so it cannot be found from the id without one."""
+        return not carries_queue(self.run_id, self.queue_keys.name)
 
     @property
     def queue(self) -> str:

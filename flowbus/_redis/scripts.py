@@ -271,9 +271,10 @@ class Scripts:
         await self._redis.function_load(self._library.code, replace=True)
 
     async def run(self, call: Call[R]) -> R:
-        """Run one call alone; a run it ends has its index (another slot) expired after it."""
+        """Run one call alone; a run it ends has its index (another slot), if it has one,
+        expired after it."""
         reply = call.reply(await self._batch.execute(call.add))
-        if reply.state_type in FINAL_TYPES and reply.status in _ENDED:
+        if reply.state_type in FINAL_TYPES and reply.status in _ENDED and call.keys.indexed:
             await self._redis.expire(call.keys.index, self._retention)
         return reply
 

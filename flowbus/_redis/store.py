@@ -13,12 +13,12 @@ from redis.asyncio import Redis
 
 from flowbus._core.codec import blob, datetime_to_ms, decode, encode, ms_to_datetime, text
 from flowbus._redis.autopipeline import Commands
-from flowbus._redis.connect import id_beside
 from flowbus._redis.heartbeat import Leases
-from flowbus._redis.keys import Keys, RunKeys
+from flowbus._redis.keys import Keys, RunKeys, is_queue_name
 from flowbus._redis.pauses import SeenSchemas
 from flowbus._redis.records import run_from_hash
 from flowbus._redis.replies import Reply, Status
+from flowbus._redis.run_ids import QueuesByHint, hint_of, new_run_id
 from flowbus._redis.scripts import Scripts
 from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.models import FlowRun
@@ -81,9 +81,8 @@ class RunStore:
         self._known_queues: set[str] = set()
         #: The schema of each run's pause this process saw last.
         self.schemas = SeenSchemas()
-        #: The queues of the runs this process found, while there is one (then two: a run it
-        #: does not know is looked for in the one queue it ever found runs in, see guess_keys).
-        self._queues_found: set[str] = set()
+        #: Every queue as last read, by hint: where a run this process does not know is.
+        self._hinted = QueuesByHint()
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -95,21 +94,16 @@ class RunStore:
         if len(self._runs) >= _QUEUE_CACHE_SIZE:
             self._runs.clear()
         self._runs[run_id] = keys
-        if len(self._queues_found) < 2:
-            self._queues_found.add(keys.queue)
         return keys
 
     def guess_keys(self, run_id: UUID | str) -> RunKeys | None:
-        """For a run this process does not know, its keys in the one queue this process ever
-        found runs in (most serve one): a guess that saves reading the run's index, which a
-        script call tests (a wrong one finds no run and writes nothing; then :meth:`found`
-        is not called). None when the run is known (:meth:`run_keys` has it) or no single
-        queue is."""
+        """For a run this process does not know, its keys in the one known queue its id's
+        hint names: a guess that saves looking the run up, which a script call tests (a wrong
+        one finds no run and writes nothing; then :meth:`found` is not called). None when the
+        run is known (:meth:`run_keys` has it) or its hint names no single known queue."""
         rid = str(run_id)
-        if rid in self._runs or len(self._queues_found) != 1:
-            return None
-        (queue,) = self._queues_found
-        return self.keys.queue(queue).run(rid)
+        queues = () if rid in self._runs else self._hinted.named(hint_of(rid))
+        return self.keys.queue(queues[0]).run(rid) if len(queues) == 1 else None
 
     def found(self, keys: RunKeys) -> None:
         """A script call found the run at keys :meth:`guess_keys` guessed."""
@@ -120,11 +114,43 @@ class RunStore:
         rid = str(run_id)
         keys = self._runs.get(rid)
         if keys is None:
-            raw = await self.redis.get(self.keys.run_index(rid))
-            if raw is None:
-                raise FlowRunNotFound(rid)
-            keys = self._remember(rid, self.keys.queue(text(raw)).run(rid))
+            keys = self._remember(rid, await self._find(rid))
         return keys
+
+    async def _find(self, rid: str) -> RunKeys:
+        """The keys of a run this process does not know: in a known queue its id's hint names
+        (the set of queues read again when it names none: a queue born since), else where
+        its index says (an id its creator chose); :class:`FlowRunNotFound` if neither."""
+        hint = hint_of(rid)
+        if hint is not None:
+            if not self._hinted.named(hint):
+                await self._read_queues()
+            found = await self._holding(rid, self._hinted.named(hint))
+            if found is not None:
+                return found
+        raw = await self.redis.get(self.keys.run_index(rid))
+        if raw is None:
+            raise FlowRunNotFound(rid)
+        return self.keys.queue(text(raw)).run(rid)
+
+    async def _read_queues(self) -> None:
+        """Read the set of every queue (each is added by the first run created on it)."""
+        names = (text(raw) for raw in await self.redis.smembers(self.keys.queues()))
+        self._hinted.fill(name for name in names if is_queue_name(name))
+
+    async def _holding(self, rid: str, queues: tuple[str, ...]) -> RunKeys | None:
+        """The keys of ``rid`` in the first of ``queues`` that holds its hash (several only
+        when their hints collide: all asked in one round trip)."""
+        candidates = [self.keys.queue(queue).run(rid) for queue in queues]
+        if not candidates:
+            return None
+
+        def build(pipe: Commands) -> None:
+            for keys in candidates:
+                pipe.execute_command("EXISTS", keys.run)
+
+        held = await self.scripts.pipeline(build)
+        return next((keys for keys, n in zip(candidates, held, strict=True) if n), None)
 
     async def create_run(
         self,
@@ -146,8 +172,9 @@ class RunStore:
         ``start`` moves it on to RUNNING at once, for a run its creator executes.
         """
         queue_keys = self.keys.queue(queue)  # ValueError for a bad queue name
-        rid = run_id or id_beside(self.redis, queue_keys.tag, self.keys.run_index)
+        rid = run_id or new_run_id(queue)
         run_keys = queue_keys.run(rid)
+        indexed = run_keys.indexed  # only an id chosen by the caller: see run_ids
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
@@ -169,7 +196,8 @@ class RunStore:
         )
 
         def build(pipe: Commands) -> None:
-            pipe.execute_command("SET", run_keys.index, queue, "NX")
+            if indexed:
+                pipe.execute_command("SET", run_keys.index, queue, "NX")
             if new_queue:
                 pipe.execute_command("SADD", self.keys.queues(), queue)
                 pipe.execute_command(
@@ -185,12 +213,12 @@ class RunStore:
             call.add(pipe)
 
         replies = await self.scripts.pipeline(build)
-        indexed, reply = replies[0], call.reply(replies[-1:])
+        reply = call.reply(replies[-1:])
         self._known_queues.add(queue)
         if not reply.accepted:
             # the index was ours (set now, or by the first send of a pipeline resent after
             # NOSCRIPT) unless a run of that id exists: leave no trace of a run not created
-            if indexed or not await self.redis.exists(run_keys.run):
+            if indexed and (replies[0] or not await self.redis.exists(run_keys.run)):
                 await self.redis.delete(run_keys.index)
             raise InvalidStateTransition(rid, reply.detail)
         self._remember(run_keys.run_id, run_keys)
@@ -223,7 +251,7 @@ class RunStore:
         """The run as stored now; :class:`FlowRunNotFound` if unknown or expired.
 
         ``queue`` is where the caller found the run (a worker, from a queue stream): trusted
-        first, which saves the index lookup.
+        first, which saves looking the run up.
         """
         rid = str(run_id)
         if queue is not None and rid not in self._runs:
@@ -293,10 +321,12 @@ class RunStore:
 
         ``ack`` acknowledges a worker's queue delivery in the same step, and ``task_results``
         are written with it; ``attempt`` is the proposing execution's fencing token. A final
-        state's run keys expire; its index, in another slot, is expired in the same round trip.
+        state's run keys expire; the index of a run that has one (:attr:`RunKeys.indexed`), in
+        another slot, is expired in the same round trip.
         """
         keys = await self.run_keys(run_id)
         final = state.is_final()
+        indexed = keys.indexed
         call = self.scripts.set_state(
             keys,
             kind=state.type.value,
@@ -314,14 +344,14 @@ class RunStore:
 
         def build(pipe: Commands) -> None:
             call.add(pipe)
-            if final:
+            if final and indexed:
                 pipe.execute_command("EXPIRE", keys.index, self.settings.retention_seconds)
 
         reply = call.reply(await self.scripts.pipeline(build))
         if reply.status is Status.NOT_FOUND:
             raise FlowRunNotFound(run_id)
         refused_while_live = final and not reply.accepted and reply.state_type not in FINAL_TYPES
-        if (retry and reply.accepted) or refused_while_live:
+        if indexed and ((retry and reply.accepted) or refused_while_live):
             await self.redis.persist(keys.index)
         return reply
 

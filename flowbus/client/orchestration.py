@@ -280,7 +280,8 @@ class FlowbusClient:
         pipe.zrem(keys.runs, str(flow_run_id))
         pipe.zrem(keys.deadlines, str(flow_run_id))
         await pipe.execute()
-        await store.redis.delete(keys.index)
+        if keys.indexed:
+            await store.redis.delete(keys.index)
 
     # -- flow run inputs ------------------------------------------------------------------
 

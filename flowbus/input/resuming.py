@@ -4,8 +4,8 @@ compare-and-set (``resume.lua``) that wakes the paused process.
 A resume without input is one script call. One with input names the schema it was checked
 against, so that the script refuses it, writing nothing, when the pause waits for another:
 the schema this process saw at the run's last pause makes it one call, and a refusal brings
-the pause's own. A run this process does not know is looked for in the one queue it found
-runs in, before its index is read.
+the pause's own. A run this process does not know is looked for in the one known queue its
+id names (``RunStore.guess_keys``), before it is looked up.
 """
 
 from __future__ import annotations
@@ -191,8 +191,8 @@ async def _on_run(
     store: RunStore, flow_run_id: UUID | str, call: Callable[[RunKeys], Call[ResumeReply]]
 ) -> ResumeReply:
     """``call`` on the run's keys. A run this process does not know is looked for in the
-    one queue it found runs in before reading the run's index: a lone resumer of a queue's
-    runs saves a round trip; a wrong guess finds no run (NOT_FOUND, nothing written)."""
+    one known queue its id names before it is looked up: a resumer that knows the queues
+    saves a round trip; a wrong guess finds no run (NOT_FOUND, nothing written)."""
     guess = store.guess_keys(flow_run_id)
     if guess is not None:
         reply = await call(guess)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from flowbus._core.codec import ms_to_datetime
-from flowbus._redis.keys import validate_queue_name
+from flowbus._redis.keys import is_queue_name
 from flowbus._redis.runtime import Runtime
 from flowbus.states import StateType
 
@@ -161,18 +161,10 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     return (int(ms), run_id) if ms.isdigit() else None
 
 
-def _valid_queue(name: str) -> bool:
-    try:
-        validate_queue_name(name)
-    except ValueError:
-        return False
-    return True
-
-
 async def queues(runtime: Runtime) -> list[str]:
     """Every queue that ever held a run."""
     names = {safe_text(q) for q in await runtime.redis.smembers(runtime.store.keys.queues())}
-    return sorted(n for n in names if _valid_queue(n))
+    return sorted(n for n in names if is_queue_name(n))
 
 
 async def read_summaries(runtime: Runtime, queue: str, run_ids: list[str]) -> list[RunSummary]:

@@ -24,13 +24,13 @@ SCRIPTS_PER_RUN = 3
 BEATS_MAX = 5
 #: Most calls per trivial run of the commands that write: three events (its start's PENDING
 #: is not published) and the queue entry; a history entry per step; the expiry of its hash,
-#: history, task results and index (its pause and input keys only if it has any).
-WRITES_PER_RUN_MAX = {"xadd": 4, "rpush": 3, "expire": 4, "hset": 4, "xack": 1, "xdel": 1}
+#: history and task results (its pause and input keys only if it has any; it has no index).
+WRITES_PER_RUN_MAX = {"xadd": 4, "rpush": 3, "expire": 3, "hset": 4, "xack": 1, "xdel": 1}
 #: Most commands per trivial run in all, those the scripts call, the creator's, the worker's
 #: and the waiter's (each run is awaited on its own here) included.
-COMMANDS_PER_RUN_MAX = 36
-#: A finished run's keys (hash, history, task results, index) and its share of the queue's
-#: runs index, in bytes: what retention keeps.
+COMMANDS_PER_RUN_MAX = 34
+#: A finished run's keys (hash, history, task results) and its share of the queue's runs
+#: index, in bytes: what retention keeps.
 RETAINED_BYTES_PER_RUN_MAX = 2048
 
 
@@ -84,18 +84,18 @@ async def test_a_finished_run_keeps_few_keys_and_bytes_and_the_queue_stream_is_d
     start_worker("w1")
     ids = await run_all(RUNS)
     tag = f"{flowbus_env}:{{default}}"
-    # Then each finished run keeps its hash, history and task results (and its index), all
-    # expiring, within the retained bytes per run
+    # Then each finished run keeps its hash, history and task results, all expiring, and no
+    # index (its id carries its queue), within the retained bytes per run
     per_run: list[set[str]] = []
     retained = 0
     for run_id in ids:
         base = f"{tag}:run:{run_id}"
         keys = sorted([k async for k in rclient.scan_iter(match=f"{base}*", count=1000)])
         per_run.append({k.removeprefix(base) for k in keys})
-        index = f"{flowbus_env}:runs:{run_id}"
-        for key in [*keys, index]:
+        assert not await rclient.exists(f"{flowbus_env}:runs:{run_id}")
+        for key in keys:
             assert await rclient.ttl(key) > 0, key
-        retained += await memory(rclient, [*keys, index])
+        retained += await memory(rclient, keys)
     assert all(names == {"", ":history", ":results"} for names in per_run), per_run
     retained += await memory(rclient, [f"{tag}:runs"])
     assert retained / RUNS <= RETAINED_BYTES_PER_RUN_MAX
