@@ -1,11 +1,11 @@
 """What ``FLOWBUS_CLUSTER_WAIT_REPLICAS=1`` costs: a final transition that waits for a replica.
 
 On a private Redis Cluster of one primary and one replica (loopback), the same ``n`` runs'
-cancels (``set_flow_run_state(Cancelled())``: one script call and its index's expiry) are made
-one after another twice, in a fresh process each time: without waiting (the default) and
-with ``WAIT 1``. Per cancel it reports the caller's CPU (``getrusage``), the primary's CPU
-(``INFO cpu``) and the wall latency (p50, p99; loopback, so the replica's round trip is all
-WAIT adds), and the ratios of the waiting run to the default. Prints one JSON object::
+cancels (``set_flow_run_state(Cancelled())``: one script call) are made one after another
+twice, in a fresh process each time: without waiting (the default) and with ``WAIT 1``. Per
+cancel it reports the caller's CPU (``getrusage``), the primary's CPU (``INFO cpu``) and the
+wall latency (p50, p99; loopback, so the replica's round trip is all WAIT adds), and the
+ratios of the waiting run to the default. Prints one JSON object::
 
     python bench/cluster_wait.py [--n 500]
 """

@@ -253,6 +253,14 @@ def memory_usage(client: redis.Redis, keys: list[str]) -> int:
     return sum(int(size or 0) for size in pipe.execute())
 
 
+def existing(client: redis.Redis, keys: list[str]) -> list[str]:
+    """Those of ``keys`` that exist: a run has an index only if its id was its creator's."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return [key for key, found in zip(keys, pipe.execute(), strict=True) if found]
+
+
 def retention(url: str, ids: list[str], events: Events) -> dict[str, Any]:
     """Bytes each finished run of the last round keeps, against a list of its events."""
     keys, qkeys = Keys(KEY_PREFIX), Keys(KEY_PREFIX).queue(QUEUE)
@@ -266,8 +274,10 @@ def retention(url: str, ids: list[str], events: Events) -> dict[str, Any]:
             if run_id in wanted:
                 own[suffix or "hash"] += memory_usage(raw, [key])
                 key_count += 1
-        own["index"] = memory_usage(raw, [keys.run_index(run_id) for run_id in ids])
-        key_count += len(ids)
+        indexes = existing(raw, [keys.run_index(run_id) for run_id in ids])
+        if indexes:
+            own["index"] = memory_usage(raw, indexes)
+        key_count += len(indexes)
         shared = {
             "queue_stream": memory_usage(raw, [qkeys.stream()]),
             "queue_runs_index": memory_usage(raw, [qkeys.runs()]),

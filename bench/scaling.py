@@ -245,6 +245,14 @@ def memory_usage(client: redis.Redis, keys: list[str]) -> int:
     return sum(int(size or 0) for size in pipe.execute())
 
 
+def existing(client: redis.Redis, keys: list[str]) -> list[str]:
+    """Those of ``keys`` that exist: a run has an index only if its id was its creator's."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return [key for key, found in zip(keys, pipe.execute(), strict=True) if found]
+
+
 async def retention(client: FlowbusClient, children: Children, url: str, n: int) -> dict[str, Any]:
     """Bytes each finished run keeps for its retention: its own keys, and its queue's share."""
     queue = "retained"
@@ -265,7 +273,9 @@ async def retention(client: FlowbusClient, children: Children, url: str, n: int)
         for key in raw.scan_iter(match=f"{qkeys.tag}:run:*", count=1000):
             suffix = key.split(":run:", 1)[1].partition(":")[2] or "hash"
             own[suffix] += memory_usage(raw, [key])
-        own["index"] = memory_usage(raw, [keys.run_index(run_id) for run_id in ids])
+        indexes = existing(raw, [keys.run_index(run_id) for run_id in ids])
+        if indexes:
+            own["index"] = memory_usage(raw, indexes)
         shared = {
             name: memory_usage(raw, [key])
             for name, key in (
@@ -275,13 +285,14 @@ async def retention(client: FlowbusClient, children: Children, url: str, n: int)
                 ("queue_control_capped", qkeys.control()),
             )
         }
-        key_count = sum(1 for _ in raw.scan_iter(match=f"{qkeys.tag}:run:*", count=1000))
+        key_count = len(indexes)
+        key_count += sum(1 for _ in raw.scan_iter(match=f"{qkeys.tag}:run:*", count=1000))
     finally:
         raw.close()
     growing = own.total() + shared["queue_stream"] + shared["queue_runs_index"]
     return {
         "runs": n,
-        "keys_per_run": round(key_count / n + 1, 2),  # + the run's index key
+        "keys_per_run": round(key_count / n, 2),
         "own_bytes_per_run_by_key": {k: round(v / n) for k, v in sorted(own.items())},
         "queue_bytes_per_run": {k: round(v / n) for k, v in shared.items()},
         "bytes_per_finished_run": round(growing / n),
