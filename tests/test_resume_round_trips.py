@@ -10,7 +10,7 @@ import asyncio
 import contextvars
 from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import anyio
 import pytest
@@ -276,10 +276,10 @@ async def test_a_run_of_a_queue_the_resumer_knows_costs_one_call(
     # Given two paused runs of one queue, and a resumer that knows neither
     first, second = await paused_run("default"), await paused_run("default")
 
-    # When it resumes one, Then it reads the queues first (it knows none yet), and finds the
-    # run in the one its id's hint names
+    # When it resumes one, Then it reads the queues first (it knows none yet), and the script
+    # call finds the run in the one its id's hint names
     sent = await resumed_elsewhere(first, sent_by_another_process)
-    assert sent == ["SMEMBERS", "EXISTS", "FCALL"]
+    assert sent == ["SMEMBERS", "FCALL"]
     # When it resumes the other, Then it looks for it in that queue: one script call
     assert await resumed_elsewhere(second, sent_by_another_process) == ["FCALL"]
 
@@ -304,11 +304,13 @@ async def test_a_run_not_in_the_queue_its_hint_names_gets_nothing_written_there(
 
     # When it resumes a run of a queue born after it read the queues, Then it reads them again
     later = await paused_run("later")
-    assert await resumed_elsewhere(later, sent_by_another_process) == [
-        "SMEMBERS",
-        "EXISTS",
-        "FCALL",
-    ]
+    assert await resumed_elsewhere(later, sent_by_another_process) == ["SMEMBERS", "FCALL"]
     # And a run of the other queue it now knows costs one call
     third = await paused_run("other")
     assert await resumed_elsewhere(third, sent_by_another_process) == ["FCALL"]
+
+    # When it resumes a run whose id (its creator's) carries no queue's hint, Then it reads
+    # the queues once, and the run's index sends it to the run
+    chosen = await paused_run("other", uuid4())
+    sent = await resumed_elsewhere(chosen, sent_by_another_process)
+    assert sent == ["SMEMBERS", "GET", "FCALL"]

@@ -614,10 +614,10 @@ async def test_a_run_whose_id_carries_another_queue_s_hint_is_found_by_its_index
     assert await other.queue_of(first.id) == "q-a"
     # Then the run is indexed; its hint makes the process guess q-a, yet it is found in q-b
     assert text(await store.redis.get(store.keys.run_index(run_id))) == "q-b"
-    guess = other.guess_keys(run_id)
+    guess = await other.guess_keys(run_id)
     assert guess is not None and guess.queue == "q-a"
     assert (await other.read_run(run_id)).queue == "q-b"
-    assert other.guess_keys(run_id) is None  # known now
+    assert await other.guess_keys(run_id) is None  # known now
 
 
 async def test_runs_of_queues_whose_hints_collide_are_each_found(store: RunStore) -> None:
@@ -628,7 +628,7 @@ async def test_runs_of_queues_whose_hints_collide_are_each_found(store: RunStore
     other = fresh(store)
     for run in runs:
         assert (await other.read_run(run.id)).queue == run.queue
-    assert other.guess_keys(new_run_id(COLLIDING[0])) is None
+    assert await other.guess_keys(new_run_id(COLLIDING[0])) is None
     assert not await store.redis.exists(*(store.keys.run_index(r.id) for r in runs))
 
 

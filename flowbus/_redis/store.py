@@ -83,6 +83,9 @@ class RunStore:
         self.schemas = SeenSchemas()
         #: Every queue as last read, by hint: where a run this process does not know is.
         self._hinted = QueuesByHint()
+        #: The id whose hint the set of queues, read for it just now, named no queue of (a
+        #: guess read it: its lookup reads it no second time).
+        self._unhinted: str | None = None
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -96,13 +99,21 @@ class RunStore:
         self._runs[run_id] = keys
         return keys
 
-    def guess_keys(self, run_id: UUID | str) -> RunKeys | None:
+    async def guess_keys(self, run_id: UUID | str) -> RunKeys | None:
         """For a run this process does not know, its keys in the one known queue its id's
         hint names: a guess that saves looking the run up, which a script call tests (a wrong
-        one finds no run and writes nothing; then :meth:`found` is not called). None when the
-        run is known (:meth:`run_keys` has it) or its hint names no single known queue."""
+        one finds no run and writes nothing; then :meth:`found` is not called). The set of
+        queues is read first when the hint names none (a process that knows none yet, or a
+        queue born since). None when the run is known (:meth:`run_keys` has it) or its hint
+        names no single queue."""
         rid = str(run_id)
-        queues = () if rid in self._runs else self._hinted.named(hint_of(rid))
+        if rid in self._runs:
+            return None
+        hint = hint_of(rid)
+        if hint is not None and not self._hinted.named(hint):
+            await self._read_queues()
+            self._unhinted = None if self._hinted.named(hint) else rid
+        queues = self._hinted.named(hint)
         return self.keys.queue(queues[0]).run(rid) if len(queues) == 1 else None
 
     def found(self, keys: RunKeys) -> None:
@@ -123,8 +134,9 @@ class RunStore:
         its index says (an id its creator chose); :class:`FlowRunNotFound` if neither."""
         hint = hint_of(rid)
         if hint is not None:
-            if not self._hinted.named(hint):
+            if not self._hinted.named(hint) and self._unhinted != rid:
                 await self._read_queues()
+            self._unhinted = None
             found = await self._holding(rid, self._hinted.named(hint))
             if found is not None:
                 return found

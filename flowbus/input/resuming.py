@@ -4,8 +4,8 @@ compare-and-set (``resume.lua``) that wakes the paused process.
 A resume without input is one script call. One with input names the schema it was checked
 against, so that the script refuses it, writing nothing, when the pause waits for another:
 the schema this process saw at the run's last pause makes it one call, and a refusal brings
-the pause's own. A run this process does not know is looked for in the one known queue its
-id names (``RunStore.guess_keys``), before it is looked up.
+the pause's own. A run this process does not know is looked for in the one queue its id's
+hint names (``RunStore.guess_keys``), before it is looked up.
 """
 
 from __future__ import annotations
@@ -191,9 +191,10 @@ async def _on_run(
     store: RunStore, flow_run_id: UUID | str, call: Callable[[RunKeys], Call[ResumeReply]]
 ) -> ResumeReply:
     """``call`` on the run's keys. A run this process does not know is looked for in the
-    one known queue its id names before it is looked up: a resumer that knows the queues
-    saves a round trip; a wrong guess finds no run (NOT_FOUND, nothing written)."""
-    guess = store.guess_keys(flow_run_id)
+    one queue its id's hint names before it is looked up: the script call tests the guess
+    (a wrong one finds no run: NOT_FOUND, nothing written), which saves the lookup's round
+    trip."""
+    guess = await store.guess_keys(flow_run_id)
     if guess is not None:
         reply = await call(guess)
         if reply.status is not Status.NOT_FOUND:
