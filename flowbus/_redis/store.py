@@ -186,7 +186,8 @@ class RunStore:
         queue_keys = self.keys.queue(queue)  # ValueError for a bad queue name
         rid = run_id or new_run_id(queue)
         run_keys = queue_keys.run(rid)
-        indexed = run_keys.indexed  # only an id chosen by the caller: see run_ids
+        # only an id chosen by the caller may lack its queue's hint: see run_ids
+        indexed = run_id is not None and run_keys.indexed
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
@@ -338,7 +339,7 @@ class RunStore:
         """
         keys = await self.run_keys(run_id)
         final = state.is_final()
-        indexed = keys.indexed
+        indexed = (final or retry) and keys.indexed  # only those touch the index
         call = self.scripts.set_state(
             keys,
             kind=state.type.value,
