@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
 
 from flowbus.ui.app import create_app
 
@@ -30,6 +32,23 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() and shutil.which("chromium") is None,
     reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)",
 )
+
+
+async def snapshot(page: Page, path: Path, *, full_page: bool = False) -> None:
+    """Save what the page shows as a test artifact.
+
+    A screenshot documents a step and asserts nothing, so a Chromium that cannot capture one
+    (it happens under load: "Unable to capture screenshot") leaves a note in its place instead
+    of failing the test; a full-page capture is retried as a viewport one first.
+    """
+    attempts = [full_page, False] if full_page else [False]
+    for whole in attempts:
+        try:
+            await page.screenshot(path=path, full_page=whole)
+            return
+        except PlaywrightError as error:
+            reason = str(error).splitlines()[0]
+    path.with_suffix(".txt").write_text(f"no screenshot: {reason}\n")
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from flowbus._redis.runtime import get_runtime
 from flowbus.exceptions import ConfigurationError
 from flowbus.ui.serve import check_exposure
 from tests.test_cli import cli
-from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium
+from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium, snapshot
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken-for-tests"
@@ -40,13 +40,13 @@ async def test_a_token_is_needed_on_every_request(
     assert refused is not None and refused.status == 401
     stream = await page.request.get(f"{guarded_server.url}/events")
     assert stream.status == 401
-    await page.screenshot(path=shots / "token-refused.png")
+    await snapshot(page, shots / "token-refused.png")
     # With it in the address: remembered in a cookie, dropped from the address
     opened = await page.goto(f"{guarded_server.url}/inbox?token={TOKEN}")
     assert opened is not None and opened.status == 200
     assert page.url == f"{guarded_server.url}/inbox"
     await page.locator("body.connected").wait_for(timeout=PUSHED_WITHIN_MS)
-    await page.screenshot(path=shots / "token-accepted.png")
+    await snapshot(page, shots / "token-accepted.png")
     # A state change without the CSRF token is refused, even with the token cookie
     forged = await page.request.post(
         f"{guarded_server.url}/runs/00000000-0000-4000-8000-000000000001/cancel",
@@ -80,9 +80,9 @@ async def test_ten_thousand_runs_are_listed_a_page_at_a_time(
     rows = page.locator("#runs-rows tr.run-row")
     assert await rows.count() == 50
     first = await rows.first.get_attribute("id")
-    await page.screenshot(path=shots / "runs-page-1.png")
+    await snapshot(page, shots / "runs-page-1.png")
     await page.click("#next-page")
     await page.locator("#runs-rows").wait_for()
     assert await rows.count() == 50
     assert await rows.first.get_attribute("id") != first
-    await page.screenshot(path=shots / "runs-page-2.png")
+    await snapshot(page, shots / "runs-page-2.png")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from flowbus import RunInput, StateType, flow, pause_flow_run
 from tests.runs import launch, read
-from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium
+from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium, snapshot
 
 pytestmark = [pytest.mark.anyio, needs_chromium]
 
@@ -63,14 +63,14 @@ async def test_a_pause_is_answered_through_its_generated_form(
 ) -> None:
     # Given the inbox open in a browser
     page = await open_live(browser, f"{ui_server.url}/inbox")
-    await page.screenshot(path=shots / "1-inbox-empty.png")
+    await snapshot(page, shots / "1-inbox-empty.png")
     # When a run pauses for typed input, it appears without a reload
     handle = launch(ship, "order-17")
     row = page.locator(".inbox-row")
     await row.wait_for(timeout=PUSHED_WITHIN_MS)
     run_id = await row.get_attribute("data-run-id")
     assert run_id is not None
-    await page.screenshot(path=shots / "2-inbox-paused.png")
+    await snapshot(page, shots / "2-inbox-paused.png")
     # And its page shows a form generated from the schema, defaults filled in
     await row.locator("a").click()
     await page.locator("#resume-form").wait_for()
@@ -94,13 +94,13 @@ async def test_a_pause_is_answered_through_its_generated_form(
     assert await page.input_value('[name="address.city"]') == "Lyon"
     assert await page.input_value('[name="labels.1"]') == "side"
     assert (await read(run_id)).state.type is StateType.PAUSED
-    await page.screenshot(path=shots / "3-run-refused.png", full_page=True)
+    await snapshot(page, shots / "3-run-refused.png", full_page=True)
     # When a valid quantity is sent
     await page.fill('[name="quantity"]', "2")
     await page.click("#resume")
     # Then the run page shows COMPLETED, pushed, and the flow got exactly that input
     await page.locator('#run-state[data-state="COMPLETED"]').wait_for(timeout=PUSHED_WITHIN_MS)
-    await page.screenshot(path=shots / "4-run-completed.png", full_page=True)
+    await snapshot(page, shots / "4-run-completed.png", full_page=True)
     state = await asyncio.wait_for(handle, 30)
     assert await state.result() == "order-17: standard x2 to Lyon ['top', 'side']"
     assert await page.locator("#resume-form").count() == 0
@@ -118,7 +118,7 @@ async def test_a_description_with_html_shows_as_text(
     await row.locator("a").click()
     description = page.locator("#pause-description")
     await description.wait_for()
-    await page.screenshot(path=shots / "xss.png", full_page=True)
+    await snapshot(page, shots / "xss.png", full_page=True)
     shown = await description.inner_text()
     assert "<script>window.hacked = 1</script>" in shown
     assert 'onerror="window.hacked = 2"' in shown

@@ -18,7 +18,7 @@ from tests.e2e.flows_module import key
 from tests.e2e.support import WorkerProcess, dump_logs, is_suspended, spawn_worker, wait_for_run
 from tests.redis_clients import async_redis
 from tests.runs import read
-from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium
+from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium, snapshot
 from tests.ui.test_browser import open_live
 
 pytestmark = [pytest.mark.anyio, needs_chromium]
@@ -39,7 +39,7 @@ async def test_a_deployment_is_run_through_its_generated_form(
     # Then its form has one field per parameter, the deployment's defaults filled in
     assert await form.locator('[name="copies"]').input_value() == "3"
     assert await form.locator('select[name="paper"] option').all_inner_texts() == ["A4", "letter"]
-    await page.screenshot(path=shots / "1-deployments.png", full_page=True)
+    await snapshot(page, shots / "1-deployments.png", full_page=True)
     # When it is sent with a number that is none
     await form.locator('[name="day"]').fill("2026-11-27")
     await form.locator('[name="copies"]').evaluate("el => { el.type = 'text'; el.value = 'two' }")
@@ -50,7 +50,7 @@ async def test_a_deployment_is_run_through_its_generated_form(
     assert "integer" in await error.inner_text()
     async with get_client() as client:
         assert await client.read_flow_runs(flow_name="ui-report") == []
-    await page.screenshot(path=shots / "2-deployment-refused.png", full_page=True)
+    await snapshot(page, shots / "2-deployment-refused.png", full_page=True)
     # When valid parameters are sent
     await page.locator('section.deployment [name="copies"]').fill("5")
     await page.locator('section.deployment select[name="paper"]').select_option(label="letter")
@@ -63,7 +63,7 @@ async def test_a_deployment_is_run_through_its_generated_form(
         [run] = await client.read_flow_runs(flow_name="ui-report")
     assert page.url.endswith(f"/runs/{run.id}")
     assert run.parameters == {"day": "2026-11-27", "copies": 5, "paper": "letter"}
-    await page.screenshot(path=shots / "3-run-created.png", full_page=True)
+    await snapshot(page, shots / "3-run-created.png", full_page=True)
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ async def test_suspend_and_cancel_buttons(
         suspended = page.locator('#run-state[data-state="PAUSED"]:has-text("Suspended")')
         await suspended.wait_for(timeout=PUSHED_WITHIN_MS)
         assert is_suspended(await wait_for_run(run.id, is_suspended))
-        await page.screenshot(path=shots / "1-suspended.png", full_page=True)
+        await snapshot(page, shots / "1-suspended.png", full_page=True)
         # When Cancel is pressed and confirmed
         page.on("dialog", lambda d: asyncio.ensure_future(_accept(d)))
         await page.click("#cancel")
@@ -116,7 +116,7 @@ async def test_suspend_and_cancel_buttons(
         await page.locator('#run-state[data-state="CANCELLED"]').wait_for(timeout=PUSHED_WITHIN_MS)
         assert await notice.inner_text() == f"Cancelled {run.id}"
         assert (await read(run.id)).state.type is StateType.CANCELLED
-        await page.screenshot(path=shots / "2-cancelled.png", full_page=True)
+        await snapshot(page, shots / "2-cancelled.png", full_page=True)
     finally:
         await redis.aclose()
 

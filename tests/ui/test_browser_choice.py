@@ -14,7 +14,7 @@ from pydantic import Field
 
 from flowbus import RunInput, StateType, flow, pause_flow_run
 from tests.runs import read
-from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium
+from tests.ui.support import PUSHED_WITHIN_MS, UIServer, needs_chromium, snapshot
 from tests.ui.test_browser import open_live
 
 pytestmark = [pytest.mark.anyio, needs_chromium]
@@ -53,7 +53,7 @@ async def test_the_form_offers_the_choice_of_models(
     assert [label.strip() for label in labels] == ["Approve", "Reject"]
     assert await page.locator('[name="comment"]').is_visible()
     assert not await page.locator('[name="reason"]').is_visible()
-    await page.screenshot(path=shots / "1-choice.png", full_page=True)
+    await snapshot(page, shots / "1-choice.png", full_page=True)
     # When Reject is chosen and sent with an empty reason
     await page.check('[data-choice="1"]')
     assert await page.locator('[name="reason"]').is_visible()
@@ -67,11 +67,11 @@ async def test_the_form_offers_the_choice_of_models(
     assert await page.is_checked('[data-choice="1"]')
     assert await page.input_value('[name="severity"]') == '"high"'
     assert (await read(run_id)).state.type is StateType.PAUSED
-    await page.screenshot(path=shots / "2-refused.png", full_page=True)
+    await snapshot(page, shots / "2-refused.png", full_page=True)
     # When a reason is given, Then the flow gets a Reject with exactly that
     await page.fill('[name="reason"]', "too big")
     await page.click("#resume")
     await page.locator('#run-state[data-state="COMPLETED"]').wait_for(timeout=PUSHED_WITHIN_MS)
     state = await asyncio.wait_for(handle, 30)
     assert await state.aresult() == "Reject: {'reason': 'too big', 'severity': 'high'}"
-    await page.screenshot(path=shots / "3-completed.png", full_page=True)
+    await snapshot(page, shots / "3-completed.png", full_page=True)
