@@ -45,11 +45,14 @@ def count(name: str) -> str:
 
 @task
 def gate(name: str) -> str:
-    """Announce the start on ``started:<name>``, then block until ``open:<name>`` gets a push."""
+    """Announce the start on ``started:<name>``, then block until ``open:<name>`` gets a push,
+    or ``open:<name>:<pid>`` (a test opening the gate for one worker process only: which of
+    several blocked processes a plain push wakes depends on which blocked first)."""
     client = _redis()
     client.incr(key(f"count:{name}"))
     client.rpush(key(f"started:{name}"), "1")
-    if client.blpop([key(f"open:{name}")], timeout=120) is None:
+    opened = [key(f"open:{name}"), key(f"open:{name}:{os.getpid()}")]
+    if client.blpop(opened, timeout=120) is None:
         raise TimeoutError(f"gate {name} was never opened")
     _await_requested_suspension(client)
     return name

@@ -85,8 +85,9 @@ async def test_a_worker_stopped_past_its_lease_changes_nothing_after_the_takeove
     try:
         worker_b = start_worker("b")
         assert await rclient.blpop([key("started:z-gate")], timeout=90) is not None
-        # A blocked on the gate first: the first opening goes to it (read once it goes on)
-        await rclient.rpush(key("open:z-gate"), "for-a", "for-b")
+        # each gate opened for its own process (A's is read once it goes on)
+        await rclient.rpush(key(f"open:z-gate:{worker_a.proc.pid}"), "for-a")
+        await rclient.rpush(key(f"open:z-gate:{worker_b.proc.pid}"), "for-b")
         done = await await_for_flow_run(run_id, timeout=90)
         assert done.state.type is StateType.COMPLETED, done.state
         settled = await snapshot(run_keys)
@@ -115,14 +116,14 @@ async def test_a_worker_back_while_its_successor_runs_cannot_finish_the_run(
         worker_a.proc.send_signal(signal.SIGCONT)
 
     # When A comes back and its gate opens while B still runs (the run is RUNNING)
-    await rclient.rpush(key("open:y-gate"), "for-a")
+    await rclient.rpush(key(f"open:y-gate:{worker_a.proc.pid}"), "for-a")
     # Then A stops without writing its result or finishing the run
     await stopped_without_changes(worker_a)
     fields, results, _events = await snapshot(run_keys)
     assert fields[b"state_type"] == b"RUNNING" and b"whoami-1" not in results
 
     # and B finishes it: the run shows B's execution only
-    await rclient.rpush(key("open:y-gate"), "for-b")
+    await rclient.rpush(key(f"open:y-gate:{worker_b.proc.pid}"), "for-b")
     done = await await_for_flow_run(run_id, timeout=90)
     assert done.state.type is StateType.COMPLETED, done.state
     assert_one_execution(await snapshot(run_keys), worker_b)
