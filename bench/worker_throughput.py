@@ -26,6 +26,10 @@ measured window), with every system's workers up:
    workers are stopped meanwhile. Each round gives its own ratios (flowbus's drain rate over
    each peer's), reported with their spread, next to each system's CPU µs per job (workers,
    Redis while draining, producer and Redis while enqueuing) and Redis commands per job.
+   The headline ratio is the median of the rounds': this shared machine's speed moves by a
+   third for tens of seconds at a time (the same code's CPU per job with it), and such a
+   spell slows whichever system drains in it. Nine rounds, three of every order, keep three
+   back-to-back runs' medians within ±10 % of each other, where three rounds moved by ±15 %.
 2. ``suspend_resume``: ``--samples`` runs of a deployed flow that calls
    ``suspend_flow_run``; once all are Suspended (their entries acknowledged, their slots free),
    each in turn is resumed with ``resume_flow_run``: t0 before the call, t1 when the flow,
@@ -33,10 +37,10 @@ measured window), with every system's workers up:
    list). One worker process. Also reported: when the bench saw the run's RUNNING event.
 
 CPU seconds of workers come from ``/proc``, Redis's from ``INFO cpu``, producers' from their
-own ``process_time``. Prints one JSON object on stdout; progress goes to stderr. About three
+own ``process_time``. Prints one JSON object on stdout; progress goes to stderr. About ten
 minutes on an idle two-core machine::
 
-    python bench/worker_throughput.py [--jobs 10000] [--rounds 3] [--processes 1,2]
+    python bench/worker_throughput.py [--jobs 10000] [--rounds 9] [--processes 1,2]
         [--systems flowbus,arq,taskiq] [--warmup 200] [--samples 200]
 """
 
@@ -569,7 +573,7 @@ def run(args: Any) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per timed drain")
-    parser.add_argument("--rounds", type=int, default=3, help="timed drains of each system")
+    parser.add_argument("--rounds", type=int, default=9, help="timed drains of each system")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="jobs drained before each")
     parser.add_argument("--samples", type=int, default=200, help="suspend-resume samples (0: none)")
     parser.add_argument(
