@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from redis.exceptions import ResponseError
 
 from flowbus import get_client
 from flowbus._core.codec import encode, text
@@ -23,6 +24,7 @@ from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.input.run_input import schema_digest
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
+from tests.redis_clients import summed
 from tests.runs import HISTORY_FIELDS, history_entries
 from tests.test_run_ids import COLLIDING
 
@@ -641,6 +643,49 @@ async def test_pipelined_scripts_survive_a_function_flush(store: RunStore) -> No
     # Then the scripts were loaded again and both steps happened
     assert reply.accepted
     assert (await store.read_run(run.id)).state.type is StateType.COMPLETED
+
+
+# -- calls of one loop turn on runs of one queue share one FCALL -------------------------------
+
+
+def fcalls() -> int:
+    """FCALLs the server (every primary of a cluster) ran so far."""
+    return summed("commandstats").get("cmdstat_fcall", 0)
+
+
+async def test_calls_of_one_turn_on_one_queue_go_as_one_fcall_each_with_its_reply(
+    store: RunStore,
+) -> None:
+    # Given five waiting runs of one queue
+    runs = [await store.create_run("flow-a", queue="merged", enqueue=True) for _ in range(5)]
+    keys = [await store.run_keys(run.id) for run in runs]
+    before = fcalls()
+    # When five callers claim them in the same loop turn
+    replies = await asyncio.gather(*(store.scripts.claim_run(k, holder="w") for k in keys))
+    # Then the server ran one FCALL, and each caller got its own run, started
+    assert fcalls() - before == 1
+    assert all(reply.accepted for reply in replies)
+    names = [reply.run_hash[b"name"] for reply in replies]
+    assert names == [run.name.encode() for run in runs]
+    for run in runs:
+        assert (await store.read_run(run.id)).state.type is S.RUNNING
+
+
+async def test_a_merged_call_that_fails_fails_alone(store: RunStore) -> None:
+    # Given three runs of one queue, the middle one's hash overwritten by a key of another type
+    runs = [await store.create_run("flow-a", queue="merged-error") for _ in range(3)]
+    keys = [await store.run_keys(run.id) for run in runs]
+    await store.redis.delete(keys[1].run)
+    await store.redis.set(keys[1].run, "not a hash")
+    # When the three are moved on in the same loop turn
+    outcomes = await asyncio.gather(
+        *(moved(store, k, S.PENDING) for k in keys), return_exceptions=True
+    )
+    # Then the middle caller gets the server's error; the others' moves were applied
+    assert isinstance(outcomes[1], ResponseError) and "WRONGTYPE" in str(outcomes[1])
+    for run, outcome in zip(runs[::2], outcomes[::2], strict=True):
+        assert isinstance(outcome, Reply) and outcome.accepted
+        assert (await store.read_run(run.id)).state.type is S.PENDING
 
 
 # -- a call resent after its reply was lost ----------------------------------------------------

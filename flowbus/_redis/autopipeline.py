@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from flowbus._core.supervisor import spawn
 from flowbus._redis.connect import QueuedCluster
 from flowbus._redis.failover import Backoff, lost_node
+from flowbus._redis.merged_calls import CallMerger
 
 
 class Commands(Protocol):
@@ -114,9 +115,16 @@ class AutoPipeline:
     must be idempotent.
     """
 
-    def __init__(self, redis: Redis, reload_scripts: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        reload_scripts: Callable[[], Awaitable[None]],
+        merger: CallMerger | None = None,
+    ) -> None:
         self._redis = redis
         self._reload_scripts = reload_scripts
+        #: Merges a turn's adjacent script calls on one queue into one (see merged_calls).
+        self._merger = merger
         self._pending: list[_Request] = []
         #: On a cluster, the client whose failovers are waited out.
         self._cluster = redis if isinstance(redis, QueuedCluster) else None
@@ -175,10 +183,15 @@ class AutoPipeline:
             start = len(batch)
             request.build(batch)
             spans.append((start, len(batch)))
+        merged = self._merger.merge(batch.commands, batch.node_of) if self._merger else None
+        if merged is not None:
+            batch.commands, batch.node_of, counts = merged
         if self._cluster is None:
             replies = await self._send_batch(batch)
         else:  # it queues for each node's connections (``connect.QueuedCluster``)
             replies = await self._cluster.send_batch(batch.commands, batch.node_of)
+        if merged is not None:
+            replies = CallMerger.split(replies, counts)
         return [replies[start:end] for start, end in spans]
 
     async def _send_batch(self, batch: Batch) -> list[Any]:

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
 from flowbus._redis.keys import QUEUE_KEY_SUFFIXES, RUN_KEY_SUFFIXES, RunKeys
+from flowbus._redis.merged_calls import CallMerger
 from flowbus._redis.replies import (
     ClaimReply,
     CreateReply,
@@ -59,6 +60,8 @@ class Library:
 
     code: str
     functions: dict[str, str]
+    #: The function that runs several calls of the others at once (see merged_calls).
+    calls: str
 
 
 @cache
@@ -75,10 +78,16 @@ def library(history_maxlen: int, queue_maxlen: int, retention_seconds: int) -> L
     functions = {name: f"{name}_{tag}" for name in bodies}
     code = [f"#!lua name=flowbus_{tag}", prelude]
     for name, body in bodies.items():
-        code += [f"redis.register_function('{functions[name]}', function(KEYS, ARGV)"]
+        code += [f"SCRIPTS.{name} = function(KEYS, ARGV)"]
         start = ["begin(KEYS, ARGV)", *(["name_run_keys()"] if _names_run_keys(body) else [])]
-        code += [*start, body, "end)"]
-    return Library("\n".join(code), functions)
+        code += [
+            *start,
+            body,
+            "end",
+            f"redis.register_function('{functions[name]}', SCRIPTS.{name})",
+        ]
+    code += [f"redis.register_function('calls_{tag}', run_calls)"]
+    return Library("\n".join(code), functions, f"calls_{tag}")
 
 
 def settings_head(history_maxlen: int, queue_maxlen: int, retention_seconds: int) -> str:
@@ -228,7 +237,8 @@ class Scripts:
         self._library = library(
             settings.run_events_maxlen, settings.queue_events_maxlen, settings.retention_seconds
         )
-        self._batch = AutoPipeline(redis, self._load)
+        scripts = {function: name for name, function in self._library.functions.items()}
+        self._batch = AutoPipeline(redis, self._load, CallMerger(self._library.calls, scripts))
         #: Call ids: a random prefix and a counter, unique without a random draw per call.
         self._op_prefix = secrets.token_hex(8)
         self._op_count = itertools.count()

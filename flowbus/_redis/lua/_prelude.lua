@@ -45,9 +45,9 @@ local CONTROL_MAXLEN = 10000
 -- read while the library loads, so begin() reads them on its first call (runtime_globals()
 -- is defined before the locals that shadow their names).
 local function runtime_globals()
-  return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub
+  return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub, pcall
 end
-local call, unpack, tonumber, ipairs, format, find, sub
+local call, unpack, tonumber, ipairs, format, find, sub, pcall
 
 -- Numbers of the texts small_number() converted (run counts: a few texts, converted
 -- by every call; tonumber() goes through strtod).
@@ -67,7 +67,7 @@ end
 
 -- The first step of every call: its keys and arguments, a fresh clock and history.
 local function begin(keys, argv)
-  if not call then call, unpack, tonumber, ipairs, format, find, sub = runtime_globals() end
+  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
   name_keys(keys[1], keys[2])
   OP = argv[#argv]
   NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
@@ -657,4 +657,29 @@ local function expire_pause(cur)
     return leave_pause(cur, 'Resumed at the deadline', requeue)
   end
   return transition(cur, 'FAILED', 'Failed', {message = NEVER_RESUMED})
+end
+
+-- The scripts by name, each a function(KEYS, ARGV) (the library fills it in after this head).
+local SCRIPTS = {}
+
+-- Several calls of the scripts, on runs of one queue, in one FCALL (one command costs the
+-- server about as much as a short transition: see flowbus/_redis/merged_calls.py). KEYS: each
+-- call's run hash, then the queue's tag; ARGV: for each call its script's name, its argument
+-- count and its arguments. Replies with each call's reply, in order: a call that raised an
+-- error has it as its reply (what it wrote before stays, as for a call of its own), and the
+-- calls after it run.
+local function run_calls(KEYS, ARGV)
+  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+  local n = #KEYS - 1
+  local tag, replies, at = KEYS[n + 1], {}, 1
+  for i = 1, n do
+    local script, last = SCRIPTS[ARGV[at]], at + 1 + tonumber(ARGV[at + 1])
+    local ok, reply = pcall(script, {KEYS[i], tag}, {unpack(ARGV, at + 2, last)})
+    if not ok then
+      reply = {err = type(reply) == 'table' and reply.err or tostring(reply)}
+    end
+    replies[i] = reply
+    at = last + 1
+  end
+  return replies
 end
