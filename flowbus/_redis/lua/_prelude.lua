@@ -520,18 +520,22 @@ local function last_delivered(group)
   return nil
 end
 
--- Acknowledge a delivery of the queue stream; every 16th acknowledgement of the queue
--- (counted in QUEUE_KEPT, as keep_capped() counts) drops what nothing reads again: the
--- entries older than the group's first pending one, or, none pending, every entry it
--- delivered (a group delivers in order), whole stream nodes at a time (``~``: O(1) while no
--- node is done). The stream keeps a tail of less than a node and 16 acknowledged entries;
--- looking at the pending list and trimming at every acknowledgement cost a fifth of a final
--- transition, and an XDEL of each entry more (the server walks the deleted entries before
--- it in its node to find the stream's new first entry).
-local function acknowledge(group, entry_id)
-  call('XACK', QUEUE, group, entry_id)
+-- The acknowledgements that run_calls() sends together, once its calls ran (one XACK of
+-- them all: one command costs more than the ids it carries): the queue stream, then for each
+-- consumer group the ids acknowledged; nil outside run_calls().
+local ACKS = nil
+
+-- Count ``n`` acknowledgements of the queue; every 16th (counted in QUEUE_KEPT, as
+-- keep_capped() counts) drops what nothing reads again: the entries older than the group's
+-- first pending one, or, none pending, every entry it delivered (a group delivers in order),
+-- whole stream nodes at a time (``~``: O(1) while no node is done). The stream keeps a tail
+-- of less than a node and 16 acknowledged entries; looking at the pending list and trimming
+-- at every acknowledgement cost a fifth of a final transition, and an XDEL of each entry more
+-- (the server walks the deleted entries before it in its node to find the stream's new first
+-- entry).
+local function acknowledged(group, n)
   local added = QUEUE_KEPT.added
-  local n = (added[QUEUE] or 0) + 1
+  n = (added[QUEUE] or 0) + n
   if n < 16 then
     added[QUEUE] = n
     return
@@ -544,6 +548,22 @@ local function acknowledge(group, entry_id)
     older_than = last and next_id(last)
   end
   if older_than then call('XTRIM', QUEUE, 'MINID', '~', older_than) end
+end
+
+-- Acknowledge a delivery of the queue stream (within run_calls(), with the others after its
+-- calls: see ACKS).
+local function acknowledge(group, entry_id)
+  if ACKS then
+    local ids = ACKS[group]
+    if not ids then
+      ids = {}
+      ACKS[group] = ids
+    end
+    ids[#ids + 1] = entry_id
+    return
+  end
+  call('XACK', QUEUE, group, entry_id)
+  acknowledged(group, 1)
 end
 
 -- Hand a run to the workers of its queue.
@@ -662,16 +682,10 @@ end
 -- The scripts by name, each a function(KEYS, ARGV) (the library fills it in after this head).
 local SCRIPTS = {}
 
--- Several calls of the scripts, on runs of one queue, in one FCALL (one command costs the
--- server about as much as a short transition: see flowbus/_redis/merged_calls.py). KEYS: each
--- call's run hash, then the queue's tag; ARGV: for each call its script's name, its argument
--- count and its arguments. Replies with each call's reply, in order: a call that raised an
--- error has it as its reply (what it wrote before stays, as for a call of its own), and the
--- calls after it run.
-local function run_calls(KEYS, ARGV)
-  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+-- Each of several calls of the scripts in turn (see run_calls()), its reply into ``replies``.
+local function run_each(KEYS, ARGV, replies)
   local n = #KEYS - 1
-  local tag, replies, at = KEYS[n + 1], {}, 1
+  local tag, at = KEYS[n + 1], 1
   for i = 1, n do
     local script, last = SCRIPTS[ARGV[at]], at + 1 + tonumber(ARGV[at + 1])
     local ok, reply = pcall(script, {KEYS[i], tag}, {unpack(ARGV, at + 2, last)})
@@ -681,5 +695,25 @@ local function run_calls(KEYS, ARGV)
     replies[i] = reply
     at = last + 1
   end
+end
+
+-- Several calls of the scripts, on runs of one queue, in one FCALL (one command costs the
+-- server about as much as a short transition: see flowbus/_redis/merged_calls.py). KEYS: each
+-- call's run hash, then the queue's tag; ARGV: for each call its script's name, its argument
+-- count and its arguments. Replies with each call's reply, in order: a call that raised an
+-- error has it as its reply (what it wrote before stays, as for a call of its own), and the
+-- calls after it run. Their acknowledgements of queue deliveries are sent last, together.
+local function run_calls(KEYS, ARGV)
+  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+  local replies = {}
+  ACKS = {}
+  local ran, failure = pcall(run_each, KEYS, ARGV, replies)
+  local acks = ACKS
+  ACKS = nil
+  for group, ids in pairs(acks) do
+    call('XACK', QUEUE, group, unpack(ids))
+    acknowledged(group, #ids)
+  end
+  if not ran then error(failure) end
   return replies
 end
