@@ -8,9 +8,10 @@ paid once per turn of the loop, and a lone caller waits one loop turn longer.
 A turn's commands skip redis-py's per-command machinery (a pipeline object, a stack entry,
 options and a response callback per command; on a cluster also a routing policy and a timing
 record per command, each awaited): they are packed by hiredis in one call and their raw
-replies read back in order. On one server they go on the connection the previous turn's
-batch used (kept, not checked out of the pool again: a checkout and release cost more CPU
-than a lone caller's round trip); on a cluster each node gets its share at once, on one of
+replies read back in order (adjacent script calls on runs of one queue as one ``FCALL``:
+:mod:`flowbus._redis.merged_calls`). On one server they go on the connection the previous
+turn's batch used (kept, not checked out of the pool again: a checkout and release cost more
+CPU than a lone caller's round trip); on a cluster each node gets its share at once, on one of
 its connections, queued for as any command is (``connect.QueuedCluster.send_batch``). A
 failover is waited out: a caller whose commands met a lost node (see :mod:`failover`) has
 them sent again, with backoff, for up to the client's ``failover_timeout`` (a lost

@@ -7,7 +7,8 @@ prelude's functions was a quarter of a short script's work). The settings every 
 (the history's and the queue streams' caps, the retention) are written into its text, not
 passed with each call; its name carries a hash of that text, so clients of different versions
 or settings on one server each call their own. Calls are FCALL
-through the client's :class:`AutoPipeline` (calls made in one loop turn share a round trip);
+through the client's :class:`AutoPipeline` (calls made in one loop turn share a round trip,
+and adjacent ones on runs of one queue share one FCALL);
 a server without the library (restarted without its data, flushed) gets it loaded on the
 first call that misses it. A method returns a :class:`Call`: awaited, it runs alone;
 ``add``-ed to a pipeline built for :meth:`Scripts.pipeline`, it shares the round trip with
@@ -69,7 +70,8 @@ def library(history_maxlen: int, queue_maxlen: int, retention_seconds: int) -> L
     """The settings (:func:`settings_head`), the key names (:func:`key_names`), the prelude,
     then every script as a function (``KEYS``, ``ARGV``: its arguments) that starts with the
     prelude's ``begin``; named ``<script>_<hash of the library's text>``, so clients of other
-    settings (or versions) on one server each call their own."""
+    settings (or versions) on one server each call their own; and ``calls_<hash>``, which runs
+    several calls of them in one (:mod:`flowbus._redis.merged_calls`)."""
     lua = files("flowbus._redis") / "lua"
     head = settings_head(history_maxlen, queue_maxlen, retention_seconds)
     prelude = head + key_names() + (lua / "_prelude.lua").read_text()
