@@ -520,9 +520,9 @@ local function last_delivered(group)
   return nil
 end
 
--- The acknowledgements that run_calls() sends together, once its calls ran (one XACK of
--- them all: one command costs more than the ids it carries): the queue stream, then for each
--- consumer group the ids acknowledged; nil outside run_calls().
+-- The acknowledgements that run_calls() sends together once its calls ran (one XACK for
+-- them all costs less than one each): consumer group → the entry ids its calls acknowledged;
+-- nil outside run_calls().
 local ACKS = nil
 
 -- Count ``n`` acknowledgements of the queue; every 16th (counted in QUEUE_KEPT, as
@@ -697,10 +697,10 @@ local function run_each(KEYS, ARGV, replies)
   end
 end
 
--- Several calls of the scripts, on runs of one queue, in one FCALL (one command costs the
--- server about as much as a short transition: see flowbus/_redis/merged_calls.py). KEYS: each
--- call's run hash, then the queue's tag; ARGV: for each call its script's name, its argument
--- count and its arguments. Replies with each call's reply, in order: a call that raised an
+-- Several calls of the scripts, on runs of one queue, in one FCALL (each command costs the
+-- server its own lookup, call and MULTI/EXEC in the AOF: see flowbus/_redis/merged_calls.py).
+-- KEYS: each call's run hash, then the queue's tag; ARGV: for each call its script's name,
+-- its argument count and its arguments. Replies with each call's reply, in order: a call that raised an
 -- error has it as its reply (what it wrote before stays, as for a call of its own), and the
 -- calls after it run. Their acknowledgements of queue deliveries are sent last, together.
 local function run_calls(KEYS, ARGV)
