@@ -33,11 +33,10 @@ class CallMerger:
 
     def _tag(self, command: tuple[Any, ...]) -> str | None:
         """The queue tag of a mergeable call (``FCALL fn 2 run tag …``), else None."""
-        if len(command) >= 5 and command[0] == "FCALL" and command[2] == 2:
-            if command[1] in self._scripts:
-                tag: str = command[4]
-                return tag
-        return None
+        if len(command) < 5 or command[0] != "FCALL" or command[2] != 2:
+            return None
+        tag: str = command[4]
+        return tag if command[1] in self._scripts else None
 
     def merge(
         self, commands: list[tuple[Any, ...]], node_of: Mapping[int, str]
@@ -64,15 +63,15 @@ class CallMerger:
                 sent.append(commands[i])
                 merged.append(0)
             else:
-                sent.append(self._merged(commands[i:end], tag or ""))
+                sent.append(self._merged(commands[i:end]))
                 merged.append(end - i)
             i = end
         return sent, moved, merged
 
-    def _merged(self, calls: list[tuple[Any, ...]], tag: str) -> tuple[Any, ...]:
+    def _merged(self, calls: list[tuple[Any, ...]]) -> tuple[Any, ...]:
         """``FCALL calls K+1 run… tag``, then each call's script name, argument count and
-        arguments."""
-        runs = [call[3] for call in calls]
+        arguments (the calls share their tag)."""
+        runs, tag = [call[3] for call in calls], calls[0][4]
         args: list[Any] = []
         for call in calls:
             args += (self._scripts[call[1]], len(call) - 5, *call[5:])

@@ -42,12 +42,17 @@ local CONTROL_MAXLEN = 10000
 
 -- The globals the scripts use most, as upvalues: a library reads a global through its
 -- environment's metatable (~160 instructions a read), an upvalue for nothing. None can be
--- read while the library loads, so begin() reads them on its first call (runtime_globals()
--- is defined before the locals that shadow their names).
+-- read while the library loads, so read_globals() reads them on the first call
+-- (runtime_globals() is defined before the locals that shadow their names).
 local function runtime_globals()
   return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub, pcall
 end
 local call, unpack, tonumber, ipairs, format, find, sub, pcall
+
+-- The globals above, read into their upvalues on the first call of any function.
+local function read_globals()
+  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+end
 
 -- Numbers of the texts small_number() converted (run counts: a few texts, converted
 -- by every call; tonumber() goes through strtod).
@@ -67,7 +72,7 @@ end
 
 -- The first step of every call: its keys and arguments, a fresh clock and history.
 local function begin(keys, argv)
-  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+  read_globals()
   name_keys(keys[1], keys[2])
   OP = argv[#argv]
   NOW_MS, NOW_TEXT, UNRECORDED_N = nil, nil, 0
@@ -700,11 +705,12 @@ end
 -- Several calls of the scripts, on runs of one queue, in one FCALL (each command costs the
 -- server its own lookup, call and MULTI/EXEC in the AOF: see flowbus/_redis/merged_calls.py).
 -- KEYS: each call's run hash, then the queue's tag; ARGV: for each call its script's name,
--- its argument count and its arguments. Replies with each call's reply, in order: a call that raised an
--- error has it as its reply (what it wrote before stays, as for a call of its own), and the
--- calls after it run. Their acknowledgements of queue deliveries are sent last, together.
+-- its argument count and its arguments. Replies with each call's reply, in order: a call
+-- that raised an error has it as its reply (what it wrote before stays, as for a call of its
+-- own), and the calls after it run. Their acknowledgements of queue deliveries are sent last,
+-- together.
 local function run_calls(KEYS, ARGV)
-  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+  read_globals()
   local replies = {}
   ACKS = {}
   local ran, failure = pcall(run_each, KEYS, ARGV, replies)
