@@ -56,7 +56,8 @@ async def test_cli_commands_on_a_corrupted_run_print_one_line(runtime_closed: No
     runtime = await get_runtime()
     keys = await runtime.store.run_keys(run_id)
     await runtime.redis.hset(
-        keys.run, mapping={"parameters": b"\xc1", "state_ts": b"soon", "name": b"\xff"}
+        keys.run,
+        mapping={"parameters": b"\xc1", "state": b"COMPLETED soon 1 9 Completed", "name": b"\xff"},
     )
     # When it is inspected, listed and waited on
     env = {**os.environ, "COLUMNS": "200"}

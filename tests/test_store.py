@@ -15,6 +15,7 @@ from flowbus import get_client
 from flowbus._core.codec import encode, text
 from flowbus._redis.keys import RunKeys
 from flowbus._redis.queue_indexes import earliest_deadlines, read_runs
+from flowbus._redis.records import unpack_state
 from flowbus._redis.replies import CreateReply, Reply, Status
 from flowbus._redis.run_ids import carries_queue, new_run_id, queue_hint
 from flowbus._redis.runtime import get_runtime
@@ -282,7 +283,7 @@ async def test_moves_out_of_a_non_final_kind_follow_the_table(
         assert reply.status is Status.REFUSED
         assert (reply.state_type, reply.state_name) == (
             src.value,
-            before["run"][b"state_name"].decode(),
+            unpack_state(before["run"][b"state"]).name,
         )
         assert await snapshot(store, keys) == before
 
@@ -740,7 +741,8 @@ async def test_a_resent_claim_still_hands_the_run_to_its_worker(store: RunStore)
     # Then the worker is told it started the run (and gets the run), which started once
     assert first.accepted and again.accepted
     fields = again.run_hash
-    assert fields[b"state_type"] == b"RUNNING" and fields[b"run_count"] == b"1"
+    state = unpack_state(fields[b"state"])
+    assert (state.type, state.run_count) == ("RUNNING", 1)
     assert [e["type"] for e in await steps(store, keys)] == ["SCHEDULED", "PENDING", "RUNNING"]
     # the start's PENDING step is recorded, not published: it ends in the same step
     published = [e["type"] for e in await entries(store, keys.queue_events)]

@@ -22,7 +22,6 @@ from flowbus._engine.hooks import call_hooks, hooks_for
 from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
 from flowbus._engine.suspension import complete_suspension
 from flowbus._redis.pauses import pause_view
-from flowbus._redis.records import state_from_fields
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.runtime import Runtime, get_runtime
 from flowbus._redis.store import Delivery
@@ -123,9 +122,7 @@ class FlowEngine:
         if reply.status is Status.STALE:
             raise StaleExecution(self.flow_run.id, reply.detail)
         if not reply.accepted:
-            current = state_from_fields(
-                {"state_type": reply.state_type, "state_name": reply.state_name}
-            )
+            current = State(type=StateType(reply.state_type), name=reply.state_name)
             raise InvalidStateTransition(self.flow_run.id, reply.detail, current)
         self.flow_run.run_count = reply.run_count
         self.flow_run.state = state

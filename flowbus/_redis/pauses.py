@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flowbus._core.codec import blob, decode, text
-from flowbus._redis.records import pause_expired
-from flowbus.exceptions import FlowRunNotFound
+from flowbus._redis.records import StoredState, pause_expired, unpack_state
+from flowbus.exceptions import FlowRunNotFound, MalformedEntry
 
 if TYPE_CHECKING:
     from flowbus._redis.store import RunStore
@@ -69,21 +69,26 @@ class SeenSchemas:
 async def pause_view(store: RunStore, run_id: UUID | str) -> PauseView:
     """What a resumer must know: state, pause key and the schema stored by the pause."""
     keys = await store.run_keys(run_id)
-    names = ["state_type", "state_name", "pause_key", "input_prefix", "state_message"]
-    fields = await store.redis.hmget(keys.run, [*names, "input_judged"])
+    fields = await store.redis.hmget(
+        keys.run, ["state", "pause_key", "input_prefix", "input_judged"]
+    )
     if fields[0] is None:
         raise FlowRunNotFound(run_id)
-    state_type, state_name, pause_key, prefix, message, judged = (text(f) for f in fields)
+    try:
+        state = unpack_state(fields[0])
+    except ValueError as exc:
+        raise MalformedEntry("run hash", str(exc), {"state": text(fields[0])}) from exc
+    pause_key, prefix, judged = (text(f) for f in fields[1:])
     schema = await store.redis.hget(keys.input, f"{prefix}-schema") if prefix else None
     if schema:
         store.schemas.saw(run_id, text(schema))
     return PauseView(
-        state_type,
-        state_name,
+        state.type,
+        state.name,
         pause_key,
         prefix,
         text(schema) if schema else "",
-        message,
+        state.message,
         judged == "1",
     )
 
@@ -94,14 +99,18 @@ async def resumed_input(
     """After a wake-up: the run's state, whether ``pause_key`` fired, and its input."""
     keys = await store.run_keys(run_id)
     pipe = store.redis.pipeline(transaction=False)
-    pipe.hmget(keys.run, ["state_type", "state_name", "state_message"])
+    pipe.hget(keys.run, "state")
     pipe.sismember(keys.fired, pause_key)
     pipe.hget(keys.input, f"{prefix}-response")
-    (state_type, state_name, message), fired, response = await pipe.execute()
+    raw_state, fired, response = await pipe.execute()
+    try:
+        state = unpack_state(raw_state)
+    except ValueError:  # gone (or not ours): the caller finds it left its pause
+        state = StoredState("", 0, 0, "", "")
     return ResumeView(
-        text(state_type),
-        text(state_name),
-        text(message),
+        state.type,
+        state.name,
+        state.message,
         bool(fired),
         None if response is None else decode(blob(response)),
     )

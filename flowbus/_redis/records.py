@@ -4,6 +4,7 @@ event's) flat fields, with no I/O."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -30,9 +31,42 @@ def pause_expired(state_type: str, message: str) -> bool:
     return state_type == StateType.FAILED and message == NEVER_RESUMED
 
 
-def state_from_fields(fields: Mapping[str, str], run_id: UUID | None = None) -> State:
-    """Build a :class:`State` from the run hash's (or an event's) flat fields (``run_id``:
-    the run's id when the caller parsed it already).
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """A run's state as its hash holds it: the one field ``state``, "<kind> <time ms> <run
+    count> <name's length in bytes> <name><message>" (pack_state() in lua/_prelude.lua)."""
+
+    type: str
+    ts_ms: int
+    run_count: int
+    name: str
+    message: str
+
+
+def unpack_state(raw: bytes | str | None) -> StoredState:
+    """The run hash's ``state`` value unpacked; ``ValueError`` if it is not one."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if not data:
+        raise ValueError("the run hash holds no state")
+    kind, ts_ms, run_count, rest = data.split(b" ", 3)
+    length, _, rest = rest.partition(b" ")
+    name_end = int(length)
+    if not 0 <= name_end <= len(rest):
+        raise ValueError(f"a state name of {name_end} bytes in {len(rest)}")
+    return StoredState(
+        kind.decode(),
+        int(ts_ms),
+        int(run_count),
+        rest[:name_end].decode(errors="replace"),
+        rest[name_end:].decode(errors="replace"),
+    )
+
+
+def state_from_fields(
+    fields: Mapping[str, str], stored: StoredState, run_id: UUID | None = None
+) -> State:
+    """Build a :class:`State` from a run's stored state and its hash's (decoded) other fields
+    (``run_id``: the run's id when the caller parsed it already).
 
     Every value is converted here; the models still validate them: pydantic's compiled
     validation of such small models is quicker than ``model_construct``, which loops over the
@@ -57,19 +91,19 @@ def state_from_fields(fields: Mapping[str, str], run_id: UUID | None = None) -> 
         pause_reschedule=fields.get("pause_reschedule") == "1",
         run_input_keyset=keyset,
         scheduled_time=ms_to_datetime(int(scheduled_ms)) if scheduled_ms else None,
-        flow_run_id=run_id or _uuid_or_none(fields.get("id") or fields.get("run_id")),
+        flow_run_id=run_id or _uuid_or_none(fields.get("id")),
     )
     return State(
-        type=StateType(fields["state_type"]),
-        name=fields.get("state_name", ""),
-        message=fields.get("state_message") or None,
-        timestamp=ms_to_datetime(int(fields.get("state_ts") or 0)),
+        type=StateType(stored.type),
+        name=stored.name,
+        message=stored.message or None,
+        timestamp=ms_to_datetime(stored.ts_ms),
         state_details=details,
     )
 
 
-#: Fields of a run hash that hold bytes, not text.
-_BINARY_FIELDS = (b"parameters", b"result")
+#: Fields of a run hash that hold bytes, not text (``state`` is unpacked from its bytes).
+_BINARY_FIELDS = (b"parameters", b"result", b"state")
 
 
 def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
@@ -84,12 +118,17 @@ def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
         return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
 
 
-def run_from_hash(raw: Mapping[Any, Any], keys: RunKeys) -> FlowRun:
+def run_from_hash(
+    raw: Mapping[Any, Any], keys: RunKeys, stored: StoredState | None = None
+) -> FlowRun:
     """Parse the hash of the run of ``keys`` (its id and queue are its key's; a hash written
-    by an earlier version holds them as fields too); raise :class:`MalformedEntry` if it is
-    not one of ours."""
+    by an earlier version holds them as fields too), whose state is ``stored`` when the
+    caller knows it (else the hash's); raise :class:`MalformedEntry` if it is not one of
+    ours."""
     fields = _text_fields(raw)
     try:
+        if stored is None:
+            stored = unpack_state(raw.get(b"state", raw.get("state")))
         params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
         run_id = UUID(keys.run_id)
         return FlowRun(
@@ -100,8 +139,8 @@ def run_from_hash(raw: Mapping[Any, Any], keys: RunKeys) -> FlowRun:
             deployment_id=UUID(fields["deployment_id"]) if fields.get("deployment_id") else None,
             parent_flow_run_id=UUID(fields["parent_id"]) if fields.get("parent_id") else None,
             parameters=params,
-            state=state_from_fields(fields, run_id),
-            run_count=int(fields.get("run_count") or 0),
+            state=state_from_fields(fields, stored, run_id),
+            run_count=stored.run_count,
             created=ms_to_datetime(int(fields.get("created_ms") or 0)),
         )
     except (KeyError, ValueError, OverflowError, OSError) as exc:  # OSError: a time too large

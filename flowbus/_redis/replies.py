@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 from flowbus._core.codec import blob, text
+from flowbus._redis.records import StoredState
 from flowbus.exceptions import MalformedEntry, SerializationError
 
 
@@ -61,10 +62,11 @@ class CreateReply(Reply):
 @dataclass(frozen=True, slots=True)
 class ClaimReply(Reply):
     """``claim_run``: the run hash as the claim left it (empty when there is no such run);
-    after a start, only what a run record holds of it but its id and queue (the caller's):
-    the fields the claim returns and the state it wrote."""
+    after a start, only what a run record holds of it but its id, queue and state: the
+    fields the claim returns, and the state it wrote as ``started``."""
 
     run_hash: dict[bytes, bytes]
+    started: StoredState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +161,8 @@ def claimed(raw: list[Any]) -> ClaimReply:
     # a start: what a run record needs of the hash besides its state, which is the reply's
     values = raw[6 : 6 + len(_CLAIM_FIELDS)]
     run_hash = {k: v for k, v in zip(_CLAIM_FIELDS, values, strict=True) if v is not None}
-    run_hash[b"state_type"] = head[2].encode()
-    run_hash[b"state_name"] = head[3].encode()
-    run_hash[b"state_ts"] = started_ms
-    run_hash[b"run_count"] = str(head[4]).encode()
-    return ClaimReply(*head, run_hash=run_hash)
+    started = StoredState(head[2], _number(started_ms) or 0, head[4], head[3], "")
+    return ClaimReply(*head, run_hash=run_hash, started=started)
 
 
 def paused(raw: list[Any]) -> PauseReply:

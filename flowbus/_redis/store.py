@@ -303,7 +303,7 @@ class RunStore:
         if reply.status is Status.NOT_FOUND:
             return None, False
         self._remember(rid, keys)
-        return run_from_hash(reply.run_hash, keys), reply.accepted
+        return run_from_hash(reply.run_hash, keys, reply.started), reply.accepted
 
     def holding(self, keys: RunKeys) -> tuple[str, str]:
         """The holder name and first lease a script starting a run of ``keys`` writes."""

@@ -16,19 +16,16 @@ from typing import Any, cast
 
 from flowbus._core.codec import ms_to_datetime
 from flowbus._redis.keys import is_queue_name
+from flowbus._redis.records import unpack_state
 from flowbus._redis.runtime import Runtime
 from flowbus.states import StateType
 
 #: Run-hash fields a summary reads, in order.
 FIELDS = (
+    "state",
     "name",
     "flow_name",
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_ts",
     "created_ms",
-    "run_count",
     "pause_key",
     "pause_timeout_ms",
     "input_prefix",
@@ -104,9 +101,14 @@ def summary_from_fields(
 ) -> RunSummary | None:
     """A summary of the run ``run_id`` of ``queue`` (its hash holds neither) from ``HMGET
     FIELDS`` (``None`` for a run that is gone, or whose hash holds no state we know)."""
-    f = dict(zip(FIELDS, (safe_text(v) for v in values), strict=True))
-    if not f["state_type"] or f["state_type"] not in StateType.__members__:
+    raw = list(values)
+    try:
+        state = unpack_state(raw[0])
+    except ValueError:
         return None
+    if state.type not in StateType.__members__:
+        return None
+    f = dict(zip(FIELDS[1:], (safe_text(v) for v in raw[1:]), strict=True))
     created_ms = _int(f["created_ms"]) if score is None else int(score)
     timeout = _int(f["pause_timeout_ms"])
     return RunSummary(
@@ -114,14 +116,14 @@ def summary_from_fields(
         name=f["name"],
         flow_name=f["flow_name"],
         queue=queue,
-        state_type=f["state_type"],
-        state_name=f["state_name"],
-        message=f["state_message"],
-        state_time=ms_to_datetime(_int(f["state_ts"])),
+        state_type=state.type,
+        state_name=state.name,
+        message=state.message,
+        state_time=ms_to_datetime(state.ts_ms),
         created=ms_to_datetime(created_ms),
-        run_count=_int(f["run_count"]),
+        run_count=state.run_count,
         pause_key=f["pause_key"],
-        deadline=ms_to_datetime(timeout) if timeout and f["state_type"] == "PAUSED" else None,
+        deadline=ms_to_datetime(timeout) if timeout and state.type == "PAUSED" else None,
         input_prefix=f["input_prefix"],
         deployment_id=f["deployment_id"],
     )

@@ -22,6 +22,7 @@ from flowbus import (
     suspend_flow_run,
     task,
 )
+from flowbus._redis.records import unpack_state
 from flowbus.context import TaskRunContext
 from flowbus.logging import get_run_logger
 from tests.redis_clients import sync_redis
@@ -68,7 +69,7 @@ def _await_requested_suspension(client: redis.Redis) -> None:
     assert task_ctx is not None
     flow_ctx = task_ctx.flow_run_context
     keys = flow_ctx.runtime.store.keys.queue(flow_ctx.flow_run.queue).run(flow_ctx.flow_run.id)
-    if client.hget(keys.run, "state_name") != b"Suspending":
+    if unpack_state(client.hget(keys.run, "state")).name != "Suspending":
         return
     deadline = time.monotonic() + 60
     while flow_ctx.interrupt != "suspend" and time.monotonic() < deadline:

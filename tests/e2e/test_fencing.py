@@ -15,6 +15,7 @@ import redis.asyncio as aredis
 from flowbus import StateType, get_client
 from flowbus._core.codec import decode
 from flowbus._redis.keys import Keys, RunKeys
+from flowbus._redis.records import unpack_state
 from flowbus.flow_runs import await_for_flow_run
 from tests.e2e.conftest import StartWorker
 from tests.e2e.flows_module import key
@@ -65,7 +66,7 @@ async def stopped_without_changes(worker: WorkerProcess) -> None:
 def assert_one_execution(state: Snapshot, winner: WorkerProcess) -> None:
     """The run as one execution (attempt 2, by ``winner``) left it."""
     fields, results, events = state
-    assert fields[b"state_type"] == b"COMPLETED" and fields[b"attempt"] == b"2"
+    assert unpack_state(fields[b"state"]).type == "COMPLETED" and fields[b"attempt"] == b"2"
     assert decode(fields[b"result"]) == f"done by {winner.proc.pid}"
     assert decode(results[b"whoami-1"]) == winner.proc.pid
     kinds = [json.loads(entry)["type"] for entry in events]
@@ -120,7 +121,7 @@ async def test_a_worker_back_while_its_successor_runs_cannot_finish_the_run(
     # Then A stops without writing its result or finishing the run
     await stopped_without_changes(worker_a)
     fields, results, _events = await snapshot(run_keys)
-    assert fields[b"state_type"] == b"RUNNING" and b"whoami-1" not in results
+    assert unpack_state(fields[b"state"]).type == "RUNNING" and b"whoami-1" not in results
 
     # and B finishes it: the run shows B's execution only
     await rclient.rpush(key(f"open:y-gate:{worker_b.proc.pid}"), "for-b")

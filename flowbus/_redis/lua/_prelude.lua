@@ -45,13 +45,16 @@ local CONTROL_MAXLEN = 10000
 -- read while the library loads, so read_globals() reads them on the first call
 -- (runtime_globals() is defined before the locals that shadow their names).
 local function runtime_globals()
-  return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub, pcall
+  return redis.call, unpack, tonumber, ipairs, string.format, string.find, string.sub, pcall,
+    string.match
 end
-local call, unpack, tonumber, ipairs, format, find, sub, pcall
+local call, unpack, tonumber, ipairs, format, find, sub, pcall, match
 
 -- The globals above, read into their upvalues on the first call of any function.
 local function read_globals()
-  if not call then call, unpack, tonumber, ipairs, format, find, sub, pcall = runtime_globals() end
+  if not call then
+    call, unpack, tonumber, ipairs, format, find, sub, pcall, match = runtime_globals()
+  end
 end
 
 -- Numbers of the texts small_number() converted (run counts: a few texts, converted
@@ -135,31 +138,63 @@ local function pause_until(opts, deadline_ms)
   return opts
 end
 
+-- The run's state is one run-hash field, ``state``: "<kind> <time ms> <run count> <name's
+-- length in bytes> <name><message>" (one field written and read where there were five: each
+-- field an HSET writes costs the server a listpack search, an insertion and an argument in
+-- the AOF). pack_state() makes it, unpack_state() reads it.
+local NAME_HEADS, NAME_HEADS_KEPT = {}, 0
+
+-- "<length> <name>" of a state name, kept (a run's states take a few names) for the last
+-- 1,000 names at most.
+local function name_head(name)
+  local made = NAME_HEADS[name]
+  if not made then
+    if NAME_HEADS_KEPT == 1000 then NAME_HEADS, NAME_HEADS_KEPT = {}, 0 end
+    made = format('%d ', #name) .. name
+    NAME_HEADS[name], NAME_HEADS_KEPT = made, NAME_HEADS_KEPT + 1
+  end
+  return made
+end
+
+local function pack_state(type, ts, count, name, message)
+  return type .. ' ' .. ts .. ' ' .. count .. ' ' .. name_head(name) .. message
+end
+
+-- The kind, run count (text), name and message of a ``state`` value; a value that is not one
+-- is taken whole as the kind (a kind no rule knows: every step refuses it).
+local function unpack_state(state)
+  local type, count, length, at = match(state, '^(%u+) %d+ (%d+) (%d+) ()')
+  if not type then return state, '0', '', '' end
+  local name_end = at + small_number(length) - 1
+  return type, count, sub(state, at, name_end), sub(state, name_end + 1)
+end
+
 -- The run-hash fields of a run's state, in the order run_state() takes them: what every step
 -- needs (its id is its hash's name's end: RUN_ID), then its pause's (PAUSE_FIELDS of them,
--- present only while the run is PAUSED: current() reads them then); its flow, deployment and
--- last call's reply are read when a step needs them (see flow_of()). After them, the places
--- of the fields current_of() takes from a whole hash: those a claim returns (see
--- claim_run.lua), then the last call's reply.
-local STATE_FIELDS = {'state_type', 'state_name', 'run_count', 'op', 'holder', 'held',
-  'early_keys', 'attempt', 'state_message', 'pause_key', 'pause_timeout_ms', 'pause_reschedule'}
+-- present only while the run is PAUSED: current() reads them then); its flow and deployment
+-- are read when a step needs them (see flow_of()). After them, the places of the fields
+-- current_of() takes from a whole hash: those a claim returns (see claim_run.lua).
+local STATE_FIELDS = {'state', 'op', 'holder', 'held', 'early_keys', 'attempt', 'pause_key',
+  'pause_timeout_ms', 'pause_reschedule'}
 local PAUSE_FIELDS = 3
 local CLAIM_FIELDS = {'flow_name', 'deployment_id', 'name', 'parent_id', 'parameters',
   'created_ms', 'scheduled_ms'}
 local FIELD_PLACE = {}
 for i = 1, #STATE_FIELDS do FIELD_PLACE[STATE_FIELDS[i]] = i end
 for i = 1, #CLAIM_FIELDS do FIELD_PLACE[CLAIM_FIELDS[i]] = #STATE_FIELDS + i end
-FIELD_PLACE.op_detail = #STATE_FIELDS + #CLAIM_FIELDS + 1
 
--- The run's state from its STATE_FIELDS values (a value of no field is nil or false).
-local function run_state(type, name, run_count, op, holder, held, early_keys, attempt, message,
-                         pause_key, pause_timeout_ms, reschedule)
-  return {id = RUN_ID, type = type, name = name, run_count = small_number(run_count),
-          count_text = run_count,
+-- The run's state from its STATE_FIELDS values (a value of no field is nil or false); ``op``
+-- is "<call id> <its reply's detail>" of the last call applied (see replayed()).
+local function run_state(state, op, holder, held, early_keys, attempt, pause_key,
+                         pause_timeout_ms, reschedule)
+  local type, count, name, message = unpack_state(state)
+  return {id = RUN_ID, type = type, name = name, run_count = small_number(count),
+          count_text = count,
           pause_key = pause_key or '',
           pause_timeout_ms = pause_timeout_ms and tonumber(pause_timeout_ms) or 0,
-          reschedule = reschedule == '1', op = op, holder = holder or '', held = held == '1',
-          early_keys = early_keys or '', attempt = attempt or '', message = message or ''}
+          reschedule = reschedule == '1', op = op or '', holder = holder or '',
+          held = held == '1', early_keys = early_keys or '', attempt = attempt or '',
+          message = message}
 end
 
 -- The run's current state, or nil when the run does not exist. A field looked up that the
@@ -169,9 +204,9 @@ local LIVE_FIELDS = #STATE_FIELDS - PAUSE_FIELDS
 local function current()
   local f = call('HMGET', RUN, unpack(STATE_FIELDS, 1, LIVE_FIELDS))
   if not f[1] then return nil end
-  if f[1] ~= 'PAUSED' then return run_state(unpack(f)) end
+  if sub(f[1], 1, 7) ~= 'PAUSED ' then return run_state(unpack(f)) end
   local p = call('HMGET', RUN, unpack(STATE_FIELDS, LIVE_FIELDS + 1))
-  return run_state(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], p[1], p[2], p[3])
+  return run_state(f[1], f[2], f[3], f[4], f[5], f[6], p[1], p[2], p[3])
 end
 
 -- The run's flow name, and its deployment id ("" none), read once when a step needs them.
@@ -193,7 +228,7 @@ local function current_of(flat)
   if #flat == 0 then return nil end
   -- sized once (a table grown a field at a time is rehashed as it grows)
   local f = {false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false, false, false, false, false}
+    false, false, false, false, false}
   for i = 1, #flat, 2 do
     local place = FIELD_PLACE[flat[i]]
     if place then f[place] = flat[i + 1] end
@@ -202,7 +237,6 @@ local function current_of(flat)
   local n = #STATE_FIELDS
   cur.flow, cur.deployment = f[n + 1] or '', f[n + 2] or ''
   cur.no_deadline = not f[n + 7]
-  cur.op_detail = f[n + #CLAIM_FIELDS + 1] or nil
   return cur, f
 end
 
@@ -238,7 +272,7 @@ end
 -- The reply of a call that was applied: the run remembers the call, so that a resent copy
 -- (see OP) is answered as this one was, instead of being refused by the state it made.
 local function accepted(detail, cur, ...)
-  call('HSET', RUN, 'op', OP, 'op_detail', detail)
+  call('HSET', RUN, 'op', OP .. ' ' .. detail)
   return reply(ACCEPTED, detail, cur, ...)
 end
 
@@ -250,8 +284,8 @@ end
 -- Whether this call was already applied to the run (and nothing was applied since); then
 -- cur.op_detail is its reply's detail.
 local function replayed(cur)
-  if cur == nil or cur.op ~= OP then return false end
-  if cur.op_detail == nil then cur.op_detail = call('HGET', RUN, 'op_detail') end
+  if cur == nil or sub(cur.op, 1, #OP + 1) ~= OP .. ' ' then return false end
+  cur.op_detail = sub(cur.op, #OP + 2)
   return true
 end
 
@@ -453,20 +487,11 @@ local function transition(cur, to_type, to_name, opts)
   -- last write: each variant one call, with no table made for it
   local fields = opts.fields or NONE
   if opts.created then fields = {'created_ms', ts, unpack(fields)} end
-  if message == cur.message then
-    if opts.last then
-      call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
-        'run_count', count, 'op', OP, 'op_detail', id, unpack(fields))
-    else
-      call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
-        'run_count', count, unpack(fields))
-    end
-  elseif opts.last then
-    call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
-      'run_count', count, 'state_message', message, 'op', OP, 'op_detail', id, unpack(fields))
+  local state = pack_state(to_type, ts, count, to_name, message)
+  if opts.last then
+    call('HSET', RUN, 'state', state, 'op', OP .. ' ' .. id, unpack(fields))
   else
-    call('HSET', RUN, 'state_type', to_type, 'state_name', to_name, 'state_ts', ts,
-      'run_count', count, 'state_message', message, unpack(fields))
+    call('HSET', RUN, 'state', state, unpack(fields))
   end
   cur.message = message
   if to_type == 'PAUSED' then
