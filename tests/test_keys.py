@@ -51,7 +51,6 @@ def test_a_script_gets_the_run_hash_and_queue_tag_and_names_the_keys_the_store_u
         "HISTORY": run_keys.history,
         "FIRED": f"p:{{q}}:run:{run_id}:fired",
         "INPUT": run_keys.input,
-        "RESULTS": run_keys.results,
         "MESSAGES": run_keys.messages,
         "QEVENTS": queue.events(),
         "DEADLINES": queue.deadlines(),

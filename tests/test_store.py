@@ -463,7 +463,7 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
     run_id = await reach(short, S.RUNNING)
     keys = await short.run_keys(run_id)
     await short.save_task_results(run_id, {"task-1": encode(1)})
-    run_keys = [keys.run, keys.history, keys.results]
+    run_keys = [keys.run, keys.history]
 
     # When it fails, Then its keys expire within the retention, queue keys do not
     await short.set_state(run_id, state(S.FAILED))
@@ -473,7 +473,7 @@ async def test_a_final_state_expires_the_run_keys_and_a_retry_persists_them(
 
     # When it is retried, Then they persist again
     await short.set_state(run_id, state(S.SCHEDULED, "AwaitingRetry"), retry=True)
-    assert [await short.redis.ttl(key) for key in run_keys] == [-1, -1, -1]
+    assert [await short.redis.ttl(key) for key in run_keys] == [-1, -1]
 
 
 async def test_the_history_and_the_queue_events_stream_are_capped(store: RunStore) -> None:

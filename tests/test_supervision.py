@@ -11,12 +11,10 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-import redis
 from redis.asyncio import Redis
 
 from flowbus import Cancelled, flow, task, wait_for_flow_run
 from flowbus._redis.runtime import close_runtime, get_runtime
-from flowbus.context import FlowRunContext
 from flowbus.settings import get_settings
 from flowbus.states import StateType
 from tests.conftest import TestServer
@@ -170,16 +168,18 @@ async def test_malformed_events_do_not_end_a_waiter(runtime_closed: None) -> Non
     assert finished.state.type is StateType.CANCELLED
 
 
-def _results_key() -> tuple[redis.Redis, str]:
-    ctx = FlowRunContext.current()
-    keys = ctx.runtime.store.keys.queue(ctx.flow_run.queue).run(ctx.flow_run.id)
-    return sync_redis(), keys.results
+def _refuse_writes(refused: bool) -> None:
+    """Make Redis refuse every write (out of memory, under ``noeviction``), or accept again."""
+    client = sync_redis()
+    try:
+        client.config_set("maxmemory", 1 if refused else 0)
+    finally:
+        client.close()
 
 
 @task
-def poison_the_results_hash() -> int:
-    client, results = _results_key()
-    client.set(results, "not a hash")
+def refuse_redis_writes() -> int:
+    _refuse_writes(True)
     return 1
 
 
@@ -188,33 +188,33 @@ WRITE_FAILED: list[threading.Event] = []
 
 
 @task
-def heal_the_results_hash() -> int:
-    # the batched write of the first result fails (WRONGTYPE) in the background meanwhile
-    assert WRITE_FAILED[-1].wait(20), "the background write never failed"
-    client, results = _results_key()
-    client.delete(results)
+def accept_redis_writes() -> int:
+    # the batched write of the first result fails (OOM) in the background meanwhile
+    try:
+        assert WRITE_FAILED[-1].wait(20), "the background write never failed"
+    finally:
+        _refuse_writes(False)
     return 2
 
 
 @flow
-def results_meet_wrongtype() -> int:
-    return poison_the_results_hash() + heal_the_results_hash()
+def results_meet_a_refusal() -> int:
+    return refuse_redis_writes() + accept_redis_writes()
 
 
 async def test_a_failed_background_result_write_is_logged_and_written_later(
     runtime_closed: None,
 ) -> None:
-    # Given a flow whose results hash is a string while its first result is written
+    # Given a flow whose Redis refuses writes while its first result is written
     with logged("Background task results of run") as failed:
         WRITE_FAILED.append(failed.seen)
-        state = await anyio.to_thread.run_sync(lambda: results_meet_wrongtype(return_state=True))
+        state = await anyio.to_thread.run_sync(lambda: results_meet_a_refusal(return_state=True))
     # Then the failure was logged, the flow completed, and both results were persisted
     assert state.is_completed(), state
     runtime = await get_runtime()
     run_id = state.state_details.flow_run_id
     assert run_id is not None
-    results = (await runtime.store.run_keys(run_id)).results
-    assert sorted(await runtime.redis.hkeys(results)) == [
-        b"heal_the_results_hash-1",
-        b"poison_the_results_hash-1",
+    assert sorted(await runtime.store.load_task_results(run_id)) == [
+        "accept_redis_writes-1",
+        "refuse_redis_writes-1",
     ]

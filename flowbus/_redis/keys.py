@@ -38,7 +38,6 @@ RUN_KEY_SUFFIXES = {
     "HISTORY": ":history",
     "FIRED": ":fired",
     "INPUT": ":input",
-    "RESULTS": ":results",
     "MESSAGES": ":messages",
 }
 #: The keys of a queue a script may touch, each named ``<queue tag><suffix>``, by the name
@@ -86,10 +85,6 @@ class RunKeys:
     @property
     def input(self) -> str:
         return self.run + RUN_KEY_SUFFIXES["INPUT"]
-
-    @property
-    def results(self) -> str:
-        return self.run + RUN_KEY_SUFFIXES["RESULTS"]
 
     @property
     def messages(self) -> str:

@@ -3,7 +3,7 @@ event's) flat fields, with no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -105,6 +105,29 @@ def state_from_fields(
 #: Fields of a run hash that hold bytes, not text (``state`` is unpacked from its bytes).
 _BINARY_FIELDS = (b"parameters", b"result", b"state")
 
+#: The start of a run-hash field that holds a task result (msgpack): ``task:<task-run key>``.
+#: The results live in the run's hash, not a key of their own, so that they are written with
+#: the state that ends the run and expire with it.
+TASK_RESULT_PREFIX = "task:"
+_TASK_RESULT_PREFIX = TASK_RESULT_PREFIX.encode()
+
+
+def task_result_fields(results: Mapping[str, bytes]) -> Iterator[str | bytes]:
+    """The run-hash fields and values of ``results`` (task-run key → result), flat."""
+    for key, value in results.items():
+        yield TASK_RESULT_PREFIX + key
+        yield value
+
+
+def task_results_of(raw: Mapping[Any, Any]) -> dict[str, bytes]:
+    """The task results (task-run key → result) among a run hash's fields."""
+    found: dict[str, bytes] = {}
+    for field, value in raw.items():
+        name = blob(field)
+        if name.startswith(_TASK_RESULT_PREFIX):
+            found[name[len(_TASK_RESULT_PREFIX) :].decode(errors="replace")] = blob(value)
+    return found
+
 
 def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
     """The hash's text fields, decoded (by ``text`` only if some value is not bytes)."""
@@ -112,7 +135,7 @@ def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
         return {
             k.decode(errors="replace"): v.decode(errors="replace")
             for k, v in raw.items()
-            if k not in _BINARY_FIELDS
+            if k not in _BINARY_FIELDS and not k.startswith(_TASK_RESULT_PREFIX)
         }
     except AttributeError:
         return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}

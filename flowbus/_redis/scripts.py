@@ -34,6 +34,7 @@ from flowbus._redis import replies
 from flowbus._redis.autopipeline import AutoPipeline, Build, Commands
 from flowbus._redis.keys import QUEUE_KEY_SUFFIXES, RUN_KEY_SUFFIXES, RunKeys
 from flowbus._redis.merged_calls import CallMerger
+from flowbus._redis.records import task_result_fields
 from flowbus._redis.replies import (
     ClaimReply,
     CreateReply,
@@ -352,8 +353,7 @@ class Scripts:
         ``attempt``: the token of the execution proposing it (refused if superseded)."""
         args = (kind, name, message, _flag(retry), b"" if result is None else result)
         tail = (expect or "", _flag(enqueue), ack_group, ack_entry_id, _token(attempt))
-        results = (item for pair in (task_results or {}).items() for item in pair)
-        every = (*args, *tail, *results)
+        every = (*args, *tail, *task_result_fields(task_results or {}))
         return Call(self, "set_state", keys, every, replies.plain, durable=kind in FINAL_TYPES)
 
     def force_state(
@@ -461,7 +461,7 @@ class Scripts:
         self, keys: RunKeys, results: Mapping[str, bytes], *, attempt: int | None = None
     ) -> Call[Reply]:
         """Write task results, unless the execution ``attempt`` was superseded."""
-        pairs = (item for pair in results.items() for item in pair)
+        pairs = task_result_fields(results)
         return Call(self, "save_results", keys, (_token(attempt), *pairs), replies.plain)
 
     # -- messages (send_input.lua) -----------------------------------------------------------

@@ -16,7 +16,7 @@ from flowbus._redis.autopipeline import Commands
 from flowbus._redis.heartbeat import Leases
 from flowbus._redis.keys import Keys, RunKeys, is_queue_name
 from flowbus._redis.pauses import SeenSchemas
-from flowbus._redis.records import run_from_hash
+from flowbus._redis.records import run_from_hash, task_results_of
 from flowbus._redis.replies import Reply, Status
 from flowbus._redis.run_ids import QueuesByHint, hint_of, new_run_id
 from flowbus._redis.scripts import Scripts
@@ -388,5 +388,4 @@ class RunStore:
 
     async def load_task_results(self, run_id: UUID | str) -> dict[str, bytes]:
         keys = await self.run_keys(run_id)
-        raw = await self.redis.hgetall(keys.results)
-        return {text(k): blob(v) for k, v in raw.items()}
+        return task_results_of(await self.redis.hgetall(keys.run))

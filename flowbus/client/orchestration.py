@@ -276,7 +276,7 @@ class FlowbusClient:
         store = await self._store()
         keys = await store.run_keys(flow_run_id)
         pipe = store.redis.pipeline(transaction=True)
-        pipe.delete(keys.run, keys.history, keys.fired, keys.input, keys.results, keys.messages)
+        pipe.delete(keys.run, keys.history, keys.fired, keys.input, keys.messages)
         pipe.zrem(keys.runs, str(flow_run_id))
         pipe.zrem(keys.deadlines, str(flow_run_id))
         await pipe.execute()

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from flowbus._core.codec import blob, decode
 from flowbus._redis.events import RunEvent, history_events
+from flowbus._redis.records import TASK_RESULT_PREFIX, task_results_of
 from flowbus._redis.runtime import Runtime
 from flowbus.exceptions import FlowbusError, FlowRunNotFound
 from flowbus.states import StateType
@@ -115,7 +116,7 @@ async def read_detail(runtime: Runtime, run_id: UUID | str) -> RunDetail:
     pipe.hmget(keys.run, [*FIELDS, "parameters", "result", "traceback"])
     pipe.lrange(keys.history, 0, -1)
     pipe.hgetall(keys.input)
-    pipe.hscan(keys.results, 0, count=MAX_TASK_RESULTS)
+    pipe.hscan(keys.run, 0, match=f"{TASK_RESULT_PREFIX}*", count=MAX_TASK_RESULTS)
     values, events_raw, inputs_raw, (_, results_raw) = await pipe.execute()
     summary = summary_from_fields(values[: len(FIELDS)], keys.run_id, keys.queue)
     if summary is None:
@@ -130,7 +131,7 @@ async def read_detail(runtime: Runtime, run_id: UUID | str) -> RunDetail:
         result=decoded(result_raw) if completed else None,
         has_result=completed,
         traceback=safe_text(tb_raw) if summary.state_type == StateType.FAILED else "",
-        task_results={safe_text(k): decoded(v) for k, v in results_raw.items()},
+        task_results={k: decoded(v) for k, v in task_results_of(results_raw).items()},
         pause=_pause_info(summary, {safe_text(k): v for k, v in inputs_raw.items()}),
     )
 

@@ -15,7 +15,7 @@ import redis.asyncio as aredis
 from flowbus import StateType, get_client
 from flowbus._core.codec import decode
 from flowbus._redis.keys import Keys, RunKeys
-from flowbus._redis.records import unpack_state
+from flowbus._redis.records import task_results_of, unpack_state
 from flowbus.flow_runs import await_for_flow_run
 from tests.e2e.conftest import StartWorker
 from tests.e2e.flows_module import key
@@ -34,7 +34,7 @@ async def snapshot(run_keys: RunKeys) -> Snapshot:
     try:
         return (
             await client.hgetall(run_keys.run),
-            await client.hgetall(run_keys.results),
+            task_results_of(await client.hgetall(run_keys.run)),
             await client.lrange(run_keys.history, 0, -1),
         )
     finally:
@@ -52,7 +52,7 @@ async def blocked_on_its_gate(
     assert await rclient.blpop([key(f"started:{tag}-gate")], timeout=90) is not None
     run_keys = Keys(flowbus_env).queue("default").run(run.id)
     with anyio.fail_after(30):  # the first task's result is saved in the background
-        while not await rclient.hexists(run_keys.results, "count-1"):  # noqa: ASYNC110
+        while not await rclient.hexists(run_keys.run, "task:count-1"):  # noqa: ASYNC110
             await anyio.sleep(0.05)
     return worker_a, run.id, run_keys
 
@@ -68,7 +68,7 @@ def assert_one_execution(state: Snapshot, winner: WorkerProcess) -> None:
     fields, results, events = state
     assert unpack_state(fields[b"state"]).type == "COMPLETED" and fields[b"attempt"] == b"2"
     assert decode(fields[b"result"]) == f"done by {winner.proc.pid}"
-    assert decode(results[b"whoami-1"]) == winner.proc.pid
+    assert decode(results["whoami-1"]) == winner.proc.pid
     kinds = [json.loads(entry)["type"] for entry in events]
     assert kinds == ["SCHEDULED", "PENDING", "RUNNING", "SCHEDULED", "PENDING", "RUNNING"] + [
         "COMPLETED"
@@ -121,7 +121,7 @@ async def test_a_worker_back_while_its_successor_runs_cannot_finish_the_run(
     # Then A stops without writing its result or finishing the run
     await stopped_without_changes(worker_a)
     fields, results, _events = await snapshot(run_keys)
-    assert unpack_state(fields[b"state"]).type == "RUNNING" and b"whoami-1" not in results
+    assert unpack_state(fields[b"state"]).type == "RUNNING" and "whoami-1" not in results
 
     # and B finishes it: the run shows B's execution only
     await rclient.rpush(key(f"open:y-gate:{worker_b.proc.pid}"), "for-b")

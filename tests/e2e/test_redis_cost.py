@@ -96,7 +96,7 @@ async def test_a_finished_run_keeps_few_keys_and_bytes_and_the_queue_stream_is_d
         for key in keys:
             assert await rclient.ttl(key) > 0, key
         retained += await memory(rclient, keys)
-    assert all(names == {"", ":history", ":results"} for names in per_run), per_run
+    assert all(names == {"", ":history"} for names in per_run), per_run
     retained += await memory(rclient, [f"{tag}:runs"])
     assert retained / RUNS <= RETAINED_BYTES_PER_RUN_MAX
     # And the queue stream holds nothing pending, and of what was acknowledged a tail

@@ -98,10 +98,10 @@ async def test_killed_worker_run_is_finished_by_another(
         dep = await client.create_deployment("long-running", "d")
         run = await client.create_flow_run_from_deployment(dep, {"tag": "k"})
     assert await rclient.blpop([key("started:k-gate")], timeout=90) is not None
-    results = qkeys(flowbus_env).run(run.id).results
+    run_hash = qkeys(flowbus_env).run(run.id).run
     with anyio.fail_after(30):  # the first task's result is saved in the background
         # no event announces it, so this one wait polls
-        while not await rclient.hexists(results, "count-1"):  # noqa: ASYNC110
+        while not await rclient.hexists(run_hash, "task:count-1"):  # noqa: ASYNC110
             await anyio.sleep(0.05)
     # When A is killed and worker B starts
     worker_a.kill()

@@ -7,7 +7,7 @@
 -- key passed costs the server more than one named here), with the names flowbus/_redis/keys.py
 -- gives them (name_keys(), which scripts.py writes at the library's head):
 --   HISTORY run history (list)   FIRED fired pause keys   INPUT run input hash
---   RESULTS task results hash    MESSAGES run's input messages stream (send_input)
+--   MESSAGES run's input messages stream (send_input)
 --   QEVENTS queue events stream  DEADLINES queue deadlines   QUEUE queue stream
 --   RUNS queue's runs by time    CONTROL queue control stream (what holders of runs act on)
 --   HOLDERS queue holders hash (process name → end of its lease, ms)
@@ -317,7 +317,6 @@ local function expire_run_keys()
   name_run_keys()
   call('EXPIRE', RUN, RETENTION)
   call('EXPIRE', HISTORY, RETENTION)
-  call('EXPIRE', RESULTS, RETENTION)
   if call('EXISTS', FIRED, INPUT, MESSAGES) > 0 then
     for _, key in ipairs({FIRED, INPUT, MESSAGES}) do call('EXPIRE', key, RETENTION) end
   end
@@ -407,9 +406,8 @@ end
 -- Move the run to a new state: apply the rules, write the state, publish one event to the
 -- queue's events stream and record it in the run's history. opts: message, retry, force,
 -- pause_key, pause_timeout_ms, reschedule, input_prefix, deadline_ms; fields (more run-hash
--- fields and values to write with the state); results (task-run keys and results written
--- with it, before a final state's expiry covers them); transient (a step the same script moves on
--- from at once: recorded in the history with the next step, but neither published nor
+-- fields and values to write with the state, task results among them); transient (a step
+-- the same script moves on from at once: recorded in the history with the next step, but neither published nor
 -- written to the hash); last (the call's last write: the call id is written with the state,
 -- and the script replies with replied() instead of accepted()); input (a resume's input, JSON
 -- text: carried by the control entry only, so the paused process reads nothing); created
@@ -503,11 +501,7 @@ local function transition(cur, to_type, to_name, opts)
       'input_optional', 'pause_on_timeout', 'input_judged')
   end
   record(id, ts)
-  if opts.results then
-    name_run_keys()
-    call('HSET', RESULTS, unpack(opts.results))
-  end
-  -- after the history and the results are written, so that they expire with the run
+  -- after the history is written, so that it expires with the run
   if FINAL[to_type] then
     expire_run_keys()
     if cur.held then
@@ -517,7 +511,7 @@ local function transition(cur, to_type, to_name, opts)
     end
   elseif FINAL[cur.type] then
     name_run_keys()
-    for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, RESULTS, MESSAGES}) do
+    for _, key in ipairs({RUN, HISTORY, FIRED, INPUT, MESSAGES}) do
       call('PERSIST', key)
     end
     call('DEL', FIRED)  -- a retried run asks for its input again

@@ -9,8 +9,8 @@
 --          ("" none; a worker's final transition), every 16th trimming what is acknowledged
 --          (see acknowledge())
 -- ARGV[10] the calling execution's attempt ("" for callers that are no execution): fenced
--- ARGV[11…] task-run key, result, … : task results written in the same step (before the
---          call id, the last ARGV)
+-- ARGV[11…] task-result field ("task:<task-run key>"), result, … : task results written in
+--          the same step (before the call id, the last ARGV)
 -- Reply: {ACCEPTED, event id, ...} | {REFUSED, reason, ...} | {STALE, reason, ...}
 --      | {NOT_FOUND, ...}
 local to_type, to_name, message, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
@@ -35,10 +35,13 @@ if to_type == 'CANCELLING' and (idle or (held and holder_gone(cur))) then
   to_type, to_name = 'CANCELLED', 'Cancelled'
 end
 local opts = {message = message, retry = retry, last = true}
-if LAST_TASK_RESULT >= FIRST_TASK_RESULT then
-  opts.results = {unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT)}
+-- the task results are run-hash fields, written with the state
+if result ~= '' then
+  opts.fields = {to_type == 'FAILED' and 'traceback' or 'result', result,
+    unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT)}
+elseif LAST_TASK_RESULT >= FIRST_TASK_RESULT then
+  opts.fields = {unpack(ARGV, FIRST_TASK_RESULT, LAST_TASK_RESULT)}
 end
-if result ~= '' then opts.fields = {to_type == 'FAILED' and 'traceback' or 'result', result} end
 local id, reason = transition(cur, to_type, to_name, opts)
 if not id then return reply(REFUSED, reason, cur) end
 if enqueue_it then enqueue(cur) end
