@@ -21,7 +21,7 @@ from flowbus._redis.run_ids import carries_queue, new_run_id, queue_hint
 from flowbus._redis.runtime import get_runtime
 from flowbus._redis.scripts import Call
 from flowbus._redis.store import RunStore
-from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
+from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition, MalformedEntry
 from flowbus.input.run_input import schema_digest
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateType
@@ -687,6 +687,26 @@ async def test_a_merged_call_that_fails_fails_alone(store: RunStore) -> None:
     for run, outcome in zip(runs[::2], outcomes[::2], strict=True):
         assert isinstance(outcome, Reply) and outcome.accepted
         assert (await store.read_run(run.id)).state.type is S.PENDING
+
+
+@pytest.mark.parametrize("state", [None, b"", b"RUNNING soon", b"COMPLETED 1 1 99 Completed"])
+async def test_a_run_hash_without_a_state_we_know_is_claimed_as_no_run_or_refused(
+    store: RunStore, state: bytes | None
+) -> None:
+    # Given a run whose hash lost its state, or holds one that is not packed as ours
+    run = await store.create_run("flow-a", queue="stateless")
+    keys = await store.run_keys(run.id)
+    await store.redis.hdel(keys.run, "state")
+    if state is not None:
+        await store.redis.hset(keys.run, "state", state)
+    # When a worker claims it
+    reply = await store.scripts.claim_run(keys, holder="w")
+    # Then the script answers (no run, or a refusal) and changes nothing
+    assert reply.status in (Status.NOT_FOUND, Status.REFUSED), reply
+    assert await store.redis.hget(keys.run, "state") == state
+    # and a reader calls it malformed, never anything else
+    with pytest.raises((FlowRunNotFound, MalformedEntry)):
+        await store.read_run(run.id)
 
 
 # -- a call resent after its reply was lost ----------------------------------------------------

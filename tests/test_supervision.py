@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from flowbus import Cancelled, flow, task, wait_for_flow_run
@@ -172,7 +173,10 @@ def _refuse_writes(refused: bool) -> None:
     """Make Redis refuse every write (out of memory, under ``noeviction``), or accept again."""
     client = sync_redis()
     try:
-        client.config_set("maxmemory", 1 if refused else 0)
+        if isinstance(client, redis.RedisCluster):  # every node: the run's is one of them
+            client.config_set("maxmemory", 1 if refused else 0, target_nodes=client.ALL_NODES)
+        else:
+            client.config_set("maxmemory", 1 if refused else 0)
     finally:
         client.close()
 

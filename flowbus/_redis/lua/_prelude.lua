@@ -221,9 +221,10 @@ local function deployment_of(cur)
 end
 
 -- The run's current state from its whole hash (``flat``, HGETALL's reply: a caller that wants
--- the hash reads it once), nil when there is no such run; and the values of CLAIM_FIELDS in
--- their places in ``f``, the second result (false: no such field). A SCHEDULED run created
--- without a start time (no ``scheduled_ms``) is known to hold no deadline (``no_deadline``).
+-- the hash reads it once), nil when there is no such run (or its hash holds no state); and
+-- the values of CLAIM_FIELDS in their places in ``f``, the second result (false: no such
+-- field). A SCHEDULED run created without a start time (no ``scheduled_ms``) is known to
+-- hold no deadline (``no_deadline``).
 local function current_of(flat)
   if #flat == 0 then return nil end
   -- sized once (a table grown a field at a time is rehashed as it grows)
@@ -233,6 +234,7 @@ local function current_of(flat)
     local place = FIELD_PLACE[flat[i]]
     if place then f[place] = flat[i + 1] end
   end
+  if not f[1] then return nil end  -- a hash without a state is no run
   local cur = run_state(unpack(f, 1, #STATE_FIELDS))
   local n = #STATE_FIELDS
   cur.flow, cur.deployment = f[n + 1] or '', f[n + 2] or ''
