@@ -409,12 +409,13 @@ end
 -- queue's events stream and record it in the run's history. opts: message, retry, force,
 -- pause_key, pause_timeout_ms, reschedule, input_prefix, deadline_ms; fields (more run-hash
 -- fields and values to write with the state, task results among them); transient (a step
--- the same script moves on from at once: recorded in the history with the next step, but neither published nor
--- written to the hash); last (the call's last write: the call id is written with the state,
--- and the script replies with replied() instead of accepted()); input (a resume's input, JSON
--- text: carried by the control entry only, so the paused process reads nothing); created
--- (a run's first state: its time is written as created_ms too). Returns the
--- event id ("" for a transient step), or nil and the reason; cur.ts is the time of the move.
+-- the same script moves on from at once: recorded in the history with the next step, but
+-- neither published nor written to the hash); last (the call's last write: the call id is
+-- written with the state, and the script replies with replied() instead of accepted());
+-- input (a resume's input, JSON text: carried by the control entry only, so the paused
+-- process reads nothing); created (a run's first state: its time is written as created_ms
+-- too). Returns the event id ("" for a transient step), or nil and the reason; cur.ts is the
+-- time of the move.
 local function transition(cur, to_type, to_name, opts)
   if not opts.force then  -- force: an operator's repair skips the rules (Prefect's force=True)
     local reason = check(cur, to_type, to_name, opts.retry)
@@ -483,8 +484,8 @@ local function transition(cur, to_type, to_name, opts)
   -- the move's time: the script's, if a step asked for it; else its event's (only for its
   -- record: what judges a lease or a deadline reads the clock)
   local ts = NOW_TEXT or time_of(id)
-  -- the message only when it changes (few states have one), the call id with the call's
-  -- last write: each variant one call, with no table made for it
+  -- the state as one field, the call id with the call's last write: each variant one call,
+  -- with no table made for it
   local fields = opts.fields or NONE
   if opts.created then fields = {'created_ms', ts, unpack(fields)} end
   local state = pack_state(to_type, ts, count, to_name, message)

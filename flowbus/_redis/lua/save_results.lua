@@ -1,7 +1,8 @@
 -- Write task results of a run, unless the execution writing them was superseded (fenced): a
 -- stale execution's results never mix with the newer one's.
 -- ARGV[1] the writing execution's attempt ("" unchecked)
--- ARGV[2…] task-result field ("task:<task-run key>"), result, … (before the call id, the last ARGV)
+-- ARGV[2…] task-result field ("task:<task-run key>"), result, … (before the call id, the
+--          last ARGV)
 -- Reply: {ACCEPTED, "", ...} | {STALE, reason, ...} | {NOT_FOUND, ...}
 local attempt = ARGV[1]
 local FIRST_TASK_RESULT, LAST_TASK_RESULT = 2, #ARGV - 1
