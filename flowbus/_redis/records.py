@@ -129,16 +129,20 @@ def task_results_of(raw: Mapping[Any, Any]) -> dict[str, bytes]:
     return found
 
 
-def _text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+def _is_text_field(name: bytes) -> bool:
+    return name not in _BINARY_FIELDS and not name.startswith(_TASK_RESULT_PREFIX)
+
+
+def _text_fields(raw: Mapping[bytes, Any]) -> dict[str, str]:
     """The hash's text fields, decoded (by ``text`` only if some value is not bytes)."""
     try:
         return {
             k.decode(errors="replace"): v.decode(errors="replace")
             for k, v in raw.items()
-            if k not in _BINARY_FIELDS and not k.startswith(_TASK_RESULT_PREFIX)
+            if _is_text_field(k)
         }
     except AttributeError:
-        return {text(k): text(v) for k, v in raw.items() if k not in _BINARY_FIELDS}
+        return {text(k): text(v) for k, v in raw.items() if _is_text_field(k)}
 
 
 def run_from_hash(
@@ -151,7 +155,7 @@ def run_from_hash(
     fields = _text_fields(raw)
     try:
         if stored is None:
-            stored = unpack_state(raw.get(b"state", raw.get("state")))
+            stored = unpack_state(raw.get(b"state"))
         params = decode(blob(raw[b"parameters"])) if raw.get(b"parameters") else {}
         run_id = UUID(keys.run_id)
         return FlowRun(
