@@ -532,6 +532,24 @@ async def test_a_run_whose_hash_expired_is_not_found_and_nothing_is_written(
     assert await snapshot(store, keys) == before
 
 
+async def test_task_results_of_a_run_deleted_while_it_executes_are_dropped_with_a_warning(
+    store: RunStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a running run whose keys are deleted
+    run_id = await reach(store, S.RUNNING)
+    keys = await store.run_keys(run_id)
+    await store.redis.delete(keys.run, keys.history)
+
+    # When its execution writes task results
+    with caplog.at_level("WARNING", logger="flowbus"):
+        written = await store.save_task_results(run_id, {"t-1": encode(1)})
+
+    # Then nothing is written, the execution is not taken for a stale one, and the log says so
+    assert written is True
+    assert await store.redis.exists(keys.run) == 0
+    assert f"Flow run {run_id} is gone: its 1 task result(s) were not kept" in caplog.text
+
+
 def fresh(store: RunStore) -> RunStore:
     """A store on the same connection that knows no run and no queue (another process's)."""
     return RunStore(store.redis, store.settings)

@@ -3,6 +3,7 @@ results, in Redis."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from flowbus.exceptions import FlowRunNotFound, InvalidStateTransition
 from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import FINAL_TYPES, State, StateDetails, StateType
+
+logger = logging.getLogger("flowbus")
 
 #: Approximate cap of the stream announcing queues (``Keys.queues_added``), in entries.
 QUEUE_NEWS_MAXLEN = 1000
@@ -374,11 +377,16 @@ class RunStore:
         self, run_id: UUID | str, results: Mapping[str, bytes], *, attempt: int | None = None
     ) -> bool:
         """Write task results; False when the execution ``attempt`` was superseded (fenced:
-        nothing written)."""
+        nothing written). A run that is gone (deleted while it executes) keeps nothing, which
+        the log says: nothing else would."""
         if not results:
             return True
         keys = await self.run_keys(run_id)
         reply = await self.scripts.save_results(keys, results, attempt=attempt)
+        if reply.status is Status.NOT_FOUND:
+            logger.warning(
+                "Flow run %s is gone: its %d task result(s) were not kept", run_id, len(results)
+            )
         return reply.status is not Status.STALE
 
     async def attempt_of(self, run_id: UUID | str) -> str:
