@@ -24,9 +24,11 @@ async def serve_demo(host: str, port: int, echo: Callable[[str], None]) -> int:
         daily_report(approval_timeout=APPROVAL_TIMEOUT, return_state=True)
     )
     await asyncio.wait({serving, flow_run}, return_when=asyncio.FIRST_COMPLETED)
-    if not flow_run.done():  # stopped (Ctrl-C) before anyone approved
+    if not flow_run.done():  # the page stopped (Ctrl-C, or a failure) before anyone approved
         flow_run.cancel()
         await asyncio.gather(flow_run, return_exceptions=True)
+        if not serving.cancelled() and (failure := serving.exception()) is not None:
+            echo(f"the page stopped: {failure}")
         return 1
     state = flow_run.result()
     echo(f"result: {await state.aresult(raise_on_failure=False)}")
