@@ -19,6 +19,7 @@ import anyio
 from flowbus._core.bridge import on_loop, sync_or_async
 from flowbus._core.codec import decode, loads_json, ms_to_datetime
 from flowbus._engine.context import FlowRunContext, TaskRunContext
+from flowbus._engine.run_logs import LifecycleLog
 from flowbus._engine.suspension import request_suspension
 from flowbus._redis.events import RunEvent
 from flowbus._redis.keys import RunKeys
@@ -49,7 +50,7 @@ from flowbus.models import FlowRun
 from flowbus.settings import Settings
 from flowbus.states import Paused, Running, StateType, Suspended
 
-logger = logging.getLogger("flowbus.flow_runs")
+logger = LifecycleLog(logging.getLogger("flowbus.flow_runs"))
 
 #: What the paused flow raises then (Prefect's message).
 PAUSE_EXPIRED = "Flow run was paused and never resumed."

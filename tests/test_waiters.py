@@ -268,6 +268,44 @@ async def test_a_paused_run_holds_few_python_objects(runtime_closed: None) -> No
     await asyncio.gather(*warm, *handles, return_exceptions=True)
 
 
+async def test_the_lifecycle_lines_of_a_paused_run_keep_no_memory(
+    runtime_closed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given run lifecycle lines logged at INFO (a script's default), to a handler that keeps none
+    package = logging.getLogger("flowbus")
+    monkeypatch.setattr(package, "level", logging.INFO)
+    monkeypatch.setattr(package, "handlers", [logging.NullHandler()])
+    monkeypatch.setattr(package, "propagate", False)
+
+    @flow(name="logged")
+    async def logged() -> None:
+        await pause_flow_run(timeout=60)
+
+    warm, size = [launch(logged) for _ in range(20)], 200
+    await until_paused("logged", len(warm))
+
+    # When 200 more runs are created, begin and pause, each line logged on the way
+    gc.collect()
+    tracemalloc.start()
+    try:
+        handles = [launch(logged) for _ in range(size)]
+        await until_paused("logged", len(warm) + size)
+        gc.collect()
+        by_logging = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, logging.__file__)]
+        )
+        kept = sum(stat.size for stat in by_logging.statistics("filename")) / size
+    finally:
+        tracemalloc.stop()
+
+    # Then logging holds nothing for them (looking up the file and line of a call made in a
+    # coroutine builds the coroutine's frame object, which a paused run would then keep)
+    assert kept < 16, f"{kept:.0f} bytes per paused run kept by logging"
+    for handle in (*warm, *handles):
+        handle.cancel()
+    await asyncio.gather(*warm, *handles, return_exceptions=True)
+
+
 # -- a watcher that falls behind a stream's cap --------------------------------------------------
 
 

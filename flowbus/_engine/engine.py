@@ -19,7 +19,12 @@ from flowbus._core.codec import encode
 from flowbus._core.supervisor import spawn
 from flowbus._engine.context import FlowRunContext
 from flowbus._engine.hooks import call_hooks, hooks_for
-from flowbus._engine.run_logs import capture_prints, ensure_console_logs, print_logger
+from flowbus._engine.run_logs import (
+    LifecycleLog,
+    capture_prints,
+    ensure_console_logs,
+    print_logger,
+)
 from flowbus._engine.suspension import complete_suspension
 from flowbus._redis.pauses import pause_view
 from flowbus._redis.replies import Reply, Status
@@ -50,7 +55,7 @@ from flowbus.states import (
 if TYPE_CHECKING:
     from flowbus.flows import Flow
 
-logger = logging.getLogger("flowbus.engine")
+logger = LifecycleLog(logging.getLogger("flowbus.engine"))
 
 #: What a run holder must do, by the state (name or kind) it finds its run in.
 _REQUESTS = {"Suspending": "suspend", "CANCELLING": "cancel", "CANCELLED": "cancel"}
@@ -366,4 +371,4 @@ def run_logger(flow_run: FlowRun) -> logging.LoggerAdapter[logging.Logger]:
         "flow_name": flow_run.flow_name,
         "flow_run_name": flow_run.name,
     }
-    return logging.LoggerAdapter(logging.getLogger("flowbus.flow_runs"), extra)
+    return LifecycleLog(logging.getLogger("flowbus.flow_runs"), extra)

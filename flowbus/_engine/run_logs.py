@@ -42,6 +42,27 @@ class RunFormatter(logging.Formatter):
         return super().format(record)
 
 
+class LifecycleLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger of flowbus's own lines about a run's life (created, paused, resumed, finished).
+
+    Logging looks up the file and line of its caller, and in a coroutine that makes Python
+    build the coroutine's frame object, which the coroutine then keeps: a paused run would hold
+    one (some 250 bytes) for each such line said in a coroutine it still waits in, and more for
+    the call's arguments. These lines' records name no file or line instead (as logging's do
+    when it cannot look); a line with options (``exc_info``, ...) is logged the usual way.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if kwargs:
+            super().log(level, msg, *args, **kwargs)
+        elif self.isEnabledFor(level):
+            logger = self.logger
+            record = logger.makeRecord(
+                logger.name, level, "(unknown file)", 0, msg, args, None, extra=self.extra
+            )
+            logger.handle(record)
+
+
 def ensure_console_logs(level: str) -> None:
     """Show flowbus's run logs on stderr, once per process, unless logging is configured."""
     global _configured
