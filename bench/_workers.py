@@ -89,17 +89,24 @@ class Children:
     def cpu_seconds(self, prefix: str) -> float:
         return sum(proc_cpu_seconds(c.proc.pid) for c in self.named(prefix))
 
+    def freeze(self, prefix: str) -> None:
+        """Stop (SIGSTOP) the children named ``prefix…``."""
+        for child in self.named(prefix):
+            child.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self, prefix: str) -> None:
+        """Continue (SIGCONT) the children named ``prefix…``."""
+        for child in self.named(prefix):
+            child.proc.send_signal(signal.SIGCONT)
+
     @contextmanager
     def frozen(self, prefix: str) -> Iterator[None]:
-        """The children named ``prefix…`` stopped (SIGSTOP) meanwhile, continued after."""
-        chosen = self.named(prefix)
-        for child in chosen:
-            child.proc.send_signal(signal.SIGSTOP)
+        """The children named ``prefix…`` stopped meanwhile, continued after."""
+        self.freeze(prefix)
         try:
             yield
         finally:
-            for child in chosen:
-                child.proc.send_signal(signal.SIGCONT)
+            self.thaw(prefix)
 
     def stop(self, prefix: str) -> None:
         """SIGTERM the children named ``prefix…``; kill those still there after 15 s."""

@@ -3,11 +3,13 @@
 On one private server (AOF on), with real ``python -m flowbus_worker`` processes
 (``--concurrency 32``) running the trivial flow of ``bench/worker_flows.py``:
 
-1. ``queues_per_worker``: one worker serving 1, 10, then 50 queues. Idle, its blocking
-   connections (``CLIENT LIST``) and commands per second (``INFO commandstats``) are counted.
-   Then ``--runs`` runs are enqueued while it is stopped (SIGSTOP), spread over all its queues
-   (``spread``) or all on one (``busy``), and drained: timed from its continuation to the last
-   COMPLETED event. Rates are medians over ``--rounds``; ratios are to the one-queue worker.
+1. ``queues_per_worker``: a worker serving 1, 10, or 50 queues. Idle and alone, its
+   blocking connections (``CLIENT LIST``) and commands per second (``INFO commandstats``) are
+   counted. Then, with the three workers up, each round gives every one two drains, in an
+   order that rotates (the others stopped, SIGSTOP): ``--runs`` runs enqueued while it is
+   stopped, spread over all its queues (``spread``) or all on one (``busy``), and drained,
+   timed from its continuation to the last COMPLETED event. A round's ratios are to the
+   one-queue worker's drains of that round; their median over ``--rounds`` is reported.
 2. ``retention``: ``--runs`` runs completed, then ``MEMORY USAGE … SAMPLES 0`` of each run's
    own keys and of the queue's shared structures, per finished run.
 3. ``backlog``: 1,000 then ``--backlog`` runs enqueued while the worker is stopped, drained.
@@ -17,7 +19,7 @@ On one private server (AOF on), with real ``python -m flowbus_worker`` processes
 
 Prints one JSON object on stdout; progress goes to stderr::
 
-    python bench/scaling.py [--runs 2000] [--rounds 3] [--backlog 100000] \
+    python bench/scaling.py [--runs 2000] [--rounds 5] [--backlog 100000] \
         [--paused 1000,10000,100000] [--only queues,retention,backlog,paused]
 """
 
@@ -191,50 +193,66 @@ def idle_cost(counter: CommandCounter, queues: int) -> dict[str, Any]:
 async def queues_per_worker(
     client: FlowbusClient, children: Children, url: str, counter: CommandCounter, args: Any
 ) -> dict[str, Any]:
+    """Idle cost of each worker alone; then drains, every round giving each queue count a
+    drain of each mode in an order that rotates (the other workers stopped meanwhile), so
+    that a slow spell of the machine lands on all of them alike."""
+    queues = {count: [f"q{count}-{i}" for i in range(count)] for count in QUEUE_COUNTS}
+    worker = {count: f"flowbus-{count}q" for count in QUEUE_COUNTS}
+    idle: dict[int, dict[str, Any]] = {}
+    for count in QUEUE_COUNTS:
+        await asyncio.to_thread(start_worker, children, url, worker[count], queues[count])
+        idle[count] = await asyncio.to_thread(idle_cost, counter, count)
+        children.stop(worker[count])  # its connections stay out of the next one's count
+    deployments = {
+        count: [await client.create_deployment(TRIVIAL, q, queue=q) for q in queues[count]]
+        for count in QUEUE_COUNTS
+    }
+    for count in QUEUE_COUNTS:
+        await asyncio.to_thread(start_worker, children, url, worker[count], queues[count])
+        children.freeze(worker[count])
+    modes = ("spread", "busy")
+    rates = {(count, mode): list[float]() for count in QUEUE_COUNTS for mode in modes}
+    cpu = {(count, mode): list[float]() for count in QUEUE_COUNTS for mode in modes}
+    for round_ in range(args.rounds):
+        shift = round_ % len(QUEUE_COUNTS)
+        for count in QUEUE_COUNTS[shift:] + QUEUE_COUNTS[:shift]:
+            chosen = {"spread": deployments[count], "busy": [deployments[count][count // 2]]}
+            children.thaw(worker[count])
+            for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                batch = await drain(
+                    client, children, url, worker[count], chosen[mode], queues[count], args.runs
+                )
+                rates[count, mode].append(batch["runs_per_second"])
+                cpu[count, mode].append(batch["worker_cpu_us_per_run"])
+            children.freeze(worker[count])
+        drained = (
+            f"{n} queue(s) {rates[n, 'spread'][-1]}/{rates[n, 'busy'][-1]}" for n in QUEUE_COUNTS
+        )
+        log(f"round {round_ + 1}, runs/s spread/busy: {', '.join(drained)}")
+    for count in QUEUE_COUNTS:
+        children.stop(worker[count])
     result: dict[str, Any] = {}
     for count in QUEUE_COUNTS:
-        queues = [f"q{count}-{i}" for i in range(count)]
-        worker = f"flowbus-q{count}"
-        await asyncio.to_thread(start_worker, children, url, worker, queues)
-        idle = await asyncio.to_thread(idle_cost, counter, count)
-        deployments = [await client.create_deployment(TRIVIAL, q, queue=q) for q in queues]
-        busy = deployments[len(deployments) // 2]
-        rates: dict[str, list[float]] = {"spread": [], "busy": []}
-        cpu: dict[str, list[float]] = {"spread": [], "busy": []}
-        for round_ in range(args.rounds):
-            for mode in ("spread", "busy") if round_ % 2 == 0 else ("busy", "spread"):
-                chosen = deployments if mode == "spread" else [busy]
-                batch = await drain(client, children, url, worker, chosen, queues, args.runs)
-                rates[mode].append(batch["runs_per_second"])
-                cpu[mode].append(batch["worker_cpu_us_per_run"])
-        children.stop(worker)
-        result[f"{count}_queues"] = {
-            "idle": idle,
-            **{
-                mode: {
-                    "runs_per_second_median": statistics.median(rates[mode]),
-                    "rounds": rates[mode],
-                    "worker_cpu_us_per_run_median": statistics.median(cpu[mode]),
-                }
-                for mode in rates
-            },
-        }
-        log(f"{count} queue(s): spread {rates['spread']}, busy {rates['busy']} runs/s; {idle}")
-    one = result["1_queues"]
-    for count in QUEUE_COUNTS:
-        entry = result[f"{count}_queues"]
-        for mode in ("spread", "busy"):
-            median = entry[mode]["runs_per_second_median"]
-            entry[mode]["over_1_queue"] = round(median / one[mode]["runs_per_second_median"], 2)
-            entry[mode]["cpu_per_run_over_1_queue"] = round(
-                entry[mode]["worker_cpu_us_per_run_median"]
-                / max(1, one[mode]["worker_cpu_us_per_run_median"]),  # clock ticks: 10 ms
-                2,
-            )
-        extra = entry["idle"]["commands_per_second"] - one["idle"]["commands_per_second"]
-        entry["idle"]["extra_commands_per_second_per_queue"] = (
+        extra = idle[count]["commands_per_second"] - idle[1]["commands_per_second"]
+        idle[count]["extra_commands_per_second_per_queue"] = (
             round(extra / (count - 1), 3) if count > 1 else 0.0
         )
+        entry: dict[str, Any] = {"idle": idle[count]}
+        for mode in modes:
+            ratios = [r / one for r, one in zip(rates[count, mode], rates[1, mode], strict=True)]
+            cpu_ratios = [
+                c / max(1, one)  # clock ticks: 10 ms
+                for c, one in zip(cpu[count, mode], cpu[1, mode], strict=True)
+            ]
+            entry[mode] = {
+                "runs_per_second_median": statistics.median(rates[count, mode]),
+                "rounds": rates[count, mode],
+                "worker_cpu_us_per_run_median": statistics.median(cpu[count, mode]),
+                "over_1_queue": round(statistics.median(ratios), 2),
+                "over_1_queue_rounds": [round(r, 2) for r in ratios],
+                "cpu_per_run_over_1_queue": round(statistics.median(cpu_ratios), 2),
+            }
+        result[f"{count}_queues"] = entry
     return result
 
 
@@ -457,7 +475,7 @@ def parts(value: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=2000, help="runs per drain")
-    parser.add_argument("--rounds", type=int, default=3, help="drains per mode and queue count")
+    parser.add_argument("--rounds", type=int, default=5, help="drains per mode and queue count")
     parser.add_argument("--backlog", type=int, default=100_000, help="largest backlog drained")
     parser.add_argument(
         "--paused", type=sizes, default=[1000, 10_000, 100_000], help="paused runs (comma list)"

@@ -63,6 +63,8 @@ def test_scaling_prints_its_figures() -> None:
     )
     assert result["benchmark"] == "scaling"
     assert result["vs_targets"]["blocking_connections_1_10_50"] == [3, 3, 3]
+    fifty = result["queues_per_worker"]["50_queues"]
+    assert len(fifty["spread"]["over_1_queue_rounds"]) == len(fifty["busy"]["rounds"]) == 1
     assert result["retention"]["runs"] == 20
     assert set(result["paused_runs"]) == {"floor", "40"}
     assert result["vs_targets"]["paused_connections"]["40"] <= 8
