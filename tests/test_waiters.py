@@ -239,33 +239,43 @@ async def until_paused(flow_name: str, count: int) -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_paused_run_holds_few_python_objects(runtime_closed: None) -> None:
-    # Given a process that already holds a few paused runs (its watcher and caches exist)
-    @flow(name="light")
-    async def light() -> None:
+async def pause_more_traced(name: str, size: int) -> tuple[int, int, tracemalloc.Snapshot]:
+    """In a process that already holds 20 paused runs of a flow called ``name`` (its watcher
+    and caches exist), pause ``size`` more with tracemalloc on: the traced memory before and
+    once they are paused, and a snapshot then. Every run is cancelled before it returns."""
+
+    @flow(name=name)
+    async def paused() -> None:
         await pause_flow_run(timeout=60)
 
-    warm, size = [launch(light) for _ in range(20)], 500
-    await until_paused("light", len(warm))
-
-    # When 500 more async flows pause in it
-    gc.collect()
-    tracemalloc.start()
+    warm, handles = [launch(paused) for _ in range(20)], list[asyncio.Task[Any]]()
     try:
-        before = tracemalloc.get_traced_memory()[0]
-        handles = [launch(light) for _ in range(size)]
-        await until_paused("light", len(warm) + size)
-        gc.collect()  # what the polling above left in reference cycles
-        per_run = (tracemalloc.get_traced_memory()[0] - before) / size
+        await until_paused(name, len(warm))
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            handles = [launch(paused) for _ in range(size)]
+            await until_paused(name, len(warm) + size)
+            gc.collect()  # what the polling above left in reference cycles
+            return before, tracemalloc.get_traced_memory()[0], tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
     finally:
-        tracemalloc.stop()
+        for handle in (*warm, *handles):
+            handle.cancel()
+        await asyncio.gather(*warm, *handles, return_exceptions=True)
+
+
+async def test_a_paused_run_holds_few_python_objects(runtime_closed: None) -> None:
+    # Given a process that already holds a few paused runs, when 500 more async flows pause in it
+    size = 500
+    before, after, _ = await pause_more_traced("light", size)
 
     # Then each holds at most 10 KiB of Python objects (its task and frames, its run record,
     # two subscriptions, no queue per subscription): 100,000 paused runs fit in a gigabyte
+    per_run = (after - before) / size
     assert per_run <= 10 * 1024, f"{per_run:.0f} bytes per paused run"
-    for handle in (*warm, *handles):
-        handle.cancel()
-    await asyncio.gather(*warm, *handles, return_exceptions=True)
 
 
 async def test_the_lifecycle_lines_of_a_paused_run_keep_no_memory(
@@ -277,33 +287,15 @@ async def test_the_lifecycle_lines_of_a_paused_run_keep_no_memory(
     monkeypatch.setattr(package, "handlers", [logging.NullHandler()])
     monkeypatch.setattr(package, "propagate", False)
 
-    @flow(name="logged")
-    async def logged() -> None:
-        await pause_flow_run(timeout=60)
-
-    warm, size = [launch(logged) for _ in range(20)], 200
-    await until_paused("logged", len(warm))
-
     # When 200 more runs are created, begin and pause, each line logged on the way
-    gc.collect()
-    tracemalloc.start()
-    try:
-        handles = [launch(logged) for _ in range(size)]
-        await until_paused("logged", len(warm) + size)
-        gc.collect()
-        by_logging = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(True, logging.__file__)]
-        )
-        kept = sum(stat.size for stat in by_logging.statistics("filename")) / size
-    finally:
-        tracemalloc.stop()
+    size = 200
+    _, _, snapshot = await pause_more_traced("logged", size)
 
     # Then logging holds nothing for them (looking up the file and line of a call made in a
     # coroutine builds the coroutine's frame object, which a paused run would then keep)
+    by_logging = snapshot.filter_traces([tracemalloc.Filter(True, logging.__file__)])
+    kept = sum(stat.size for stat in by_logging.statistics("filename")) / size
     assert kept < 16, f"{kept:.0f} bytes per paused run kept by logging"
-    for handle in (*warm, *handles):
-        handle.cancel()
-    await asyncio.gather(*warm, *handles, return_exceptions=True)
 
 
 # -- a watcher that falls behind a stream's cap --------------------------------------------------
