@@ -727,7 +727,7 @@ async def test_a_cancellation_whose_event_was_missed_is_found_by_a_re_read(
     runtime = await get_runtime()
     run = contexts[0].flow_run
     keys = await runtime.store.run_keys(run.id)
-    await runtime.redis.hset(keys.run, mapping={"state": "CANCELLING 0 1 10 Cancelling"})
+    await runtime.redis.hset(keys.run, mapping={"state": "CANCELLING 0 1 - - 10 Cancelling"})
     # When its control watcher tells every waiter to re-read (what it does after such a loss)
     control = runtime.waiters.watchers[runtime.store.keys.queue(run.queue).control()]
     control.broadcast(None)

@@ -707,7 +707,10 @@ async def test_a_merged_call_that_fails_fails_alone(store: RunStore) -> None:
         assert (await store.read_run(run.id)).state.type is S.PENDING
 
 
-@pytest.mark.parametrize("state", [None, b"", b"RUNNING soon", b"COMPLETED 1 1 99 Completed"])
+@pytest.mark.parametrize(
+    "state",
+    [None, b"", b"RUNNING soon", b"COMPLETED 1 1 99 Completed", b"COMPLETED 1 1 c1 - 99 Completed"],
+)
 async def test_a_run_hash_without_a_state_we_know_is_claimed_as_no_run_or_refused(
     store: RunStore, state: bytes | None
 ) -> None:
@@ -766,6 +769,26 @@ async def test_a_resent_call_is_refused_once_another_call_moved_the_run(store: R
     # When the first is resent late, Then it is judged against the run as it is now
     late = await first
     assert late.status is Status.REFUSED
+
+
+async def test_a_state_written_by_an_earlier_version_reads_and_moves_on(store: RunStore) -> None:
+    # Given a running run whose state an earlier version wrote: no call named in it, the last
+    # call in an ``op`` field of its own
+    run = await store.create_run("flow-a", queue="earlier")
+    keys = await store.run_keys(run.id)
+    assert (await moved(store, keys, S.PENDING)).accepted
+    old = {"state": "RUNNING 1796230901458 1 7 Running", "op": "0123abcd 1796230901458-0"}
+    await store.redis.hset(keys.run, mapping=old)
+    # When it is read, Then it is the state it was
+    state = (await store.read_run(run.id)).state
+    assert (state.type, state.name, state.message) == (S.RUNNING, "Running", None)
+    # When it moves on, Then the move is applied and its state now names the call
+    call = moved(store, keys, S.COMPLETED)
+    assert (await call).accepted
+    stored = await store.redis.hget(keys.run, "state")
+    assert unpack_state(stored).type == "COMPLETED" and stored.split(b" ")[3].startswith(b"c")
+    # and a copy of that call is answered as the first one was
+    assert (await call).accepted
 
 
 async def test_a_resent_claim_still_hands_the_run_to_its_worker(store: RunStore) -> None:

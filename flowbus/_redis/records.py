@@ -34,7 +34,9 @@ def pause_expired(state_type: str, message: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class StoredState:
     """A run's state as its hash holds it: the one field ``state``, "<kind> <time ms> <run
-    count> <name's length in bytes> <name><message>" (pack_state() in lua/_prelude.lua)."""
+    count> <call id> <detail> <name's length in bytes> <name><message>" (pack_state() in
+    lua/_prelude.lua; the call is the scripts' own record of the last call applied, absent
+    from a state an earlier version wrote)."""
 
     type: str
     ts_ms: int
@@ -48,8 +50,9 @@ def unpack_state(raw: bytes | str | None) -> StoredState:
     data = raw.encode() if isinstance(raw, str) else raw
     if not data:
         raise ValueError("the run hash holds no state")
-    kind, ts_ms, run_count, rest = data.split(b" ", 3)
-    length, _, rest = rest.partition(b" ")
+    kind, ts_ms, run_count, length, rest = data.split(b" ", 4)
+    if not length[:1].isdigit():  # the last call applied (an earlier version's state has none)
+        _detail, length, rest = rest.split(b" ", 2)
     name_end = int(length)
     if not 0 <= name_end <= len(rest):
         raise ValueError(f"a state name of {name_end} bytes in {len(rest)}")

@@ -242,8 +242,10 @@ class Scripts:
         )
         scripts = {function: name for name, function in self._library.functions.items()}
         self._batch = AutoPipeline(redis, self._load, CallMerger(self._library.calls, scripts))
-        #: Call ids: a random prefix and a counter, unique without a random draw per call.
-        self._op_prefix = secrets.token_hex(8)
+        #: Call ids: a random prefix and a counter, unique without a random draw per call; the
+        #: run's state names the last one applied, where a number would be taken for the name's
+        #: length of a state an earlier version wrote, so an id starts with a letter.
+        self._op_prefix = f"c{secrets.token_hex(8)}"
         self._op_count = itertools.count()
         self.wait_replicas = settings.cluster_wait_replicas
         self._wait_ms = settings.cluster_wait_timeout_ms

@@ -138,10 +138,11 @@ local function pause_until(opts, deadline_ms)
   return opts
 end
 
--- The run's state is one run-hash field, ``state``: "<kind> <time ms> <run count> <name's
--- length in bytes> <name><message>" (one field written and read where there were five: each
--- field an HSET writes costs the server a listpack search, an insertion and an argument in
--- the AOF). pack_state() makes it, unpack_state() reads it.
+-- The run's state is one run-hash field, ``state``: "<kind> <time ms> <run count> <call id>
+-- <detail> <name's length in bytes> <name><message>", where "<call id> <detail>" is the last
+-- call applied to the run (see replayed(); "- -" before any) (one field written and read
+-- where there were six: each field an HSET writes costs the server a listpack search, an
+-- insertion and an argument in the AOF). pack_state() makes it, unpack_state() reads it.
 local NAME_HEADS, NAME_HEADS_KEPT = {}, 0
 
 -- "<length> <name>" of a state name, kept (a run's states take a few names) for the last
@@ -156,17 +157,26 @@ local function name_head(name)
   return made
 end
 
-local function pack_state(type, ts, count, name, message)
-  return type .. ' ' .. ts .. ' ' .. count .. ' ' .. name_head(name) .. message
+local function pack_state(type, ts, count, call_id, detail, name, message)
+  return type .. ' ' .. ts .. ' ' .. count .. ' ' .. call_id .. ' ' .. detail .. ' '
+    .. name_head(name) .. message
 end
 
--- The kind, run count (text), name and message of a ``state`` value; a value that is not one
--- is taken whole as the kind (a kind no rule knows: every step refuses it).
+-- The kind, time (text), run count (text), last call's id and detail, name and message of a
+-- ``state`` value; a value that is not one is taken whole as the kind (a kind no rule knows:
+-- every step refuses it). A call id never starts with a digit (see scripts.py), so a state
+-- an earlier version wrote, "<kind> <time> <run count> <n> <name><message>", reads as one
+-- that names no call.
 local function unpack_state(state)
-  local type, count, length, at = match(state, '^(%u+) %d+ (%d+) (%d+) ()')
-  if not type then return state, '0', '', '' end
+  local type, ts, count, call_id, detail, length, at =
+    match(state, '^(%u+) (%d+) (%d+) ([^%s%d]%S*) (%S+) (%d+) ()')
+  if not type then
+    type, ts, count, length, at = match(state, '^(%u+) (%d+) (%d+) (%d+) ()')
+    if not type then return state, '0', '0', '-', '-', '', '' end
+    call_id, detail = '-', '-'
+  end
   local name_end = at + small_number(length) - 1
-  return type, count, sub(state, at, name_end), sub(state, name_end + 1)
+  return type, ts, count, call_id, detail, sub(state, at, name_end), sub(state, name_end + 1)
 end
 
 -- The run-hash fields of a run's state, in the order run_state() takes them: what every step
@@ -174,7 +184,7 @@ end
 -- present only while the run is PAUSED: current() reads them then); its flow and deployment
 -- are read when a step needs them (see flow_of()). After them, the places of the fields
 -- current_of() takes from a whole hash: those a claim returns (see claim_run.lua).
-local STATE_FIELDS = {'state', 'op', 'holder', 'held', 'early_keys', 'attempt', 'pause_key',
+local STATE_FIELDS = {'state', 'holder', 'held', 'early_keys', 'attempt', 'pause_key',
   'pause_timeout_ms', 'pause_reschedule'}
 local PAUSE_FIELDS = 3
 local CLAIM_FIELDS = {'flow_name', 'deployment_id', 'name', 'parent_id', 'parameters',
@@ -183,16 +193,17 @@ local FIELD_PLACE = {}
 for i = 1, #STATE_FIELDS do FIELD_PLACE[STATE_FIELDS[i]] = i end
 for i = 1, #CLAIM_FIELDS do FIELD_PLACE[CLAIM_FIELDS[i]] = #STATE_FIELDS + i end
 
--- The run's state from its STATE_FIELDS values (a value of no field is nil or false); ``op``
--- is "<call id> <its reply's detail>" of the last call applied (see replayed()).
-local function run_state(state, op, holder, held, early_keys, attempt, pause_key,
-                         pause_timeout_ms, reschedule)
-  local type, count, name, message = unpack_state(state)
+-- The run's state from its STATE_FIELDS values (a value of no field is nil or false);
+-- ``call_id`` and ``op_detail`` are the id and reply detail of the last call applied (see
+-- replayed()), ``ts`` the time of the state (text).
+local function run_state(state, holder, held, early_keys, attempt, pause_key, pause_timeout_ms,
+                         reschedule)
+  local type, ts, count, call_id, detail, name, message = unpack_state(state)
   return {id = RUN_ID, type = type, name = name, run_count = small_number(count),
-          count_text = count,
+          count_text = count, ts = ts, call_id = call_id, op_detail = detail,
           pause_key = pause_key or '',
           pause_timeout_ms = pause_timeout_ms and tonumber(pause_timeout_ms) or 0,
-          reschedule = reschedule == '1', op = op or '', holder = holder or '',
+          reschedule = reschedule == '1', holder = holder or '',
           held = held == '1', early_keys = early_keys or '', attempt = attempt or '',
           message = message}
 end
@@ -206,7 +217,7 @@ local function current()
   if not f[1] then return nil end
   if sub(f[1], 1, 7) ~= 'PAUSED ' then return run_state(unpack(f)) end
   local p = call('HMGET', RUN, unpack(STATE_FIELDS, LIVE_FIELDS + 1))
-  return run_state(f[1], f[2], f[3], f[4], f[5], f[6], p[1], p[2], p[3])
+  return run_state(f[1], f[2], f[3], f[4], f[5], p[1], p[2], p[3])
 end
 
 -- The run's flow name, and its deployment id ("" none), read once when a step needs them.
@@ -229,7 +240,7 @@ local function current_of(flat)
   if #flat == 0 then return nil end
   -- sized once (a table grown a field at a time is rehashed as it grows)
   local f = {false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false}
+    false, false, false, false}
   for i = 1, #flat, 2 do
     local place = FIELD_PLACE[flat[i]]
     if place then f[place] = flat[i + 1] end
@@ -271,10 +282,13 @@ local function reply(status, detail, cur, ...)
   return {status, detail, cur.type, cur.name, cur.run_count, ...}
 end
 
--- The reply of a call that was applied: the run remembers the call, so that a resent copy
--- (see OP) is answered as this one was, instead of being refused by the state it made.
+-- The reply of a call that was applied: the run remembers the call (its state is written
+-- again, naming it), so that a resent copy (see OP) is answered as this one was, instead of
+-- being refused by the state it made.
 local function accepted(detail, cur, ...)
-  call('HSET', RUN, 'op', OP .. ' ' .. detail)
+  cur.call_id, cur.op_detail = OP, detail
+  call('HSET', RUN, 'state',
+    pack_state(cur.type, cur.ts, cur.count_text, OP, detail, cur.name, cur.message))
   return reply(ACCEPTED, detail, cur, ...)
 end
 
@@ -286,9 +300,7 @@ end
 -- Whether this call was already applied to the run (and nothing was applied since); then
 -- cur.op_detail is its reply's detail.
 local function replayed(cur)
-  if cur == nil or sub(cur.op, 1, #OP + 1) ~= OP .. ' ' then return false end
-  cur.op_detail = sub(cur.op, #OP + 2)
-  return true
+  return cur ~= nil and cur.call_id == OP
 end
 
 -- nil when cur → to is allowed, else the reason it is refused.
@@ -484,16 +496,13 @@ local function transition(cur, to_type, to_name, opts)
   -- the move's time: the script's, if a step asked for it; else its event's (only for its
   -- record: what judges a lease or a deadline reads the clock)
   local ts = NOW_TEXT or time_of(id)
-  -- the state as one field, the call id with the call's last write: each variant one call,
-  -- with no table made for it
+  -- the state as one field, naming the call with the call's last write (an earlier write
+  -- keeps the call it named: see replayed())
   local fields = opts.fields or NONE
   if opts.created then fields = {'created_ms', ts, unpack(fields)} end
-  local state = pack_state(to_type, ts, count, to_name, message)
-  if opts.last then
-    call('HSET', RUN, 'state', state, 'op', OP .. ' ' .. id, unpack(fields))
-  else
-    call('HSET', RUN, 'state', state, unpack(fields))
-  end
+  if opts.last then cur.call_id, cur.op_detail = OP, id end
+  call('HSET', RUN, 'state',
+    pack_state(to_type, ts, count, cur.call_id, cur.op_detail, to_name, message), unpack(fields))
   cur.message = message
   if to_type == 'PAUSED' then
     call('HSET', RUN, 'pause_key', pause_key,
