@@ -777,16 +777,18 @@ async def test_a_state_written_by_an_earlier_version_reads_and_moves_on(store: R
     run = await store.create_run("flow-a", queue="earlier")
     keys = await store.run_keys(run.id)
     assert (await moved(store, keys, S.PENDING)).accepted
-    old = {"state": "RUNNING 1796230901458 1 7 Running", "op": "0123abcd 1796230901458-0"}
-    await store.redis.hset(keys.run, mapping=old)
+    await store.redis.hset(
+        keys.run,
+        mapping={"state": "RUNNING 1796230901458 1 7 Running", "op": "0123abcd 1796230901458-0"},
+    )
     # When it is read, Then it is the state it was
     state = (await store.read_run(run.id)).state
     assert (state.type, state.name, state.message) == (S.RUNNING, "Running", None)
     # When it moves on, Then the move is applied and its state now names the call
     call = moved(store, keys, S.COMPLETED)
     assert (await call).accepted
-    stored = await store.redis.hget(keys.run, "state")
-    assert unpack_state(stored).type == "COMPLETED" and stored.split(b" ")[3].startswith(b"c")
+    stored = text(await store.redis.hget(keys.run, "state") or b"")
+    assert unpack_state(stored).type == "COMPLETED" and stored.split(" ")[3].startswith("c")
     # and a copy of that call is answered as the first one was
     assert (await call).accepted
 
