@@ -771,6 +771,20 @@ async def test_a_resent_call_is_refused_once_another_call_moved_the_run(store: R
     assert late.status is Status.REFUSED
 
 
+async def test_a_sweep_of_a_run_whose_state_is_not_ours_leaves_that_state_as_it_is(
+    store: RunStore,
+) -> None:
+    # Given a run whose hash holds a state not packed as ours
+    run = await store.create_run("flow-a", queue="stateless")
+    keys = await store.run_keys(run.id)
+    await store.redis.hset(keys.run, "state", b"RUNNING soon")
+    # When the deadline sweeper drops its (stale) deadline entry
+    reply = await store.scripts.start_scheduled(keys)
+    # Then the call is answered, and the state is not rewritten
+    assert reply.status is Status.ACCEPTED
+    assert await store.redis.hget(keys.run, "state") == b"RUNNING soon"
+
+
 async def test_a_state_written_by_an_earlier_version_reads_and_moves_on(store: RunStore) -> None:
     # Given a running run whose state an earlier version wrote: no call named in it, the last
     # call in an ``op`` field of its own

@@ -140,9 +140,11 @@ end
 
 -- The run's state is one run-hash field, ``state``: "<kind> <time ms> <run count> <call id>
 -- <detail> <name's length in bytes> <name><message>", where "<call id> <detail>" is the last
--- call applied to the run (see replayed(); "- -" before any) (one field written and read
--- where there were six: each field an HSET writes costs the server a listpack search, an
--- insertion and an argument in the AOF). pack_state() makes it, unpack_state() reads it.
+-- call applied to the run (see replayed(); NO_CALL for both before any) (one field written
+-- and read where there were six: each field an HSET writes costs the server a listpack
+-- search, an insertion and an argument in the AOF). pack_state() makes it, unpack_state()
+-- reads it.
+local NO_CALL = '-'
 local NAME_HEADS, NAME_HEADS_KEPT = {}, 0
 
 -- "<length> <name>" of a state name, kept (a run's states take a few names) for the last
@@ -164,16 +166,16 @@ end
 
 -- The kind, time (text), run count (text), last call's id and detail, name and message of a
 -- ``state`` value; a value that is not one is taken whole as the kind (a kind no rule knows:
--- every step refuses it). A call id never starts with a digit (see scripts.py), so a state
--- an earlier version wrote, "<kind> <time> <run count> <n> <name><message>", reads as one
--- that names no call.
+-- every step refuses it; its time is nil). A call id never starts with a digit (see
+-- scripts.py), so a state an earlier version wrote, "<kind> <time> <run count> <n>
+-- <name><message>", reads as one that names no call.
 local function unpack_state(state)
   local type, ts, count, call_id, detail, length, at =
     match(state, '^(%u+) (%d+) (%d+) ([^%s%d]%S*) (%S+) (%d+) ()')
   if not type then
     type, ts, count, length, at = match(state, '^(%u+) (%d+) (%d+) (%d+) ()')
-    if not type then return state, '0', '0', '-', '-', '', '' end
-    call_id, detail = '-', '-'
+    if not type then return state, nil, '0', NO_CALL, NO_CALL, '', '' end
+    call_id, detail = NO_CALL, NO_CALL
   end
   local name_end = at + small_number(length) - 1
   return type, ts, count, call_id, detail, sub(state, at, name_end), sub(state, name_end + 1)
@@ -284,11 +286,14 @@ end
 
 -- The reply of a call that was applied: the run remembers the call (its state is written
 -- again, naming it), so that a resent copy (see OP) is answered as this one was, instead of
--- being refused by the state it made.
+-- being refused by the state it made. A state that is not one of ours (no time: see
+-- unpack_state()) is left as it is.
 local function accepted(detail, cur, ...)
   cur.call_id, cur.op_detail = OP, detail
-  call('HSET', RUN, 'state',
-    pack_state(cur.type, cur.ts, cur.count_text, OP, detail, cur.name, cur.message))
+  if cur.ts then
+    call('HSET', RUN, 'state',
+      pack_state(cur.type, cur.ts, cur.count_text, OP, detail, cur.name, cur.message))
+  end
   return reply(ACCEPTED, detail, cur, ...)
 end
 

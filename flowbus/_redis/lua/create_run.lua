@@ -22,7 +22,7 @@ end
 if not ALLOWED.NONE[initial] then return reply(REFUSED, 'a run starts SCHEDULED or PENDING') end
 -- the run as it is before its first state (what current() would read), written with that state
 local cur = {id = RUN_ID, flow = flow_name, type = 'NONE', name = '', run_count = 0,
-  count_text = '0', call_id = '-', op_detail = '-', pause_key = '', pause_timeout_ms = 0,
+  count_text = '0', call_id = NO_CALL, op_detail = NO_CALL, pause_key = '', pause_timeout_ms = 0,
   reschedule = false, deployment = deployment_id, holder = '', held = false, message = ''}
 -- fields without a value are left out (readers take an absent field as empty): each is added
 -- in front of the others with one constructor (a table grown a field at a time is rehashed)
