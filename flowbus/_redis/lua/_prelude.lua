@@ -316,6 +316,8 @@ local function check(cur, to_type, to_name, retry)
     end
     return 'the run is ' .. cur.type .. '; only an explicit retry may leave a final state'
   end
+  local allowed = ALLOWED[cur.type]
+  if not allowed then return 'the run holds a state flowbus cannot read' end
   if to_type == 'PAUSED' and cur.type ~= 'RUNNING' then
     -- the PAUSED → PAUSED moves end in Suspended: a run asked to suspend has checkpointed,
     -- or an in-process pause is handed over because its process leaves
@@ -324,7 +326,7 @@ local function check(cur, to_type, to_name, retry)
       return 'only a RUNNING run can be paused'
     end
   end
-  if not ALLOWED[cur.type][to_type] then
+  if not allowed[to_type] then
     return 'cannot move from ' .. cur.type .. ' to ' .. to_type
   end
   return nil
