@@ -771,13 +771,19 @@ async def test_a_resent_call_is_refused_once_another_call_moved_the_run(store: R
     assert late.status is Status.REFUSED
 
 
+async def run_with_a_foreign_state(store: RunStore) -> RunKeys:
+    """The keys of a new run whose hash holds a state not packed as flowbus packs one."""
+    run = await store.create_run("flow-a", queue="stateless")
+    keys = await store.run_keys(run.id)
+    await store.redis.hset(keys.run, "state", b"RUNNING soon")
+    return keys
+
+
 async def test_a_move_of_a_run_whose_state_is_not_ours_is_refused_with_its_reason(
     store: RunStore,
 ) -> None:
     # Given a run whose hash holds a state not packed as ours
-    run = await store.create_run("flow-a", queue="stateless")
-    keys = await store.run_keys(run.id)
-    await store.redis.hset(keys.run, "state", b"RUNNING soon")
+    keys = await run_with_a_foreign_state(store)
     before = await snapshot(store, keys)
     # When a move is asked of it, Then it is refused with a reason, and nothing is written
     reply = await moved(store, keys, S.COMPLETED)
@@ -792,9 +798,7 @@ async def test_a_sweep_of_a_run_whose_state_is_not_ours_leaves_that_state_as_it_
     store: RunStore,
 ) -> None:
     # Given a run whose hash holds a state not packed as ours
-    run = await store.create_run("flow-a", queue="stateless")
-    keys = await store.run_keys(run.id)
-    await store.redis.hset(keys.run, "state", b"RUNNING soon")
+    keys = await run_with_a_foreign_state(store)
     # When the deadline sweeper drops its (stale) deadline entry
     reply = await store.scripts.start_scheduled(keys)
     # Then the call is answered, and the state is not rewritten
