@@ -623,6 +623,16 @@ async def test_runs_of_many_queues_are_found_by_id_and_a_queue_born_later_too(
             await other.run_keys(missing)
 
 
+async def test_concurrent_first_creates_on_a_queue_announce_it_once(store: RunStore) -> None:
+    # When twenty runs are created at once on a queue this process has not used
+    runs = await asyncio.gather(*(store.create_run("f", queue="q-burst") for _ in range(20)))
+    # Then each was created, the queue is listed, and it was announced once
+    assert len({run.id for run in runs}) == 20
+    assert await store.redis.sismember(store.keys.queues(), "q-burst")
+    news = [e for e in await entries(store, store.keys.queues_added()) if e["queue"] == "q-burst"]
+    assert len(news) == 1
+
+
 async def test_a_run_whose_id_carries_another_queue_s_hint_is_found_by_its_index(
     store: RunStore,
 ) -> None:

@@ -194,7 +194,10 @@ class RunStore:
         params = encode(
             dict(parameters or {}), limit=self.settings.max_payload_bytes, what="parameters"
         )
+        # a queue is announced once by its first create: concurrent creates on it do not
+        # announce it again (nor lose their merging with each other, see merged_calls)
         new_queue = queue not in self._known_queues
+        self._known_queues.add(queue)
         holder, first_lease = self.holding(run_keys) if start else ("", "")
         call = self.scripts.create_run(
             run_keys,
@@ -228,9 +231,13 @@ class RunStore:
                 )
             call.add(pipe)
 
-        replies = await self.scripts.pipeline(build)
+        try:
+            replies = await self.scripts.pipeline(build)
+        except BaseException:
+            if new_queue:  # not announced: the next create on the queue announces it
+                self._known_queues.discard(queue)
+            raise
         reply = call.reply(replies[-1:])
-        self._known_queues.add(queue)
         if not reply.accepted:
             # the index was ours (set now, or by the first send of a pipeline resent after
             # NOSCRIPT) unless a run of that id exists: leave no trace of a run not created
