@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
@@ -19,10 +18,8 @@ if HIREDIS_AVAILABLE:
 PoolT = TypeVar("PoolT", bound=ConnectionPool)
 
 
-class _HiredisPacking:
+class _HiredisPacking(AbstractConnection):
     """Mixed in before a connection class: only how commands are packed changes."""
-
-    _serializer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
         head = args[0]
@@ -32,7 +29,7 @@ class _HiredisPacking:
             except TypeError:
                 pass
         # a multi-word command name ("CLIENT SETNAME") or a buffer argument: redis-py's way
-        packed: list[bytes] = self._serializer.pack(*args)
+        packed: list[bytes] = super().pack_command(*args)
         return packed
 
 
