@@ -18,7 +18,7 @@ from flowbus._core.bridge import run_loop
 from flowbus._core.codec import encode
 from flowbus._core.supervisor import spawn
 from flowbus._engine.context import FlowRunContext
-from flowbus._engine.hooks import call_hooks, hooks_for
+from flowbus._engine.hooks import call_hooks, has_final_hooks, hooks_for
 from flowbus._engine.run_logs import (
     LifecycleLog,
     capture_prints,
@@ -79,6 +79,7 @@ class FlowEngine:
         "delivery",
         "flow",
         "flow_run",
+        "on_code_done",
         "on_transition",
         "runtime",
         "store",
@@ -91,6 +92,7 @@ class FlowEngine:
         runtime: Runtime,
         delivery: Delivery | None = None,
         on_transition: Callable[[State], None] | None = None,
+        on_code_done: Callable[[], None] | None = None,
     ) -> None:
         self.flow = flow
         self.flow_run = flow_run
@@ -102,6 +104,9 @@ class FlowEngine:
         self.acked = False
         #: Told of every state this engine (or a pause in its run) moves the run to.
         self.on_transition = on_transition
+        #: Told once the run's code is done, as its final state is written (never for a flow
+        #: with final-state hooks: they run after it): a worker frees the run's slot then.
+        self.on_code_done = on_code_done
         #: This execution's fencing token: the run count its start wrote (a run handed over
         #: RUNNING was started by the claim just made), carried by every write it makes.
         self.attempt: int | None = flow_run.run_count if flow_run.state.is_running() else None
@@ -304,6 +309,8 @@ class FlowEngine:
         asked to suspend that finishes before its next task boundary just finishes.
         """
         suspending = self.ctx is not None and self.ctx.interrupt == "suspend"
+        if self.on_code_done is not None and not has_final_hooks(self.flow.options):
+            self.on_code_done()
         try:
             await self.propose(
                 state,

@@ -31,6 +31,11 @@ def hooks_for(options: Any, state: State) -> Sequence[Hook]:
     return tuple(getattr(options, name, ())) if name else ()
 
 
+def has_final_hooks(options: Any) -> bool:
+    """Whether ``options`` name a hook for any final state."""
+    return any(getattr(options, name, None) for name in FLOW_HOOKS.values())
+
+
 async def call_hooks(hooks: Sequence[Hook], owner: Any, run: Any, state: State) -> None:
     """Call each hook (awaiting an async one); log, never raise, what a hook raises."""
     for hook in hooks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import anyio
 import redis
 from pydantic import field_validator
 
@@ -25,6 +26,7 @@ from flowbus import (
 from flowbus._redis.records import unpack_state
 from flowbus.context import TaskRunContext
 from flowbus.logging import get_run_logger
+from flowbus.models import FlowRun
 from tests.redis_clients import sync_redis
 
 
@@ -224,3 +226,34 @@ def logged(n: int = 1) -> int:
     """Logs from the flow and from a task (the worker's log lines name both)."""
     get_run_logger().info("starting with %d", n)
     return logged_step(n)
+
+
+def _span(tag: str, mark: str) -> None:
+    """Mark on ``spans:<tag>`` that a run's code started or ended (the list keeps the order)."""
+    _redis().rpush(key(f"spans:{tag}"), mark)
+
+
+@flow
+async def at_once(tag: str = "o") -> str:
+    """Code that spans a while, marked at its start and end."""
+    _span(tag, "start")
+    await anyio.sleep(0.05)  # other runs of the worker go on meanwhile
+    _span(tag, "end")
+    return tag
+
+
+async def _spanned_hook(_flow: object, run: FlowRun, _state: object) -> None:
+    """A completion hook that spans a while too: it is the run's code as well."""
+    tag = str(run.parameters["tag"])
+    _span(tag, "hook-start")
+    await anyio.sleep(0.05)
+    _span(tag, "hook-end")
+    _redis().rpush(key(f"hooked:{tag}"), "1")  # what a test blocks on: the hook ended
+
+
+@flow(on_completion=[_spanned_hook])
+async def at_once_hooked(tag: str = "h") -> str:
+    _span(tag, "start")
+    await anyio.sleep(0.05)
+    _span(tag, "end")
+    return tag

@@ -85,8 +85,24 @@ class Execution:
         return ctx.paused_key if ctx is not None else None
 
 
+class Slot:
+    """A run's place among the worker's ``concurrency``, freed once: when the run's code is
+    done (its final state being written, which needs no place), or when its handling ends."""
+
+    __slots__ = ("limiter", "token")
+
+    def __init__(self, limiter: anyio.CapacityLimiter, token: object) -> None:
+        self.limiter = limiter
+        self.token: object | None = token
+
+    def free(self) -> None:
+        if self.token is not None:
+            self.limiter.release_on_behalf_of(self.token)
+            self.token = None
+
+
 class Executor:
-    """Runs queue entries with at most ``concurrency`` runs at once."""
+    """Runs queue entries with at most ``concurrency`` runs' code executing at once."""
 
     def __init__(
         self,
@@ -114,13 +130,14 @@ class Executor:
     async def handle(
         self, queue: str, entry_id: str, fields: dict[str, str], token: object, reclaimed: bool
     ) -> None:
-        """Process one entry of ``queue``'s stream with the slot ``token`` holds (freed here).
+        """Process one entry of ``queue``'s stream in the slot ``token`` holds (see :class:`Slot`).
 
         Nothing in an entry may end the worker: an entry that makes its handling fail is
         dead-lettered; only a Redis that is unreachable or busy leaves it pending.
         """
+        slot = Slot(self.limiter, token)
         try:
-            await self._handle(queue, entry_id, fields, reclaimed)
+            await self._handle(queue, entry_id, fields, reclaimed, slot)
         except ResponseError as exc:
             if groups.is_entry_error(exc):
                 await self._reject(queue, entry_id, fields, exc)
@@ -136,7 +153,7 @@ class Executor:
             logger.exception("Handling entry %s of queue %s failed", entry_id, queue)
             await self._reject(queue, entry_id, fields, exc)
         finally:
-            self.limiter.release_on_behalf_of(token)
+            slot.free()
 
     async def _reject(
         self, queue: str, entry_id: str, fields: dict[str, str], exc: Exception
@@ -152,7 +169,7 @@ class Executor:
             logger.error("Entry %s of queue %s stays pending: %s", entry_id, queue, failed)
 
     async def _handle(
-        self, queue: str, entry_id: str, fields: dict[str, str], reclaimed: bool
+        self, queue: str, entry_id: str, fields: dict[str, str], reclaimed: bool, slot: Slot
     ) -> None:
         stream = self.store.keys.queue(queue).stream()
         run, started = await self._take(queue, entry_id, fields)
@@ -164,14 +181,14 @@ class Executor:
             await self._place(queue, entry_id, run)
             return
         if started and flow is not None:
-            if not await self._execute(queue, entry_id, run, flow):
+            if not await self._execute(queue, entry_id, run, flow, slot):
                 return  # abandoned (left pending), or acknowledged by the final transition
         elif state.is_running() and reclaimed and flow is not None:  # its worker died mid-run
             rescheduled = Scheduled(name="Rescheduled", message="Its worker stopped; re-running")
             reply = await self.store.set_state(run.id, rescheduled, expect=StateType.RUNNING)
             if reply.accepted:
                 run.state = rescheduled
-                if not await self._execute(queue, entry_id, run, flow):
+                if not await self._execute(queue, entry_id, run, flow, slot):
                     return
         elif state.is_running():
             logger.warning(
@@ -307,8 +324,10 @@ class Executor:
 
     # -- execution ---------------------------------------------------------------------------
 
-    async def _execute(self, queue: str, entry_id: str, run: FlowRun, flow: Flow[..., Any]) -> bool:
-        """Run the flow; True when the entry is still to be acknowledged."""
+    async def _execute(
+        self, queue: str, entry_id: str, run: FlowRun, flow: Flow[..., Any], slot: Slot
+    ) -> bool:
+        """Run the flow in ``slot``; True when the entry is still to be acknowledged."""
         execution = Execution(queue, entry_id, run, flow.is_async)
         key = (queue, entry_id)
         self.active[key] = execution
@@ -318,6 +337,7 @@ class Executor:
             self.runtime,
             Delivery(groups.GROUP, entry_id),
             on_transition=lambda state: self._transitioned(execution, state),
+            on_code_done=slot.free,
         )
         execution.engine = engine
         if run.state.is_running():  # claimed and started in one step: the engine will not say
