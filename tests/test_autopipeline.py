@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from flowbus._redis.autopipeline import AutoPipeline
-from flowbus._redis.connect import close_client
+from flowbus._redis.connect import QueuedCluster, close_client
 from flowbus._redis.runtime import open_redis
 from flowbus.settings import get_settings
 from tests.conftest import on_cluster
@@ -210,3 +210,31 @@ async def test_multi_word_commands_and_buffers_pack_as_redis_py_packs_them(redis
     assert await redis.get(key) == b"raw bytes"
     assert await redis.object("encoding", key) in (b"embstr", "embstr")
     await redis.delete(key)
+
+
+@pytest.mark.skipif(not on_cluster(), reason="a cluster client's slot map")
+async def test_reading_the_slot_map_again_bears_nodes_reordered_meanwhile(redis: Redis) -> None:
+    # Given a cluster client whose startup nodes are reordered while it reads its slot map
+    # (redis-py moves a node that failed a command to the end of them)
+    assert isinstance(redis, QueuedCluster)
+    manager = redis.nodes_manager
+    if not hasattr(manager, "move_node_to_end_of_cached_nodes"):
+        pytest.skip("this redis-py does not reorder its nodes")
+    reading = True
+
+    async def reorder() -> None:
+        while reading:
+            for name in list(manager.startup_nodes):
+                manager.move_node_to_end_of_cached_nodes(name)
+            await asyncio.sleep(0)
+
+    churn = asyncio.ensure_future(reorder())
+    try:
+        # When it reads the map again and again, Then none fails and the client serves on
+        for _ in range(20):
+            redis.remap()
+            await asyncio.gather(*(redis.initialize() for _ in range(4)))
+    finally:
+        reading = False
+        await churn
+    assert await redis.ping()

@@ -214,7 +214,8 @@ class QueuedCluster(RedisCluster):
         redis-py keeps idle beside that node's own pool (one more connection per client)."""
         await super().initialize(*args, **kwargs)
         serving = {id(node) for node in self.nodes_manager.nodes_cache.values()}
-        for node in self.nodes_manager.startup_nodes.values():
+        # a copy: another initialize (a caller racing this one) may change it meanwhile
+        for node in list(self.nodes_manager.startup_nodes.values()):
             if id(node) not in serving:
                 await node.disconnect()
         return self
