@@ -1,8 +1,10 @@
 """Commands packed into the Redis protocol by hiredis (C) rather than redis-py (Python).
 
 redis-py's sync connections pack with hiredis when it is installed; its asyncio connections
-never do, and packing the script calls (11 keys plus arguments each) was a tenth of a busy
-worker's CPU.
+did not before redis-py 8.2 (and since then encode each argument in a Python loop first), and
+packing the script calls (11 keys plus arguments each) was a tenth of a busy worker's CPU.
+flowbus's own commands (text and numbers) go to hiredis as they are; anything else is packed
+the connection's own way.
 """
 
 from __future__ import annotations
